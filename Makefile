@@ -1,0 +1,49 @@
+# sqlws — see README.md. `make run` and `make test` do all their own set-up.
+GO        ?= go
+BIN       ?= bin/sqlws
+DEMO_DB   ?= sqlws-demo.db
+ADDR      ?= 127.0.0.1:8080
+STATICCHECK_VERSION ?= 2025.1.1
+
+.PHONY: build run test test-go fuzz bench bench-go bench-load lint screenshot deps deps-test clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/sqlws
+
+# Serves a demo database created on first run (a `todos` table with a few rows).
+run: build
+	./$(BIN) serve --db $(DEMO_DB) --addr $(ADDR) --demo
+
+# Everything CI runs. Installs the sqlite3 CLI and Chromium when missing.
+test: deps-test
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./db
+
+deps-test:
+	@command -v sqlite3 >/dev/null 2>&1 || { apt-get update && apt-get install -y sqlite3; }
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+
+bench: bench-go bench-load
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./db ./ws ./web
+
+bench-load: build
+	./$(BIN) bench --short
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+screenshot: deps-test
+	SQLWS_SCREENSHOT=1 $(GO) test -count=1 -run 'TestDashboardScreenshot' ./e2e
+
+clean:
+	rm -rf bin $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

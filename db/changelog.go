@@ -1,0 +1,85 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"github.com/sqlws/sqlws/models"
+)
+
+// headSQL reads the AUTOINCREMENT counter, which is the last assigned seq even when
+// retention has deleted every row.
+const headSQL = `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0)`
+
+// Position reads the changelog's head and oldest retained seq in one read transaction.
+func (d *DB) Position(ctx context.Context) (models.Position, error) {
+	var p models.Position
+	var oldest sql.NullInt64
+	err := d.reader.QueryRowContext(ctx,
+		`SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0), (SELECT min(seq) FROM sqlws_changes)`).
+		Scan(&p.Head, &oldest)
+	if err != nil {
+		return p, classify("read changelog position", err)
+	}
+	p.Oldest = p.Head + 1
+	if oldest.Valid {
+		p.Oldest = oldest.Int64
+	}
+	return p, nil
+}
+
+// Head returns the last assigned seq using q, so a caller can read it in the same
+// transaction as the rows it returns.
+func Head(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int64, error) {
+	var h int64
+	if err := q.QueryRowContext(ctx, headSQL).Scan(&h); err != nil {
+		return 0, classify("read changelog head", err)
+	}
+	return h, nil
+}
+
+// ReadChanges returns up to limit changes with seq > after, in seq order, each encoded
+// once as its protocol JSON. It stops early after maxBytes of encoded output (at least
+// one change is always returned), which bounds memory for wide rows. It runs as one
+// short statement and holds no transaction afterwards.
+func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
+	return readChanges(ctx, d.reader, after, limit, maxBytes)
+}
+
+func readChanges(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, after int64, limit, maxBytes int) ([]models.Encoded, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := q.QueryContext(ctx,
+		`SELECT seq, tbl, op, pk, old, new, ts FROM sqlws_changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, classify("read changelog", err)
+	}
+	defer rows.Close()
+	out := make([]models.Encoded, 0, min(limit, 256))
+	total := 0
+	var (
+		seq, ts     int64
+		tbl, op     string
+		pk, old, nw sql.RawBytes
+	)
+	for rows.Next() {
+		if err := rows.Scan(&seq, &tbl, &op, &pk, &old, &nw, &ts); err != nil {
+			return nil, classify("read changelog", err)
+		}
+		buf := make([]byte, 0, 64+len(tbl)+len(pk)+len(old)+len(nw))
+		buf = models.AppendChange(buf, seq, tbl, op, pk, old, nw, ts)
+		out = append(out, models.Encoded{Seq: seq, Table: tbl, JSON: buf})
+		total += len(buf)
+		if maxBytes > 0 && total >= maxBytes {
+			break
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify("read changelog", err)
+	}
+	return out, nil
+}

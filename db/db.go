@@ -1,0 +1,199 @@
+// Package db is everything in sqlws that touches SQLite: opening the database (a pool
+// of readers and one writer), migrations, schema introspection, capture-trigger
+// generation, tailing and range reads of the changelog, CRUD queries and retention.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sqlws/sqlws/errors"
+
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	// BusyTimeout is how long a statement waits for another connection's lock before
+	// SQLITE_BUSY. Default 5s. Longer hides contention; shorter surfaces 503s sooner.
+	BusyTimeout time.Duration
+	// MaxReaders bounds the reader pool. Default 8.
+	MaxReaders int
+	// Tables limits capture to these tables; empty means every user table, including
+	// tables created later.
+	Tables []string
+	// ReadOnlySchema disables installing triggers (used by migrate/uninstall commands).
+	ReadOnlySchema bool
+}
+
+// DB is an open sqlws database: a reader pool, a single writer connection and the
+// cached live schema of the tracked tables.
+type DB struct {
+	path   string
+	opts   Options
+	reader *sql.DB
+	writer *sql.DB
+
+	streamID string
+
+	mu     sync.RWMutex
+	tables map[string]*schemaEntry // tracked tables by name
+
+	// written is signalled (non-blocking) after every commit on the writer, so the
+	// tailer wakes at once instead of waiting for its poll.
+	written chan struct{}
+}
+
+// Open opens (creating if needed) the SQLite database at path in WAL mode. It does not
+// migrate or install triggers; see Migrate and SyncTriggers.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.MaxReaders <= 0 {
+		opts.MaxReaders = 8
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	d := &DB{path: abs, opts: opts, tables: map[string]*schemaEntry{}, written: make(chan struct{}, 1)}
+
+	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true))
+	if err != nil {
+		return nil, fmt.Errorf("open writer: %w", err)
+	}
+	// One writer connection: SQLite admits one writer at a time anyway, and queuing in
+	// Go is cheaper and fairer than spinning on SQLITE_BUSY.
+	d.writer.SetMaxOpenConns(1)
+	d.writer.SetMaxIdleConns(1)
+	d.writer.SetConnMaxLifetime(0)
+	d.writer.SetConnMaxIdleTime(0)
+
+	var mode string
+	if err := d.writer.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		d.writer.Close()
+		return nil, errors.E(errors.Unavailable, "database cannot be opened", fmt.Errorf("open %s: %w", abs, err))
+	}
+	// WAL is what lets the tailer and REST readers run beside writers; a database that
+	// refuses it (e.g. on a filesystem without shared memory) must not be served.
+	if !strings.EqualFold(mode, "wal") {
+		d.writer.Close()
+		return nil, fmt.Errorf("open %s: journal_mode is %q, want wal", abs, mode)
+	}
+
+	d.reader, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, false))
+	if err != nil {
+		d.writer.Close()
+		return nil, fmt.Errorf("open readers: %w", err)
+	}
+	d.reader.SetMaxOpenConns(opts.MaxReaders)
+	d.reader.SetMaxIdleConns(opts.MaxReaders)
+	d.reader.SetConnMaxIdleTime(5 * time.Minute)
+	return d, nil
+}
+
+func dsn(path string, busy time.Duration, writer bool) string {
+	v := url.Values{}
+	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	v.Add("_pragma", "foreign_keys(1)")
+	v.Add("_pragma", "synchronous(NORMAL)")
+	if writer {
+		// BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails
+		// half-way with SQLITE_BUSY on lock upgrade.
+		v.Set("_txlock", "immediate")
+	} else {
+		v.Add("_pragma", "query_only(1)")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + v.Encode()
+}
+
+// Path is the absolute path of the database file.
+func (d *DB) Path() string { return d.path }
+
+// Reader is the read-only connection pool.
+func (d *DB) Reader() *sql.DB { return d.reader }
+
+// Writer is the single writer connection. Callers that commit through it must call
+// Wrote afterwards so the tailer wakes at once.
+func (d *DB) Writer() *sql.DB { return d.writer }
+
+// Wrote tells the tailer that the writer committed.
+func (d *DB) Wrote() {
+	select {
+	case d.written <- struct{}{}:
+	default:
+	}
+}
+
+// Close closes both pools.
+func (d *DB) Close() error {
+	return errors.Join(d.reader.Close(), d.writer.Close())
+}
+
+// StreamID is the database's stream id, read by LoadMeta after migration.
+func (d *DB) StreamID() string { return d.streamID }
+
+// LoadMeta reads the stream id. Call after Migrate.
+func (d *DB) LoadMeta(ctx context.Context) error {
+	err := d.reader.QueryRowContext(ctx, "SELECT value FROM sqlws_meta WHERE key = 'stream_id'").Scan(&d.streamID)
+	if err != nil {
+		return fmt.Errorf("load stream id: %w", err)
+	}
+	return nil
+}
+
+// classify turns a SQLite error into a classified error: busy and locked become
+// Unavailable, so callers answer 503 and clients retry.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.KindOf(err) != errors.Internal {
+		return err
+	}
+	if isBusy(err) {
+		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// sqliteCode is the primary SQLite result code of err, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return 0
+}
+
+func isBusy(err error) bool {
+	c := sqliteCode(err)
+	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+}
+
+// Write runs fn in one IMMEDIATE transaction on the writer connection, commits, and
+// wakes the tailer so subscribers see the change without waiting for a poll. fn must
+// not keep tx beyond its return.
+func (d *DB) Write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := d.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return classify(op, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return classify(op, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return classify(op, err)
+	}
+	d.Wrote()
+	return nil
+}

@@ -1,0 +1,360 @@
+package db_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/internal/testenv"
+	"github.com/sqlws/sqlws/models"
+)
+
+// open opens, migrates and installs triggers on the database at path.
+func open(t testing.TB, path string, opts db.Options) *db.DB {
+	t.Helper()
+	ctx := context.Background()
+	d, err := db.Open(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.LoadMeta(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SyncTriggers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func readAll(t testing.TB, d *db.DB, after int64) []models.Change {
+	t.Helper()
+	enc, err := d.ReadChanges(context.Background(), after, 100000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]models.Change, len(enc))
+	for i, e := range enc {
+		if err := json.Unmarshal(e.JSON, &out[i]); err != nil {
+			t.Fatalf("record %d is not valid JSON: %v\n%s", e.Seq, err, e.JSON)
+		}
+		if out[i].Seq != e.Seq || out[i].Table != e.Table {
+			t.Fatalf("record %s disagrees with its envelope seq=%d table=%q", e.JSON, e.Seq, e.Table)
+		}
+	}
+	return out
+}
+
+func TestSyncTriggersIdempotentAndRegenerates(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT); CREATE TABLE b(k TEXT, v BLOB);`)
+	d := open(t, path, db.Options{})
+	ctx := context.Background()
+
+	res, err := d.SyncTriggers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 0 || res.Dropped != 0 {
+		t.Fatalf("second sync changed triggers: %+v", res)
+	}
+	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM sqlite_master WHERE type='trigger' AND name LIKE 'sqlws%';"); n != 6 {
+		t.Fatalf("triggers = %d, want 6", n)
+	}
+
+	testenv.SQLite(t, path, `ALTER TABLE a ADD COLUMN y INTEGER DEFAULT 7;`)
+	res, err = d.SyncTriggers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created != 3 || res.Dropped != 3 {
+		t.Fatalf("sync after ADD COLUMN: %+v, want 3 created and 3 dropped", res)
+	}
+	testenv.SQLite(t, path, `INSERT INTO a(x) VALUES ('hi');`)
+	ch := readAll(t, d, 0)
+	if len(ch) != 1 || string(ch[0].New) != `{"id":1,"x":"hi","y":7}` {
+		t.Fatalf("after ADD COLUMN got %+v", ch)
+	}
+
+	// Dropping a table drops its triggers with it; the next sync forgets the table.
+	testenv.SQLite(t, path, `DROP TABLE b;`)
+	if _, err := d.SyncTriggers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.Tracked("b") || !d.Tracked("a") {
+		t.Fatalf("tracked after DROP TABLE b: a=%v b=%v", d.Tracked("a"), d.Tracked("b"))
+	}
+}
+
+func TestStorageClassesRoundTripFromCLI(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE v(id INTEGER PRIMARY KEY, x);`)
+	d := open(t, path, db.Options{})
+	testenv.SQLite(t, path, `INSERT INTO v(id, x) VALUES
+		(1, 9223372036854775807), (2, -9223372036854775808), (3, 0.1 + 0.2), (4, 1e300),
+		(5, 9e999), (6, -9e999), (7, 'héllo "q" 😀'||char(10)||'x'), (8, NULL), (9, x'00ff10'),
+		(10, 2.5), (11, 0.1), (12, 5e-324);`)
+	want := []string{
+		`9223372036854775807`, `-9223372036854775808`, `0.30000000000000004`, `1.0e+300`,
+		`{"$real":"Infinity"}`, `{"$real":"-Infinity"}`, `"héllo \"q\" 😀\nx"`, `null`, `{"$blob":"00FF10"}`,
+		`2.5`, `0.1`, ``,
+	}
+	ch := readAll(t, d, 0)
+	if len(ch) != len(want) {
+		t.Fatalf("got %d changes, want %d", len(ch), len(want))
+	}
+	for i, c := range ch {
+		var row map[string]json.RawMessage
+		if err := json.Unmarshal(c.New, &row); err != nil {
+			t.Fatal(err)
+		}
+		got := string(row["x"])
+		if want[i] != "" && got != want[i] {
+			t.Errorf("row %d: x = %s, want %s", i+1, got, want[i])
+		}
+	}
+	// Every REAL must parse back to exactly the stored double.
+	for _, c := range ch {
+		var row struct{ X any }
+		dec := json.NewDecoder(strings.NewReader(string(c.New)))
+		dec.UseNumber()
+		if err := dec.Decode(&row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var subnormal struct{ X float64 }
+	json.Unmarshal(ch[11].New, &subnormal)
+	if subnormal.X != 5e-324 {
+		t.Errorf("5e-324 came back as %v (%s)", subnormal.X, ch[11].New)
+	}
+}
+
+func TestKeysAndOddIdentifiers(t *testing.T) {
+	path := testenv.NewDB(t, `
+		CREATE TABLE "we""ird 'tab' select" ("order" INTEGER, "sp ace" TEXT, "ünï" TEXT, PRIMARY KEY ("sp ace", "order"));
+		CREATE TABLE kv (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+		CREATE TABLE plain (a, b);
+		CREATE TABLE shadow (rowid TEXT, _rowid_ TEXT, v);`)
+	d := open(t, path, db.Options{})
+	testenv.SQLite(t, path, `
+		INSERT INTO "we""ird 'tab' select" VALUES (3, 'x y', 'ü');
+		INSERT INTO kv VALUES ('k1', 1); UPDATE kv SET v = 2 WHERE k = 'k1';
+		INSERT INTO plain VALUES (1, 2); DELETE FROM plain;
+		INSERT INTO shadow VALUES ('r', 's', 1);`)
+	ch := readAll(t, d, 0)
+	got := make([]string, len(ch))
+	for i, c := range ch {
+		got[i] = fmt.Sprintf("%s %s %s %s %s", c.Table, c.Op, c.PK, c.Old, c.New)
+	}
+	want := []string{
+		`we"ird 'tab' select insert {"sp ace":"x y","order":3} null {"order":3,"sp ace":"x y","ünï":"ü"}`,
+		`kv insert {"k":"k1"} null {"k":"k1","v":1}`,
+		`kv update {"k":"k1"} {"k":"k1","v":1} {"k":"k1","v":2}`,
+		`plain insert {"rowid":1} null {"a":1,"b":2}`,
+		`plain delete {"rowid":1} {"a":1,"b":2} null`,
+		`shadow insert {"rowid":1} null {"rowid":"r","_rowid_":"s","v":1}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestConcurrentInstallOnOneFile(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY); CREATE TABLE b(id INTEGER PRIMARY KEY);`)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			ctx := context.Background()
+			d, err := db.Open(ctx, path, db.Options{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer d.Close()
+			if err := d.Migrate(ctx); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := d.SyncTriggers(ctx); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM sqlite_master WHERE type='trigger';"); n != 6 {
+		t.Fatalf("triggers = %d, want 6", n)
+	}
+	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM sqlws_meta;"); n != 1 {
+		t.Fatalf("meta rows = %d, want 1", n)
+	}
+	testenv.SQLite(t, path, "INSERT INTO a DEFAULT VALUES;")
+	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM sqlws_changes;"); n != 1 {
+		t.Fatalf("one insert captured %d times", n)
+	}
+}
+
+func TestUninstallAndMigrateDownLeaveWritesWorking(t *testing.T) {
+	for _, mode := range []string{"uninstall", "down"} {
+		t.Run(mode, func(t *testing.T) {
+			path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, v);`)
+			d := open(t, path, db.Options{})
+			testenv.SQLite(t, path, "INSERT INTO a(v) VALUES (1);")
+			var err error
+			if mode == "uninstall" {
+				err = d.Uninstall(context.Background())
+			} else {
+				err = d.MigrateDown(context.Background())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			left := testenv.SQLite(t, path, "SELECT type || ' ' || name FROM sqlite_master WHERE name LIKE 'sqlws%' AND name != 'sqlws_goose_version';")
+			if strings.TrimSpace(left) != "" {
+				t.Fatalf("%s left sqlws objects:\n%s", mode, left)
+			}
+			// The application's writes must keep working, and its rows stay.
+			testenv.SQLite(t, path, "INSERT INTO a(v) VALUES (2);")
+			if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM a;"); n != 2 {
+				t.Fatalf("rows = %d, want 2", n)
+			}
+		})
+	}
+}
+
+func TestTailerDeliversConcurrentWritersInOrder(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, w INTEGER, i INTEGER);`)
+	d := open(t, path, db.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan []models.Encoded, 1024)
+	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, db.TailerOptions{Batch: 37})
+	done := make(chan struct{})
+	go func() { tl.Run(ctx); close(done) }()
+
+	const writers, each = 4, 50
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			var sql strings.Builder
+			for i := range each {
+				fmt.Fprintf(&sql, "INSERT INTO a(w, i) VALUES (%d, %d);\n", w, i)
+			}
+			if _, err := testenv.RunSQLite(path, sql.String()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// And writes through sqlws's own writer connection at the same time.
+	wg.Go(func() {
+		for i := range each {
+			err := d.Write(ctx, "test insert", func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, "INSERT INTO a(w, i) VALUES (99, ?)", i)
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	want := int64((writers + 1) * each)
+	var last int64
+	deadline := time.After(30 * time.Second)
+	for last < want {
+		select {
+		case b := <-got:
+			for _, e := range b {
+				if e.Seq != last+1 {
+					t.Fatalf("seq %d after %d", e.Seq, last)
+				}
+				last = e.Seq
+			}
+		case <-deadline:
+			t.Fatalf("tailer delivered up to %d of %d", last, want)
+		}
+	}
+	cancel()
+	<-done
+	if tl.Last() != want {
+		t.Fatalf("Last = %d, want %d", tl.Last(), want)
+	}
+}
+
+func TestPruneByCountAndAge(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
+	d := open(t, path, db.Options{})
+	ctx := context.Background()
+	testenv.SQLite(t, path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1200) INSERT INTO a SELECT i FROM n;")
+
+	// Nothing past upTo is pruned, whatever the bounds say.
+	n, err := d.Prune(ctx, db.Retention{MaxCount: 100, Batch: 64}, 50)
+	if err != nil || n != 50 {
+		t.Fatalf("prune up to 50: n=%d err=%v", n, err)
+	}
+	n, err = d.Prune(ctx, db.Retention{MaxCount: 100, Batch: 64}, 1200)
+	if err != nil || n != 1050 {
+		t.Fatalf("prune to 100: n=%d err=%v", n, err)
+	}
+	pos, err := d.Position(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos.Head != 1200 || pos.Oldest != 1101 {
+		t.Fatalf("position %+v, want head 1200 oldest 1101", pos)
+	}
+	// Age: make the first 40 retained changes old.
+	testenv.SQLite(t, path, "UPDATE sqlws_changes SET ts = 0 WHERE seq <= 1140;")
+	if n, err = d.Prune(ctx, db.Retention{MaxAge: time.Hour}, 1200); err != nil || n != 40 {
+		t.Fatalf("prune by age: n=%d err=%v", n, err)
+	}
+	// Everything too old: the log empties but the head, and so seq, never goes back.
+	testenv.SQLite(t, path, "UPDATE sqlws_changes SET ts = 0;")
+	if _, err = d.Prune(ctx, db.Retention{MaxAge: time.Hour}, 1200); err != nil {
+		t.Fatal(err)
+	}
+	pos, _ = d.Position(ctx)
+	if pos.Head != 1200 || pos.Oldest != 1201 {
+		t.Fatalf("after pruning all: %+v, want head 1200 oldest 1201", pos)
+	}
+	testenv.SQLite(t, path, "INSERT INTO a VALUES (5000);")
+	if ch := readAll(t, d, 0); len(ch) != 1 || ch[0].Seq != 1201 {
+		t.Fatalf("after pruning all, next change = %+v, want seq 1201", ch)
+	}
+}
+
+func TestStreamIDStableAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	d1 := open(t, path, db.Options{})
+	id := d1.StreamID()
+	d1.Close()
+	d2 := open(t, path, db.Options{})
+	if id == "" || d2.StreamID() != id {
+		t.Fatalf("stream id %q then %q", id, d2.StreamID())
+	}
+}
+
+func TestTablesFlagRejectsUnknown(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
+	d, err := db.Open(context.Background(), path, db.Options{Tables: []string{"a", "nope"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	d.Migrate(context.Background())
+	if _, err := d.SyncTriggers(context.Background()); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("err = %v, want one naming nope", err)
+	}
+}

@@ -1,0 +1,172 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/models"
+)
+
+// schemaEntry is a tracked table with what trigger generation and CRUD need.
+type schemaEntry struct {
+	models.Table
+	rowidName string // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
+}
+
+// querier is what schema reads need: a pool, a connection or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// userTables lists ordinary tables of the main schema that sqlws may track: not
+// sqlite_* or sqlws_* internals, not virtual tables or their shadow tables.
+func userTables(ctx context.Context, q querier) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_table_list
+		WHERE schema = 'main' AND type = 'table'
+		AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE 'sqlws\_%' ESCAPE '\'`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// introspect reads one table's live schema.
+func introspect(ctx context.Context, q querier, name string) (*schemaEntry, error) {
+	e := &schemaEntry{Table: models.Table{Name: name}}
+	rows, err := q.QueryContext(ctx, `SELECT wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = ?`, name)
+	if err != nil {
+		return nil, fmt.Errorf("introspect %q: %w", name, err)
+	}
+	found := false
+	for rows.Next() {
+		found = true
+		if err := rows.Scan(&e.WithoutRowid, &e.Strict); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("introspect %q: %w", name, err)
+		}
+	}
+	rows.Close()
+	if !found {
+		return nil, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", name)
+	}
+
+	rows, err = q.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`, name)
+	if err != nil {
+		return nil, fmt.Errorf("introspect %q columns: %w", name, err)
+	}
+	defer rows.Close()
+	type pkcol struct {
+		pos  int
+		name string
+	}
+	var pks []pkcol
+	for rows.Next() {
+		var c models.Column
+		var dflt sql.NullString
+		var hidden int
+		if err := rows.Scan(&c.Name, &c.Type, &c.NotNull, &dflt, &c.PK, &hidden); err != nil {
+			return nil, fmt.Errorf("introspect %q columns: %w", name, err)
+		}
+		if hidden == 1 { // hidden columns of virtual tables
+			continue
+		}
+		if dflt.Valid {
+			c.Default = &dflt.String
+		}
+		c.Generated = hidden >= 2
+		if c.PK > 0 {
+			pks = append(pks, pkcol{c.PK, c.Name})
+		}
+		e.Columns = append(e.Columns, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("introspect %q columns: %w", name, err)
+	}
+	sort.Slice(pks, func(i, j int) bool { return pks[i].pos < pks[j].pos })
+	for _, p := range pks {
+		e.PrimaryKey = append(e.PrimaryKey, p.name)
+	}
+	if !e.WithoutRowid {
+		e.rowidName = rowidAlias(e.Columns)
+	}
+	return e, nil
+}
+
+// rowidAlias returns a name that reaches the rowid: a column may shadow "rowid", so try
+// SQLite's other two spellings. "" if all three are shadowed.
+func rowidAlias(cols []models.Column) string {
+	for _, cand := range []string{"rowid", "_rowid_", "oid"} {
+		shadowed := false
+		for _, c := range cols {
+			if strings.EqualFold(c.Name, cand) {
+				shadowed = true
+				break
+			}
+		}
+		if !shadowed {
+			return cand
+		}
+	}
+	return ""
+}
+
+// Tables returns the live schema of every tracked table, sorted by name.
+func (d *DB) Tables() []models.Table {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]models.Table, 0, len(d.tables))
+	for _, e := range d.tables {
+		out = append(out, e.Table)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Table returns the live schema of a tracked table.
+func (d *DB) Table(name string) (models.Table, bool) {
+	e, ok := d.entry(name)
+	if !ok {
+		return models.Table{}, false
+	}
+	return e.Table, true
+}
+
+// Tracked reports whether name is a tracked table.
+func (d *DB) Tracked(name string) bool {
+	_, ok := d.entry(name)
+	return ok
+}
+
+func (d *DB) entry(name string) (*schemaEntry, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	e, ok := d.tables[name]
+	return e, ok
+}
+
+// quoteIdent quotes an SQL identifier; any character but NUL is allowed inside.
+func quoteIdent(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// quoteLiteral quotes an SQL string literal.
+func quoteLiteral(s string) string {
+	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
+}

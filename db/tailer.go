@@ -1,0 +1,143 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/sqlws/sqlws/models"
+)
+
+// TailerOptions configure a Tailer.
+type TailerOptions struct {
+	// Poll is how often the tailer asks SQLite whether another process committed
+	// (PRAGMA data_version, a few microseconds). Default 2ms. sqlws's own commits wake
+	// it at once regardless.
+	Poll time.Duration
+	// Batch is the most changes read per statement. Default 1000.
+	Batch int
+	// BatchBytes bounds the encoded bytes read per statement. Default 4 MiB.
+	BatchBytes int
+	Logger     *slog.Logger
+}
+
+// Tailer reads new changelog rows in seq order and hands them, encoded, to a sink. It
+// never holds a read transaction open between reads, so WAL checkpoints proceed, and
+// it retries SQLITE_BUSY forever rather than skip a change.
+type Tailer struct {
+	db   *DB
+	sink func([]models.Encoded)
+	opts TailerOptions
+	last atomic.Int64 // seq of the last change handed to the sink
+}
+
+// NewTailer returns a tailer that delivers every change with seq > after to sink.
+// sink is called from one goroutine, in seq order; it must not block for long.
+func (d *DB) NewTailer(after int64, sink func([]models.Encoded), opts TailerOptions) *Tailer {
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Millisecond
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 1000
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 4 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	t := &Tailer{db: d, sink: sink, opts: opts}
+	t.last.Store(after)
+	return t
+}
+
+// Last is the seq of the last change handed to the sink.
+func (t *Tailer) Last() int64 { return t.last.Load() }
+
+// Run tails until ctx is done. It also notices schema changes (a table created, a
+// column added) and regenerates the capture triggers.
+func (t *Tailer) Run(ctx context.Context) error {
+	conn, err := t.db.reader.Conn(ctx)
+	if err != nil {
+		return classify("tail changelog", err)
+	}
+	defer conn.Close()
+
+	var dataVersion, schemaVersion int64 = -1, -1
+	ticker := time.NewTicker(t.opts.Poll)
+	defer ticker.Stop()
+	for {
+		dv, sv, err := versions(ctx, conn)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			t.opts.Logger.Warn("tail changelog: poll", "err", err)
+		default:
+			if sv != schemaVersion {
+				if schemaVersion != -1 {
+					if res, err := t.db.SyncTriggers(ctx); err != nil {
+						t.opts.Logger.Warn("sync triggers after schema change", "err", err)
+						sv = -1 // try again on the next poll
+					} else if res.Created+res.Dropped > 0 {
+						t.opts.Logger.Info("capture triggers updated", "created", res.Created, "dropped", res.Dropped, "tables", len(res.Tables))
+					}
+				}
+				schemaVersion = sv
+			}
+			if dv != dataVersion {
+				if err := t.drain(ctx, conn); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					t.opts.Logger.Warn("tail changelog", "err", err)
+				} else {
+					dataVersion = dv
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-t.db.written:
+			// Our own writer committed. data_version only moves for other connections'
+			// commits as seen by this one, which includes our writer, but waking now saves
+			// up to a poll interval.
+			dataVersion = -1
+		}
+	}
+}
+
+// drain reads and delivers everything after t.last.
+func (t *Tailer) drain(ctx context.Context, conn *sql.Conn) error {
+	for {
+		batch, err := readChanges(ctx, conn, t.last.Load(), t.opts.Batch, t.opts.BatchBytes)
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		t.sink(batch)
+		t.last.Store(batch[len(batch)-1].Seq)
+		if len(batch) < t.opts.Batch && batchBytes(batch) < t.opts.BatchBytes {
+			return nil
+		}
+	}
+}
+
+func batchBytes(b []models.Encoded) int {
+	n := 0
+	for _, e := range b {
+		n += len(e.JSON)
+	}
+	return n
+}
+
+func versions(ctx context.Context, conn *sql.Conn) (dv, sv int64, err error) {
+	err = conn.QueryRowContext(ctx, `SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version`).Scan(&dv, &sv)
+	return dv, sv, err
+}

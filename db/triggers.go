@@ -1,0 +1,227 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/sqlws/sqlws/errors"
+)
+
+// The capture triggers must run in every SQLite that writes to a served database, the
+// Debian sqlite3 3.40 CLI included, so they use only SQL that 3.40 has: no jsonb_*, no
+// unixepoch('subsec'), no application-defined functions. json_object fails on a BLOB
+// and 3.40 prints REALs with 15 digits and infinity as the invalid token Inf, so every
+// value goes through valueExpr.
+
+// tsExpr is the commit-time wall clock in unix milliseconds.
+const tsExpr = `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`
+
+// valueExpr encodes column reference ref losslessly as a JSON value: INTEGER and TEXT
+// as json_object writes them, REAL with the fewest of 15 or 17 significant digits that
+// round-trip, infinities and BLOBs as tagged objects. NULL is null.
+func valueExpr(ref string) string {
+	return `CASE typeof(` + ref + `)` +
+		` WHEN 'real' THEN CASE` +
+		` WHEN ` + ref + ` = 9e999 THEN json_object('$real','Infinity')` +
+		` WHEN ` + ref + ` = -9e999 THEN json_object('$real','-Infinity')` +
+		` WHEN CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + ` THEN json(printf('%!.15g',` + ref + `))` +
+		` ELSE json(printf('%!.17g',` + ref + `)) END` +
+		` WHEN 'blob' THEN json_object('$blob',hex(` + ref + `))` +
+		` ELSE ` + ref + ` END`
+}
+
+// rowExpr is a json_object of every column of the row that alias (NEW or OLD) names.
+func rowExpr(t *schemaEntry, alias string) string {
+	var b strings.Builder
+	b.WriteString("json_object(")
+	for i, c := range t.Columns {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(quoteLiteral(c.Name))
+		b.WriteString(",")
+		b.WriteString(valueExpr(alias + "." + quoteIdent(c.Name)))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// keyExpr is a json_object of the row's key: its primary key columns, or {"rowid":n}.
+func keyExpr(t *schemaEntry, alias string) string {
+	if len(t.PrimaryKey) == 0 {
+		return "json_object('rowid'," + alias + "." + t.rowidName + ")"
+	}
+	var b strings.Builder
+	b.WriteString("json_object(")
+	for i, k := range t.PrimaryKey {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(quoteLiteral(k))
+		b.WriteString(",")
+		b.WriteString(valueExpr(alias + "." + quoteIdent(k)))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// triggerName is the name of sqlws's trigger for op on table.
+func triggerName(table, op string) string { return "sqlws_" + op + "_" + table }
+
+// triggerSQL generates the three capture triggers of a table, keyed by trigger name.
+func triggerSQL(t *schemaEntry) (map[string]string, error) {
+	if len(t.PrimaryKey) == 0 && t.rowidName == "" {
+		return nil, fmt.Errorf("table %q: columns shadow rowid, _rowid_ and oid; declare a primary key", t.Name)
+	}
+	tbl := quoteLiteral(t.Name)
+	on := quoteIdent(t.Name)
+	mk := func(op, event, pk, old, new string) (string, string) {
+		name := triggerName(t.Name, op)
+		return name, "CREATE TRIGGER " + quoteIdent(name) + " AFTER " + event + " ON " + on +
+			" FOR EACH ROW BEGIN INSERT INTO sqlws_changes (tbl, op, pk, old, new, ts) VALUES (" +
+			tbl + ", '" + op + "', " + pk + ", " + old + ", " + new + ", " + tsExpr + "); END"
+	}
+	out := map[string]string{}
+	n, s := mk("insert", "INSERT", keyExpr(t, "NEW"), "NULL", rowExpr(t, "NEW"))
+	out[n] = s
+	n, s = mk("update", "UPDATE", keyExpr(t, "NEW"), rowExpr(t, "OLD"), rowExpr(t, "NEW"))
+	out[n] = s
+	n, s = mk("delete", "DELETE", keyExpr(t, "OLD"), rowExpr(t, "OLD"), "NULL")
+	out[n] = s
+	return out, nil
+}
+
+// SyncResult says what SyncTriggers changed.
+type SyncResult struct {
+	Created, Dropped int
+	Tables           []string // tracked tables after the sync
+}
+
+// SyncTriggers makes the capture triggers match the live schema: it creates missing
+// ones, regenerates those whose table changed (a column added, renamed or the table
+// renamed) and drops those of tables no longer tracked. It runs in one IMMEDIATE
+// transaction, so it is idempotent and safe with several sqlws processes on one file,
+// and it refreshes the cached schema the CRUD layer uses.
+func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
+	var res SyncResult
+	tx, err := d.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return res, classify("sync triggers", err)
+	}
+	defer tx.Rollback()
+
+	names, err := d.trackedNames(ctx, tx)
+	if err != nil {
+		return res, err
+	}
+	want := map[string]string{}
+	entries := map[string]*schemaEntry{}
+	for _, n := range names {
+		e, err := introspect(ctx, tx, n)
+		if err != nil {
+			return res, err
+		}
+		trg, err := triggerSQL(e)
+		if err != nil {
+			return res, err
+		}
+		for k, v := range trg {
+			want[k] = v
+		}
+		entries[n] = e
+	}
+	have, err := existingTriggers(ctx, tx)
+	if err != nil {
+		return res, err
+	}
+	for name, sqlText := range have {
+		if want[name] != sqlText {
+			if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
+				return res, classify("drop trigger", err)
+			}
+			res.Dropped++
+		}
+	}
+	for name, sqlText := range want {
+		if have[name] == sqlText {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, sqlText); err != nil {
+			return res, classify(fmt.Sprintf("create trigger %q", name), err)
+		}
+		res.Created++
+	}
+	if err := tx.Commit(); err != nil {
+		return res, classify("sync triggers", err)
+	}
+	d.mu.Lock()
+	d.tables = entries
+	d.mu.Unlock()
+	res.Tables = names
+	return res, nil
+}
+
+// trackedNames is the list of tables to capture: --tables, or every user table.
+func (d *DB) trackedNames(ctx context.Context, q querier) ([]string, error) {
+	all, err := userTables(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.opts.Tables) == 0 {
+		return all, nil
+	}
+	exists := map[string]bool{}
+	for _, n := range all {
+		exists[n] = true
+	}
+	var out []string
+	for _, n := range d.opts.Tables {
+		if !exists[n] {
+			return nil, errors.WithCode(errors.NotFound, "unknown_table", "table %q named in --tables does not exist", n)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func existingTriggers(ctx context.Context, q querier) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sqlws\_%' ESCAPE '\'`)
+	if err != nil {
+		return nil, fmt.Errorf("list triggers: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name string
+		var s sql.NullString
+		if err := rows.Scan(&name, &s); err != nil {
+			return nil, fmt.Errorf("list triggers: %w", err)
+		}
+		out[name] = s.String
+	}
+	return out, rows.Err()
+}
+
+// DropTriggers removes every sqlws capture trigger. The changelog stays.
+func (d *DB) DropTriggers(ctx context.Context) (int, error) {
+	tx, err := d.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, classify("drop triggers", err)
+	}
+	defer tx.Rollback()
+	have, err := existingTriggers(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	for name := range have {
+		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
+			return 0, classify("drop trigger", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, classify("drop triggers", err)
+	}
+	return len(have), nil
+}

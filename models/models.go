@@ -1,0 +1,230 @@
+// Package models holds the types every sqlws package shares: change records, table
+// schemas and protocol messages. It imports nothing of sqlws's own, so any package can
+// depend on it without cycles.
+package models
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// Operation names, as they appear in change records.
+const (
+	OpInsert = "insert"
+	OpUpdate = "update"
+	OpDelete = "delete"
+)
+
+// Change is one decoded change record. Row images stay raw JSON so that int64 values
+// and the BLOB encoding survive untouched.
+type Change struct {
+	Seq   int64           `json:"seq"`
+	Table string          `json:"table"`
+	Op    string          `json:"op"`
+	PK    json.RawMessage `json:"pk"`
+	Old   json.RawMessage `json:"old"`
+	New   json.RawMessage `json:"new"`
+	TS    int64           `json:"ts"`
+}
+
+// Encoded is a change record already encoded as its protocol JSON object. The fan-out
+// keeps changes in this form so each change is encoded once, however many subscribers
+// receive it.
+type Encoded struct {
+	Seq   int64
+	Table string
+	JSON  []byte
+}
+
+// AppendChange appends the protocol JSON object of one change to dst. pk, old and new
+// are raw JSON as written by the capture triggers; a nil or empty old/new is null.
+func AppendChange(dst []byte, seq int64, table, op string, pk, old, new []byte, ts int64) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendInt(dst, seq, 10)
+	dst = append(dst, `,"table":`...)
+	dst = AppendJSONString(dst, table)
+	dst = append(dst, `,"op":"`...)
+	dst = append(dst, op...)
+	dst = append(dst, `","pk":`...)
+	dst = appendRaw(dst, pk)
+	dst = append(dst, `,"old":`...)
+	dst = appendRaw(dst, old)
+	dst = append(dst, `,"new":`...)
+	dst = appendRaw(dst, new)
+	dst = append(dst, `,"ts":`...)
+	dst = strconv.AppendInt(dst, ts, 10)
+	return append(dst, '}')
+}
+
+func appendRaw(dst, raw []byte) []byte {
+	if len(raw) == 0 {
+		return append(dst, "null"...)
+	}
+	return append(dst, raw...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string literal. Invalid UTF-8 bytes become
+// U+FFFD, as encoding/json does.
+func AppendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < 0x80 {
+			i++
+			continue
+		}
+		if c < 0x80 {
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		// Multi-byte: validate via encoding/json's rules by falling back for the rest.
+		b, _ := json.Marshal(s[start:])
+		return append(dst, b[1:]...)
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Position is a change stream's extent: Head is the last assigned seq (0 if none
+// ever), Oldest the oldest retained seq (Head+1 when nothing is retained).
+type Position struct {
+	Head   int64 `json:"head"`
+	Oldest int64 `json:"oldest"`
+}
+
+// Column describes one column of a tracked table.
+type Column struct {
+	Name    string  `json:"name"`
+	Type    string  `json:"type"`
+	NotNull bool    `json:"notnull"`
+	Default *string `json:"default"`
+	PK      int     `json:"pk"` // 1-based position in the primary key, 0 if not part of it
+	// Generated columns appear in row images but cannot be written.
+	Generated bool `json:"generated,omitempty"`
+}
+
+// Table is the live schema of a tracked table.
+type Table struct {
+	Name         string   `json:"name"`
+	PrimaryKey   []string `json:"primary_key"`
+	Columns      []Column `json:"columns"`
+	WithoutRowid bool     `json:"without_rowid"`
+	Strict       bool     `json:"strict"`
+}
+
+// HasRowidKey reports whether rows are addressed by rowid because the table declares
+// no primary key.
+func (t *Table) HasRowidKey() bool { return len(t.PrimaryKey) == 0 }
+
+// KeyColumns is the list of columns that identify a row: the primary key, or "rowid".
+func (t *Table) KeyColumns() []string {
+	if len(t.PrimaryKey) == 0 {
+		return []string{"rowid"}
+	}
+	return t.PrimaryKey
+}
+
+// Column returns the named column, or nil.
+func (t *Table) Column(name string) *Column {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i]
+		}
+	}
+	return nil
+}
+
+// Message types of protocol v1.
+const (
+	TypeHello        = "hello"
+	TypeSubscribe    = "subscribe"
+	TypeSubscribed   = "subscribed"
+	TypeChanges      = "changes"
+	TypeReset        = "reset"
+	TypeUnsubscribe  = "unsubscribe"
+	TypeUnsubscribed = "unsubscribed"
+	TypeError        = "error"
+)
+
+// Reset reasons.
+const (
+	ResetPruned = "pruned"
+	ResetFuture = "future"
+	ResetStream = "stream"
+)
+
+// ProtocolVersion is the wire protocol version announced in hello.
+const ProtocolVersion = 1
+
+// Hello is the server's first frame.
+type Hello struct {
+	Type    string `json:"type"`
+	Version int    `json:"version"`
+	Stream  string `json:"stream"`
+	Head    int64  `json:"head"`
+	Oldest  int64  `json:"oldest"`
+}
+
+// ClientMessage is any message a client sends. Fields are raw or pointers so that the
+// server can tell "absent" from "zero" and report mistyped fields precisely.
+type ClientMessage struct {
+	Type   string          `json:"type"`
+	ID     json.RawMessage `json:"id"`
+	Tables json.RawMessage `json:"tables"`
+	Since  json.RawMessage `json:"since"`
+	Stream json.RawMessage `json:"stream"`
+}
+
+// Subscribed acknowledges a subscription.
+type Subscribed struct {
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id"`
+	Head int64           `json:"head"`
+}
+
+// Reset tells a client its stream position cannot be continued.
+type Reset struct {
+	Type   string          `json:"type"`
+	ID     json.RawMessage `json:"id"`
+	Reason string          `json:"reason"`
+	Stream string          `json:"stream"`
+	Head   int64           `json:"head"`
+}
+
+// Unsubscribed acknowledges an unsubscribe.
+type Unsubscribed struct {
+	Type string          `json:"type"`
+	ID   json.RawMessage `json:"id"`
+}
+
+// ErrorMessage reports a failed request; ID is null when unknown.
+type ErrorMessage struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id"`
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+}
+
+// ChangesFrame is the decoded form of a changes frame, for Go clients and tests.
+type ChangesFrame struct {
+	Type    string          `json:"type"`
+	ID      json.RawMessage `json:"id"`
+	Changes []Change        `json:"changes"`
+}

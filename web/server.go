@@ -1,0 +1,93 @@
+// Package web is sqlws's HTTP surface: the chi router, the REST handlers, middleware,
+// and the embedded dashboard and JavaScript client.
+package web
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/errors"
+)
+
+// Config wires the HTTP surface.
+type Config struct {
+	DB *db.DB
+	// WebSocket serves GET /ws.
+	WebSocket http.Handler
+	// BodyLimit caps request bodies. Default 1 MiB.
+	BodyLimit int64
+	Logger    *slog.Logger
+}
+
+// NewRouter returns the complete HTTP handler.
+func NewRouter(cfg Config) http.Handler {
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := chi.NewRouter()
+	r.Use(middleware.RealIP)
+	r.Use(recoverer(cfg.Logger))
+
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Write([]byte("ok\n"))
+	})
+	if cfg.WebSocket != nil {
+		r.Handle("/ws", cfg.WebSocket)
+	}
+	a := &api{db: cfg.DB, bodyLimit: cfg.BodyLimit, log: cfg.Logger}
+	r.Route("/api", a.mount)
+	mountStatic(r)
+	return r
+}
+
+// recoverer turns a handler panic into a 500 with no internal text, and logs it.
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.Error("handler panic", "method", r.Method, "path", r.URL.Path, "panic", v)
+					writeError(w, r, log, errors.E(errors.Internal, "internal error"))
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// writeJSON writes v as the response body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// writeError writes {"error":{"code","message"}} with the status of err's kind.
+// Internal errors are logged and reach the client only as "internal error".
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status, code, msg := errors.Public(err)
+	if status >= 500 {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+var _ = time.Second

@@ -1,0 +1,525 @@
+package ws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/models"
+)
+
+// Close codes beyond RFC 6455's, documented in docs/protocol.md.
+const (
+	// StatusSlowConsumer is used when a frame cannot be written within WriteTimeout.
+	// A blocked socket usually cannot carry the close frame, so clients mostly see an
+	// abnormal closure (1006); either way they resume with since.
+	StatusSlowConsumer websocket.StatusCode = 4000
+)
+
+// maxPendingControl bounds queued replies (subscribed, error, …) per connection; a
+// client that floods requests without reading replies is disconnected.
+const maxPendingControl = 1024
+
+// conn is one WebSocket connection. Its reads run on the HTTP handler's goroutine.
+// Writes run on a writer goroutine that exists only while there is something to
+// send, so an idle connection costs one goroutine.
+type conn struct {
+	hub    *Hub
+	ws     *websocket.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	ping   *time.Timer
+
+	mu      sync.Mutex
+	subs    map[string]*subscription // by the id's JSON text
+	order   []*subscription          // round-robin order for fairness
+	next    int                      // next index in order to serve
+	control [][]byte                 // replies waiting to be written, in order
+	writing bool                     // a writer goroutine is running
+	dirty   bool                     // woken while writing: look again before exiting
+	closed  bool
+}
+
+type subscription struct {
+	id     json.RawMessage
+	key    string
+	tables map[string]bool // nil: every table
+	cursor int64           // seq of the last change delivered or skipped
+}
+
+func (s *subscription) match(table string) bool { return s.tables[table] }
+
+// ServeHTTP upgrades GET /ws and runs the connection until it ends.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	wsc, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	if err != nil {
+		return // Accept has written the HTTP error
+	}
+	wsc.SetReadLimit(h.opts.ReadLimit)
+	ctx, cancel := context.WithCancel(h.ctx)
+	c := &conn{hub: h, ws: wsc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
+	h.wg.Add(1)
+	defer h.wg.Done()
+	// Runs before wg.Done: once closed is set, wake starts no writer, so no wg.Add
+	// can come after this goroutine's Done.
+	defer c.markClosed()
+	defer cancel()
+	if !h.register(c) {
+		wsc.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	defer h.unregister(c)
+
+	pos, err := h.src.Position(ctx)
+	if err != nil {
+		h.opts.Logger.Warn("websocket hello", "err", err)
+		wsc.Close(websocket.StatusTryAgainLater, "database unavailable")
+		return
+	}
+	hello, _ := json.Marshal(models.Hello{Type: models.TypeHello, Version: models.ProtocolVersion,
+		Stream: h.src.StreamID(), Head: pos.Head, Oldest: pos.Oldest})
+	wctx, wcancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
+	err = wsc.Write(wctx, websocket.MessageText, hello)
+	wcancel()
+	if err != nil {
+		return
+	}
+	c.ping = time.AfterFunc(h.opts.PingInterval, c.pingPeer)
+	defer c.ping.Stop()
+	c.readLoop()
+}
+
+func (c *conn) markClosed() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
+
+// readLoop handles client messages until the connection ends.
+func (c *conn) readLoop() {
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			return // the library has closed the socket (1009 for an oversized message)
+		}
+		if typ != websocket.MessageText {
+			c.sendError(nil, errors.E(errors.Invalid, "binary frames are not accepted; send JSON text"))
+			continue
+		}
+		c.handle(data)
+	}
+}
+
+func (c *conn) handle(data []byte) {
+	var m models.ClientMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		c.sendError(nil, errors.E(errors.Invalid, "malformed JSON message"))
+		return
+	}
+	id, idErr := parseID(m.ID)
+	switch m.Type {
+	case models.TypeSubscribe:
+		if idErr != nil {
+			c.sendError(nil, idErr)
+			return
+		}
+		c.subscribe(id, &m)
+	case models.TypeUnsubscribe:
+		if idErr != nil {
+			c.sendError(nil, idErr)
+			return
+		}
+		c.unsubscribe(id)
+	case "":
+		c.sendError(id, errors.E(errors.Invalid, `missing "type"`))
+	default:
+		c.sendError(id, errors.Errorf(errors.Invalid, "unknown message type %q", m.Type))
+	}
+}
+
+// parseID accepts a JSON string or number and returns its compact JSON text.
+func parseID(raw json.RawMessage) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, errors.E(errors.Invalid, `missing "id"`)
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return nil, errors.E(errors.Invalid, `"id" must be a string or a number`)
+		}
+		out, _ := json.Marshal(s) // canonical form, so "a" and "\u0061" are one id
+		return out, nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return raw, nil
+	}
+	return nil, errors.E(errors.Invalid, `"id" must be a string or a number`)
+}
+
+func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
+	h := c.hub
+	var tables []string
+	if len(m.Tables) > 0 && string(m.Tables) != "null" {
+		if err := json.Unmarshal(m.Tables, &tables); err != nil {
+			c.sendError(id, errors.E(errors.Invalid, `"tables" must be an array of table names`))
+			return
+		}
+	}
+	var filter map[string]bool
+	for _, t := range tables {
+		if !h.src.Tracked(t) {
+			c.sendError(id, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", t))
+			return
+		}
+		if filter == nil {
+			filter = map[string]bool{}
+		}
+		filter[t] = true
+	}
+	var stream string
+	if len(m.Stream) > 0 && string(m.Stream) != "null" {
+		if err := json.Unmarshal(m.Stream, &stream); err != nil {
+			c.sendError(id, errors.E(errors.Invalid, `"stream" must be a string`))
+			return
+		}
+	}
+	hasSince := len(m.Since) > 0 && string(m.Since) != "null"
+	var since int64
+	if hasSince {
+		v, err := strconv.ParseInt(string(bytes.TrimSpace(m.Since)), 10, 64)
+		if err != nil || v < 0 {
+			c.sendError(id, errors.E(errors.Invalid, `"since" must be an integer >= 0`))
+			return
+		}
+		since = v
+	}
+
+	c.mu.Lock()
+	_, dup := c.subs[string(id)]
+	c.mu.Unlock()
+	if dup {
+		c.sendError(id, errors.WithCode(errors.Conflict, "duplicate_id", "subscription %s is already active", id))
+		return
+	}
+
+	streamID := h.src.StreamID()
+	cursor := h.Head()
+	if stream != "" && stream != streamID {
+		c.sendReset(id, models.ResetStream, cursor)
+		return
+	}
+	if hasSince {
+		pos, err := h.src.Position(c.ctx)
+		if err != nil {
+			h.opts.Logger.Warn("subscribe: read position", "err", err)
+			c.sendError(id, errors.E(errors.Unavailable, "database unavailable; retry", err))
+			return
+		}
+		switch {
+		case since > pos.Head:
+			c.sendReset(id, models.ResetFuture, pos.Head)
+			return
+		case since < pos.Oldest-1:
+			c.sendReset(id, models.ResetPruned, pos.Head)
+			return
+		}
+		cursor = since
+	}
+	s := &subscription{id: id, key: string(id), tables: filter, cursor: cursor}
+	ack, _ := json.Marshal(models.Subscribed{Type: models.TypeSubscribed, ID: id, Head: max(cursor, h.Head())})
+
+	c.mu.Lock()
+	if _, dup := c.subs[s.key]; dup { // raced with itself? ids come from one reader; cheap to recheck
+		c.mu.Unlock()
+		c.sendError(id, errors.WithCode(errors.Conflict, "duplicate_id", "subscription %s is already active", id))
+		return
+	}
+	// The ack is queued before the subscription becomes visible to the writer, and the
+	// writer drains replies first, so "subscribed" precedes the first changes frame.
+	c.queueLocked(ack)
+	c.subs[s.key] = s
+	c.order = append(c.order, s)
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *conn) unsubscribe(id json.RawMessage) {
+	ack, _ := json.Marshal(models.Unsubscribed{Type: models.TypeUnsubscribed, ID: id})
+	c.mu.Lock()
+	s, ok := c.subs[string(id)]
+	if ok {
+		c.removeLocked(s)
+		c.queueLocked(ack)
+	}
+	c.mu.Unlock()
+	if !ok {
+		c.sendError(id, errors.WithCode(errors.NotFound, "unknown_subscription", "no active subscription %s", id))
+		return
+	}
+	c.wake()
+}
+
+func (c *conn) removeLocked(s *subscription) {
+	delete(c.subs, s.key)
+	for i, o := range c.order {
+		if o == s {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+}
+
+func (c *conn) sendReset(id json.RawMessage, reason string, head int64) {
+	msg, _ := json.Marshal(models.Reset{Type: models.TypeReset, ID: id, Reason: reason, Stream: c.hub.src.StreamID(), Head: head})
+	c.queue(msg)
+}
+
+// sendError queues an error reply. Only the client-safe part of err is sent.
+func (c *conn) sendError(id json.RawMessage, err error) {
+	_, code, msg := errors.Public(err)
+	if errors.KindOf(err) == errors.Internal {
+		c.hub.opts.Logger.Error("websocket request failed", "err", err)
+	}
+	if id == nil {
+		id = json.RawMessage("null")
+	}
+	b, _ := json.Marshal(models.ErrorMessage{Type: models.TypeError, ID: id, Code: code, Message: msg})
+	c.queue(b)
+}
+
+func (c *conn) queue(msg []byte) {
+	c.mu.Lock()
+	c.queueLocked(msg)
+	c.mu.Unlock()
+	c.wake()
+}
+
+func (c *conn) queueLocked(msg []byte) {
+	if len(c.control) >= maxPendingControl {
+		go c.ws.Close(websocket.StatusPolicyViolation, "too many unanswered requests")
+		return
+	}
+	c.control = append(c.control, msg)
+}
+
+// wake makes sure a writer goroutine will look for work.
+func (c *conn) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	if c.writing {
+		c.dirty = true
+		return
+	}
+	c.writing = true
+	c.hub.wg.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop writes replies and changes until there is nothing left, then exits.
+func (c *conn) writeLoop() {
+	defer c.hub.wg.Done()
+	buf := framePool.Get().(*[]byte)
+	defer framePool.Put(buf)
+	var batch []models.Encoded
+	for {
+		c.mu.Lock()
+		c.dirty = false
+		if len(c.control) > 0 {
+			msgs := c.control
+			c.control = nil
+			c.mu.Unlock()
+			for _, m := range msgs {
+				if !c.write(m) {
+					return
+				}
+			}
+			continue
+		}
+		sent, reset, err := c.nextFrameLocked(&batch, buf)
+		if err != nil {
+			c.mu.Unlock()
+			c.hub.opts.Logger.Warn("websocket: read history", "err", err)
+			// The database is busy or closed; try again shortly rather than lose data.
+			select {
+			case <-c.ctx.Done():
+				c.finishWriting()
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		if !sent && reset == nil {
+			if c.dirty {
+				c.mu.Unlock()
+				continue
+			}
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		if reset != nil {
+			c.sendReset(reset.id, models.ResetPruned, c.hub.Head())
+			continue
+		}
+		if !c.write(*buf) {
+			return
+		}
+	}
+}
+
+func (c *conn) finishWriting() {
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// nextFrameLocked builds the next changes frame into buf, serving subscriptions
+// round-robin so one busy subscription does not starve the others. It returns
+// sent=false when every subscription is caught up, or the subscription that must be
+// reset because history it needs was pruned (it is removed). c.mu is held; it is
+// released around history reads, which touch the database.
+func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool, reset *subscription, err error) {
+	h := c.hub
+	for range len(c.order) {
+		if c.next >= len(c.order) {
+			c.next = 0
+		}
+		s := c.order[c.next]
+		c.next++
+		var match func(string) bool
+		if s.tables != nil {
+			match = s.match
+		}
+		*batch = (*batch)[:0]
+		entries, cursor, res := h.read(*batch, s.cursor, match)
+		if res == readHistory {
+			from := s.cursor
+			c.mu.Unlock()
+			entries, cursor, err = c.readHistory(from, match)
+			c.mu.Lock()
+			if err == errPruned {
+				if c.subs[s.key] == s {
+					c.removeLocked(s)
+				}
+				return false, s, nil
+			}
+			if err != nil {
+				return false, nil, err
+			}
+			if c.subs[s.key] != s {
+				return c.nextFrameLocked(batch, buf) // unsubscribed meanwhile
+			}
+		}
+		s.cursor = cursor
+		*batch = entries
+		if len(entries) == 0 {
+			continue
+		}
+		*buf = appendFrame((*buf)[:0], s.id, entries)
+		return true, nil, nil
+	}
+	return false, nil, nil
+}
+
+var errPruned = errors.New("changes pruned")
+
+// readHistory reads changes after cursor from the Source for a subscriber that is
+// behind the window.
+func (c *conn) readHistory(cursor int64, match func(string) bool) ([]models.Encoded, int64, error) {
+	h := c.hub
+	for {
+		got, err := h.src.ReadChanges(c.ctx, cursor, h.opts.FrameChanges, h.opts.FrameBytes)
+		if err != nil {
+			return nil, cursor, err
+		}
+		if len(got) == 0 || got[0].Seq != cursor+1 {
+			// Everything after cursor up to the window should be in the changelog; a
+			// hole means retention (or a restore) removed it.
+			if len(got) == 0 && cursor >= h.Head() {
+				return nil, cursor, nil
+			}
+			return nil, cursor, errPruned
+		}
+		out := got[:0]
+		for _, e := range got {
+			if match == nil || match(e.Table) {
+				out = append(out, e)
+			}
+		}
+		cursor = got[len(got)-1].Seq
+		if len(out) > 0 {
+			return out, cursor, nil
+		}
+	}
+}
+
+func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byte {
+	dst = append(dst, `{"type":"changes","id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, `,"changes":[`...)
+	for i, e := range entries {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, e.JSON...)
+	}
+	return append(dst, "]}"...)
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// write sends one frame within the write timeout. On failure the connection is gone
+// (the library closes a socket whose write timed out) and the writer stops.
+func (c *conn) write(msg []byte) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opts.WriteTimeout)
+	err := c.ws.Write(ctx, websocket.MessageText, msg)
+	timedOut := ctx.Err() == context.DeadlineExceeded
+	cancel()
+	if err != nil {
+		if timedOut {
+			c.hub.opts.Logger.Info("websocket: slow consumer disconnected")
+			c.ws.CloseNow()
+		}
+		c.cancel()
+		c.finishWriting()
+		return false
+	}
+	return true
+}
+
+// pingPeer pings and reschedules itself; a peer that does not answer is closed.
+func (c *conn) pingPeer() {
+	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opts.PingTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.ws.Close(websocket.StatusPolicyViolation, "ping timeout")
+			c.cancel()
+		}
+		return
+	}
+	c.ping.Reset(c.hub.opts.PingInterval)
+}
+
+// goAway closes the connection politely for shutdown.
+func (c *conn) goAway() {
+	c.hub.wg.Add(1)
+	go func() {
+		defer c.hub.wg.Done()
+		c.ws.Close(websocket.StatusGoingAway, "server shutting down")
+		c.cancel()
+	}()
+}

@@ -1,0 +1,290 @@
+// Package ws fans changes out to WebSocket subscribers. The Hub keeps a bounded window
+// of recent changes, each encoded once; every subscription is only a cursor into it.
+// A subscriber that falls behind the window reads the changelog through a Source
+// instead and rejoins the window when it catches up, so no change is ever dropped and
+// no per-client queue grows. The hub does not care where changes come from: anything
+// that calls Publish in seq order can feed it.
+package ws
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sqlws/sqlws/models"
+)
+
+// Source is the change history behind the window, and the stream's identity.
+type Source interface {
+	// StreamID identifies the change stream; stable for the life of the database.
+	StreamID() string
+	// Position is the committed head and oldest retained seq, read fresh.
+	Position(ctx context.Context) (models.Position, error)
+	// ReadChanges returns up to limit changes with seq > after, in seq order.
+	ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error)
+	// Tracked reports whether table is captured.
+	Tracked(table string) bool
+}
+
+// Options configure a Hub. Zero values take the defaults shown.
+type Options struct {
+	// WindowChanges and WindowBytes bound the in-memory window (defaults 100,000
+	// changes and 64 MiB). A larger window serves more lagging subscribers from memory
+	// at the cost of resident memory.
+	WindowChanges int
+	WindowBytes   int
+	// FrameChanges and FrameBytes bound one changes frame (defaults 1,000 and 1 MiB).
+	FrameChanges int
+	FrameBytes   int
+	// PingInterval is how often each connection is pinged (default 30s); PingTimeout is
+	// how long a pong may take (default 15s). A peer that misses it is closed.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// WriteTimeout bounds one frame write (default 10s). A client that cannot take a
+	// frame in time is disconnected and must resume with since. Too short a value
+	// disconnects clients on slow links; too long lets dead peers hold sockets.
+	WriteTimeout time.Duration
+	// ReadLimit is the largest client message accepted (default 64 KiB); a larger one
+	// closes the connection with 1009.
+	ReadLimit int64
+	// OriginPatterns are extra hosts allowed to open cross-origin WebSockets (see
+	// websocket.AcceptOptions). Same-origin is always allowed.
+	OriginPatterns []string
+	Logger         *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.WindowChanges <= 0 {
+		o.WindowChanges = 100_000
+	}
+	if o.WindowBytes <= 0 {
+		o.WindowBytes = 64 << 20
+	}
+	if o.FrameChanges <= 0 {
+		o.FrameChanges = 1000
+	}
+	if o.FrameBytes <= 0 {
+		o.FrameBytes = 1 << 20
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 30 * time.Second
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 15 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	if o.ReadLimit <= 0 {
+		o.ReadLimit = 64 << 10
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Hub owns the window and the connections.
+type Hub struct {
+	src  Source
+	opts Options
+
+	ctx    context.Context // cancelled by Close; parent of every connection
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // connection goroutines
+
+	mu    sync.RWMutex
+	ring  []models.Encoded // circular buffer; ring[start] holds seq first
+	start int
+	n     int
+	bytes int
+	first int64 // seq of the oldest change in the window; head+1 when empty
+	head  int64 // seq of the newest published change
+	conns map[*conn]struct{}
+	wake  []*conn // scratch for Publish
+	done  bool
+}
+
+// NewHub returns a hub whose stream is at head: the next change it expects is head+1.
+func NewHub(src Source, head int64, opts Options) *Hub {
+	opts.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		src: src, opts: opts, ctx: ctx, cancel: cancel,
+		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
+		first: head + 1, head: head,
+		conns: map[*conn]struct{}{},
+	}
+}
+
+// Head is the seq of the newest change published.
+func (h *Hub) Head() int64 {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.head
+}
+
+// Publish appends changes, which must be in seq order, to the window and wakes the
+// subscribers. It never blocks on a subscriber. A batch that does not continue the
+// window (seq jumped, e.g. another process pruned changes the tailer never read)
+// restarts the window; subscribers before the jump then go to the Source, which
+// reports the gap as a reset.
+func (h *Hub) Publish(batch []models.Encoded) {
+	if len(batch) == 0 {
+		return
+	}
+	h.mu.Lock()
+	for _, e := range batch {
+		if e.Seq <= h.head {
+			continue // already have it
+		}
+		if e.Seq != h.head+1 {
+			h.clearLocked()
+			h.first = e.Seq
+		}
+		h.pushLocked(e)
+		h.head = e.Seq
+	}
+	h.wake = h.wake[:0]
+	for c := range h.conns {
+		h.wake = append(h.wake, c)
+	}
+	wake := h.wake
+	h.mu.Unlock()
+	// Waking outside the lock: each wake only flips a flag or starts a writer.
+	for _, c := range wake {
+		c.wake()
+	}
+}
+
+func (h *Hub) clearLocked() {
+	clear(h.ring)
+	h.ring = h.ring[:0]
+	h.start, h.n, h.bytes = 0, 0, 0
+}
+
+func (h *Hub) pushLocked(e models.Encoded) {
+	for h.n > 0 && (h.n >= h.opts.WindowChanges || h.bytes+len(e.JSON) > h.opts.WindowBytes) {
+		old := &h.ring[h.start]
+		h.bytes -= len(old.JSON)
+		*old = models.Encoded{}
+		h.start = (h.start + 1) % len(h.ring)
+		h.n--
+		h.first++
+	}
+	if h.n == 0 {
+		h.first = e.Seq
+	}
+	if h.n < len(h.ring) {
+		h.ring[(h.start+h.n)%len(h.ring)] = e
+	} else if len(h.ring) < h.opts.WindowChanges {
+		// Grow: unroll so start is 0, then append.
+		if h.start != 0 {
+			h.ring = append(h.ring[h.start:], h.ring[:h.start]...)
+			h.start = 0
+		}
+		h.ring = append(h.ring, e)
+	} else {
+		h.ring[(h.start+h.n)%len(h.ring)] = e
+	}
+	h.n++
+	h.bytes += len(e.JSON)
+}
+
+// readResult says where a cursor stands.
+type readResult uint8
+
+const (
+	readOK      readResult = iota // entries returned (possibly none: caught up)
+	readHistory                   // cursor is before the window: read the Source
+)
+
+// read appends to dst the window's changes after cursor that pass match, up to the
+// frame limits, and returns the new cursor: the seq of the last change examined, so
+// filtered-out changes are skipped once. The returned JSON slices are immutable.
+func (h *Hub) read(dst []models.Encoded, cursor int64, match func(string) bool) ([]models.Encoded, int64, readResult) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if cursor >= h.head {
+		return dst, cursor, readOK
+	}
+	if cursor+1 < h.first {
+		return dst, cursor, readHistory
+	}
+	bytes := 0
+	for i := int(cursor + 1 - h.first); i < h.n; i++ {
+		e := h.ring[(h.start+i)%len(h.ring)]
+		if match == nil || match(e.Table) {
+			if len(dst) >= h.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > h.opts.FrameBytes) {
+				break
+			}
+			dst = append(dst, e)
+			bytes += len(e.JSON)
+		}
+		cursor = e.Seq
+	}
+	return dst, cursor, readOK
+}
+
+// window reports the window's extent, for tests and metrics.
+func (h *Hub) window() (first, head int64, n, bytes int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.first, h.head, h.n, h.bytes
+}
+
+// Stats is a snapshot of the hub for metrics.
+type Stats struct {
+	Connections int
+	WindowFirst int64
+	Head        int64
+	WindowLen   int
+	WindowBytes int
+}
+
+// Stats returns a snapshot of the hub.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return Stats{Connections: len(h.conns), WindowFirst: h.first, Head: h.head, WindowLen: h.n, WindowBytes: h.bytes}
+}
+
+func (h *Hub) register(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	return true
+}
+
+func (h *Hub) unregister(c *conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+// Close closes every connection with 1001 (going away) and waits for their
+// goroutines, or until ctx is done, after which sockets are dropped.
+func (h *Hub) Close(ctx context.Context) error {
+	h.mu.Lock()
+	h.done = true
+	conns := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.goAway()
+	}
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	h.cancel() // drops whatever did not close politely
+	<-done
+	return nil
+}
