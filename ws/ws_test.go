@@ -1,0 +1,220 @@
+package ws_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/internal/testenv"
+	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/ws"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// database/sql keeps an opener goroutine per pool until Close; pools are closed in
+		// cleanups, but the check runs after every test of the package.
+		goleak.IgnoreTopFunction("database/sql.(*DB).connectionOpener"))
+}
+
+type server struct {
+	d    *db.DB
+	hub  *ws.Hub
+	http *httptest.Server
+	path string
+}
+
+// start runs a hub and tailer over a real database file, served on loopback.
+func start(t *testing.T, schema string, opts ws.Options) *server {
+	t.Helper()
+	path := testenv.NewDB(t, schema)
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := db.Open(ctx, path, db.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.LoadMeta(ctx)
+	if _, err := d.SyncTriggers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pos, _ := d.Position(ctx)
+	hub := ws.NewHub(d, pos.Head, opts)
+	tl := d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{})
+	done := make(chan struct{})
+	go func() { tl.Run(ctx); close(done) }()
+	srv := httptest.NewServer(hub)
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		hub.Close(sctx)
+		srv.Close()
+		cancel()
+		<-done
+		d.Close()
+	})
+	return &server{d: d, hub: hub, http: srv, path: path}
+}
+
+type client struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func (s *server) dial(t *testing.T) (*client, models.Hello) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(s.http.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadLimit(64 << 20)
+	t.Cleanup(func() { c.CloseNow() })
+	cl := &client{t: t, c: c}
+	var h models.Hello
+	cl.read(&h)
+	return cl, h
+}
+
+func (c *client) send(msg string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *client) read(v any) string {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, b, err := c.c.Read(ctx)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			c.t.Fatalf("%v: %s", err, b)
+		}
+	}
+	return string(b)
+}
+
+// changes reads frames until n changes arrived, failing on anything else.
+func (c *client) changes(n int) []models.Change {
+	c.t.Helper()
+	var out []models.Change
+	for len(out) < n {
+		var f models.ChangesFrame
+		raw := c.read(&f)
+		if f.Type != models.TypeChanges {
+			c.t.Fatalf("want changes, got %s", raw)
+		}
+		out = append(out, f.Changes...)
+	}
+	return out
+}
+
+func insertRows(t *testing.T, path string, from, n int, pad int) {
+	t.Helper()
+	testenv.SQLite(t, path, fmt.Sprintf(
+		"WITH RECURSIVE n(i) AS (SELECT %d UNION ALL SELECT i+1 FROM n WHERE i < %d) INSERT INTO t(id, v) SELECT i, printf('%%.%dc', 'x') FROM n;",
+		from, from+n-1, pad))
+}
+
+// A subscriber far behind a small window is served from the changelog, in frames of
+// many changes, and then rejoins the live window with no gap or duplicate.
+func TestBehindWindowReadsChangelogThenRejoins(t *testing.T) {
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WindowChanges: 100, FrameChanges: 250})
+	insertRows(t, s.path, 1, 3000, 10)
+	c, hello := s.dial(t)
+	if hello.Head < 3000 || hello.Oldest != 1 {
+		t.Fatalf("hello %+v", hello)
+	}
+	c.send(`{"type":"subscribe","id":1,"since":0}`)
+	var ack models.Subscribed
+	c.read(&ack)
+	if ack.Type != models.TypeSubscribed {
+		t.Fatalf("ack %+v", ack)
+	}
+	got := c.changes(3000)
+	insertRows(t, s.path, 3001, 10, 10)
+	got = append(got, c.changes(10)...)
+	for i, ch := range got {
+		if ch.Seq != int64(i+1) {
+			t.Fatalf("change %d has seq %d", i, ch.Seq)
+		}
+	}
+}
+
+// Retention that overtakes a subscriber while it catches up produces a reset, never a
+// silent gap.
+func TestPrunedDuringCatchUpResets(t *testing.T) {
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WindowChanges: 10, FrameChanges: 5})
+	insertRows(t, s.path, 1, 200, 10)
+	c, _ := s.dial(t)
+	// Stall the writer side of this client: subscribe, then prune before reading.
+	c.send(`{"type":"subscribe","id":"a","since":0,"tables":["t"]}`)
+	var ack models.Subscribed
+	c.read(&ack)
+	if _, err := s.d.Prune(context.Background(), db.Retention{MaxCount: 20}, 1<<62); err != nil {
+		t.Fatal(err)
+	}
+	var last int64
+	for {
+		var m struct {
+			Type    string
+			Reason  string
+			Changes []models.Change
+		}
+		c.read(&m)
+		if m.Type == models.TypeReset {
+			if m.Reason != models.ResetPruned {
+				t.Fatalf("reset reason %q", m.Reason)
+			}
+			break
+		}
+		for _, ch := range m.Changes {
+			if ch.Seq != last+1 {
+				t.Fatalf("gap: %d after %d", ch.Seq, last)
+			}
+			last = ch.Seq
+		}
+		if last >= 200 {
+			t.Fatal("received everything although 180 changes were pruned before they were sent")
+		}
+	}
+	// The connection is still usable: resubscribe from the new oldest.
+	c.send(`{"type":"subscribe","id":"a","since":180}`)
+	c.read(&ack)
+	if ch := c.changes(20); ch[0].Seq != 181 || ch[19].Seq != 200 {
+		t.Fatalf("after resubscribe got %d..%d", ch[0].Seq, ch[19].Seq)
+	}
+}
+
+// Shutdown closes clients with 1001 and leaves no goroutines behind (TestMain checks).
+func TestCloseSendsGoingAway(t *testing.T) {
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{})
+	c, _ := s.dial(t)
+	c.send(`{"type":"subscribe","id":"x"}`)
+	c.read(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go s.hub.Close(ctx)
+	_, _, err := c.c.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+		t.Fatalf("close status %v (%v), want 1001", websocket.CloseStatus(err), err)
+	}
+}
