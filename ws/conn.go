@@ -56,41 +56,47 @@ type subscription struct {
 
 func (s *subscription) match(table string) bool { return s.tables[table] }
 
-// ServeHTTP upgrades GET /ws and runs the connection until it ends.
+// ServeHTTP upgrades GET /ws and hands the connection to its own goroutine, then
+// returns, so net/http releases its per-connection state (buffers, request) while
+// the WebSocket lives on.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wsc, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	wsc, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		return // Accept has written the HTTP error
 	}
 	wsc.SetReadLimit(h.opts.ReadLimit)
 	ctx, cancel := context.WithCancel(h.ctx)
 	c := &conn{hub: h, ws: wsc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
-	h.wg.Add(1)
+	if !h.register(c) {
+		cancel()
+		wsc.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	go c.run()
+}
+
+// run owns the connection: it sends hello, then reads client messages until the
+// connection ends.
+func (c *conn) run() {
+	h := c.hub
 	defer h.wg.Done()
 	// Runs before wg.Done: once closed is set, wake starts no writer, so no wg.Add
 	// can come after this goroutine's Done.
 	defer c.markClosed()
-	defer cancel()
-	if !h.register(c) {
-		wsc.Close(websocket.StatusGoingAway, "server shutting down")
-		return
-	}
+	defer c.cancel()
 	defer h.unregister(c)
 
-	pos, err := h.src.Position(ctx)
+	pos, err := h.src.Position(c.ctx)
 	if err != nil {
 		h.opts.Logger.Warn("websocket hello", "err", err)
-		wsc.Close(websocket.StatusTryAgainLater, "database unavailable")
+		c.ws.Close(websocket.StatusTryAgainLater, "database unavailable")
 		return
 	}
 	hello, _ := json.Marshal(models.Hello{Type: models.TypeHello, Version: models.ProtocolVersion,
 		Stream: h.src.StreamID(), Head: pos.Head, Oldest: pos.Oldest})
-	wctx, wcancel := context.WithTimeout(ctx, h.opts.WriteTimeout)
-	err = wsc.Write(wctx, websocket.MessageText, hello)
-	wcancel()
-	if err != nil {
-		return
-	}
+	// hello goes through the writer so it cannot interleave with a frame the writer
+	// starts because of a Publish that raced with this connection's start.
+	c.queue(hello)
 	c.ping = time.AfterFunc(h.opts.PingInterval, c.pingPeer)
 	defer c.ping.Stop()
 	c.readLoop()

@@ -249,6 +249,8 @@ func (h *Hub) Stats() Stats {
 	return Stats{Connections: len(h.conns), WindowFirst: h.first, Head: h.head, WindowLen: h.n, WindowBytes: h.bytes}
 }
 
+// register adds c and counts its goroutine in wg. Both happen under h.mu, which
+// Close takes to set done before it waits, so no Add can race with that Wait.
 func (h *Hub) register(c *conn) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -256,6 +258,7 @@ func (h *Hub) register(c *conn) bool {
 		return false
 	}
 	h.conns[c] = struct{}{}
+	h.wg.Add(1)
 	return true
 }
 

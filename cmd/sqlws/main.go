@@ -91,6 +91,7 @@ type serveConfig struct {
 	busyTimeout    time.Duration
 	origins        string
 	logLevel       string
+	debugAddr      string
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -112,6 +113,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins allowed to open WebSockets (same origin is always allowed)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); keep it private")
 }
 
 func splitList(s string) []string {
@@ -204,6 +206,20 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
+	var dsrv *http.Server
+	if c.debugAddr != "" {
+		dln, err := net.Listen("tcp", c.debugAddr)
+		if err != nil {
+			cancel()
+			srv.Close()
+			wg.Wait()
+			return fmt.Errorf("--debug-addr: %w", err)
+		}
+		dsrv = &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { dsrv.Serve(dln) })
+		log.Info("debug endpoints", "addr", "http://"+dln.Addr().String()+"/debug/pprof/")
+	}
+
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
 	fmt.Fprintf(stdout, "try: sqlite3 %s \"INSERT INTO todos(title) VALUES ('hello from the shell')\"\n", shellQuote(d.Path()))
@@ -220,6 +236,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	defer shutCancel()
 	srv.Shutdown(shutCtx)
 	hub.Close(shutCtx)
+	if dsrv != nil {
+		dsrv.Close()
+	}
 	cancel()
 	wg.Wait()
 	if runErr == http.ErrServerClosed {

@@ -1,0 +1,45 @@
+package ws
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+)
+
+// Buffer sizes for hijacked WebSocket connections. net/http hands a hijacker 4 KiB
+// read and write buffers; idle subscribers dominate a busy server's memory, so sqlws
+// swaps them for small ones. Client messages are tiny, and a frame larger than the
+// write buffer goes to the socket directly, so throughput does not suffer.
+const (
+	connReadBuffer  = 512
+	connWriteBuffer = 1024
+)
+
+// smallBuffers wraps a ResponseWriter so that Hijack returns small buffers and drops
+// every reference to net/http's own, which are then freed once the handler returns.
+type smallBuffers struct {
+	http.ResponseWriter
+}
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	var r io.Reader = nc
+	if n := brw.Reader.Buffered(); n > 0 {
+		// Bytes the client sent right after the upgrade request.
+		b, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
+	}
+	return nc, bufio.NewReadWriter(bufio.NewReaderSize(r, connReadBuffer), bufio.NewWriterSize(nc, connWriteBuffer)), nil
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
