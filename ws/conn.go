@@ -15,14 +15,6 @@ import (
 	"github.com/sqlws/sqlws/models"
 )
 
-// Close codes beyond RFC 6455's, documented in docs/protocol.md.
-const (
-	// StatusSlowConsumer is used when a frame cannot be written within WriteTimeout.
-	// A blocked socket usually cannot carry the close frame, so clients mostly see an
-	// abnormal closure (1006); either way they resume with since.
-	StatusSlowConsumer websocket.StatusCode = 4000
-)
-
 // maxPendingControl bounds queued replies (subscribed, error, …) per connection; a
 // client that floods requests without reading replies is disconnected.
 const maxPendingControl = 1024
