@@ -118,7 +118,15 @@ func (c *conn) readLoop() {
 func (c *conn) handle(data []byte) {
 	var m models.ClientMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		c.sendError(nil, errors.E(errors.Invalid, "malformed JSON message"))
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &te) && te.Field != "":
+			c.sendError(nil, errors.Errorf(errors.Invalid, "field %q has the wrong type", te.Field))
+		case errors.As(err, &te):
+			c.sendError(nil, errors.E(errors.Invalid, "a message must be a JSON object"))
+		default:
+			c.sendError(nil, errors.E(errors.Invalid, "malformed JSON message"))
+		}
 		return
 	}
 	id, idErr := parseID(m.ID)
