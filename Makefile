@@ -3,7 +3,7 @@ GO        ?= go
 BIN       ?= bin/sqlws
 DEMO_DB   ?= sqlws-demo.db
 ADDR      ?= 127.0.0.1:8080
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 
 .PHONY: build run test test-go fuzz bench bench-go bench-load lint screenshot deps deps-test clean
 

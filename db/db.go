@@ -46,6 +46,8 @@ type DB struct {
 	mu     sync.RWMutex
 	tables map[string]*schemaEntry // tracked tables by name
 
+	stmts stmtCache // prepared CRUD write statements on the writer
+
 	// written is signalled (non-blocking) after every commit on the writer, so the
 	// tailer wakes at once instead of waiting for its poll.
 	written chan struct{}
@@ -64,7 +66,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	d := &DB{path: abs, opts: opts, tables: map[string]*schemaEntry{}, written: make(chan struct{}, 1)}
+	d := &DB{path: abs, opts: opts, tables: map[string]*schemaEntry{}, written: make(chan struct{}, 1),
+		stmts: stmtCache{m: map[string]*sql.Stmt{}}}
 
 	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true))
 	if err != nil {
@@ -135,6 +138,7 @@ func (d *DB) Wrote() {
 
 // Close closes both pools.
 func (d *DB) Close() error {
+	d.stmts.close()
 	return errors.Join(d.reader.Close(), d.writer.Close())
 }
 
@@ -158,6 +162,9 @@ func classify(op string, err error) error {
 	}
 	if errors.KindOf(err) != errors.Internal {
 		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
 	}
 	if isBusy(err) {
 		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)

@@ -103,7 +103,7 @@ func TestStorageClassesRoundTripFromCLI(t *testing.T) {
 		(5, 9e999), (6, -9e999), (7, 'héllo "q" 😀'||char(10)||'x'), (8, NULL), (9, x'00ff10'),
 		(10, 2.5), (11, 0.1), (12, 5e-324);`)
 	want := []string{
-		`9223372036854775807`, `-9223372036854775808`, `0.30000000000000004`, `1.0e+300`,
+		`9223372036854775807`, `-9223372036854775808`, `0.30000000000000004`, `1e+300`,
 		`{"$real":"Infinity"}`, `{"$real":"-Infinity"}`, `"héllo \"q\" 😀\nx"`, `null`, `{"$blob":"00FF10"}`,
 		`2.5`, `0.1`, ``,
 	}
@@ -216,7 +216,14 @@ func TestUninstallAndMigrateDownLeaveWritesWorking(t *testing.T) {
 			if mode == "uninstall" {
 				err = d.Uninstall(context.Background())
 			} else {
-				err = d.MigrateDown(context.Background())
+				// Each step down drops the capture triggers first, so writes keep working
+				// at every step; all steps down remove every sqlws object.
+				for range 2 {
+					if err = d.MigrateDown(context.Background()); err != nil {
+						break
+					}
+					testenv.SQLite(t, path, "INSERT INTO a(v) VALUES (0); DELETE FROM a WHERE v = 0;")
+				}
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -356,5 +363,49 @@ func TestTablesFlagRejectsUnknown(t *testing.T) {
 	d.Migrate(context.Background())
 	if _, err := d.SyncTriggers(context.Background()); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("err = %v, want one naming nope", err)
+	}
+}
+
+// REPLACE removes conflicting rows without firing DELETE triggers; sqlws reports them
+// as deletes anyway, and reports nothing extra for IGNORE or upserts.
+func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n INT, a TEXT, b TEXT, UNIQUE(a, b));`)
+	d := open(t, path, db.Options{})
+	testenv.SQLite(t, path, `
+		INSERT INTO u VALUES (1, 'a', 0, 'x', 'y'), (2, 'b', 0, 'p', 'q');
+		REPLACE INTO u VALUES (3, 'b', 0, NULL, NULL);          -- removes 2 (email)
+		INSERT OR REPLACE INTO u VALUES (4, 'c', 0, 'x', 'y');  -- removes 1 (a,b)
+		INSERT OR IGNORE INTO u VALUES (5, 'c', 0, NULL, NULL); -- nothing
+		INSERT INTO u VALUES (6, 'c', 1, NULL, NULL) ON CONFLICT(email) DO UPDATE SET n = 9; -- updates 4
+		UPDATE OR REPLACE u SET email = 'c' WHERE id = 3;       -- removes 4, updates 3
+		INSERT OR REPLACE INTO u VALUES (3, 'z', 0, NULL, NULL); -- same pk: reported as insert of pk 3
+	`)
+	var got []string
+	for _, c := range readAll(t, d, 0) {
+		got = append(got, fmt.Sprintf("%s %s", c.Op, c.PK))
+	}
+	want := []string{
+		`insert {"id":1}`, `insert {"id":2}`,
+		`delete {"id":2}`, `insert {"id":3}`,
+		`delete {"id":1}`, `insert {"id":4}`,
+		`update {"id":4}`,
+		`delete {"id":4}`, `update {"id":3}`,
+		`insert {"id":3}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A replica built from the stream equals the table.
+	rows := map[string]bool{}
+	for _, c := range readAll(t, d, 0) {
+		switch c.Op {
+		case "delete":
+			delete(rows, string(c.PK))
+		default:
+			rows[string(c.PK)] = true
+		}
+	}
+	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM u;"); int(n) != len(rows) {
+		t.Fatalf("replica has %d rows, table %d", len(rows), n)
 	}
 }

@@ -104,7 +104,7 @@ func (d *DB) Uninstall(ctx context.Context) error {
 		return classify("uninstall", err)
 	}
 	defer tx.Rollback()
-	for _, t := range []string{"sqlws_changes", "sqlws_meta", VersionTable} {
+	for _, t := range []string{"sqlws_changes", "sqlws_meta", "sqlws_pending", VersionTable} {
 		if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS "+quoteIdent(t)); err != nil {
 			return classify("uninstall", err)
 		}

@@ -14,7 +14,8 @@ import (
 // schemaEntry is a tracked table with what trigger generation and CRUD need.
 type schemaEntry struct {
 	models.Table
-	rowidName string // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
+	rowidName string     // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
+	uniques   [][]string // column lists of UNIQUE indexes other than the primary key
 }
 
 // querier is what schema reads need: a pool, a connection or a transaction.
@@ -49,7 +50,7 @@ func userTables(ctx context.Context, q querier) ([]string, error) {
 
 // introspect reads one table's live schema.
 func introspect(ctx context.Context, q querier, name string) (*schemaEntry, error) {
-	e := &schemaEntry{Table: models.Table{Name: name}}
+	e := &schemaEntry{Table: models.Table{Name: name, PrimaryKey: []string{}}}
 	rows, err := q.QueryContext(ctx, `SELECT wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = ?`, name)
 	if err != nil {
 		return nil, fmt.Errorf("introspect %q: %w", name, err)
@@ -106,7 +107,57 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 	if !e.WithoutRowid {
 		e.rowidName = rowidAlias(e.Columns)
 	}
+	if e.uniques, err = uniqueIndexes(ctx, q, name); err != nil {
+		return nil, err
+	}
 	return e, nil
+}
+
+// uniqueIndexes lists the column lists of a table's UNIQUE indexes, other than its
+// primary key. Indexes on expressions are left out: their conflicts cannot be found by
+// comparing columns.
+func uniqueIndexes(ctx context.Context, q querier, table string) ([][]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_index_list(?) WHERE "unique" = 1 AND origin != 'pk' ORDER BY name`, table)
+	if err != nil {
+		return nil, fmt.Errorf("introspect %q indexes: %w", table, err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("introspect %q indexes: %w", table, err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	var out [][]string
+	for _, idx := range names {
+		rows, err := q.QueryContext(ctx, `SELECT cid, coalesce(name, '') FROM pragma_index_info(?) ORDER BY seqno`, idx)
+		if err != nil {
+			return nil, fmt.Errorf("introspect index %q: %w", idx, err)
+		}
+		var cols []string
+		expr := false
+		for rows.Next() {
+			var cid int
+			var col string
+			if err := rows.Scan(&cid, &col); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("introspect index %q: %w", idx, err)
+			}
+			if cid < 0 {
+				expr = true
+			}
+			cols = append(cols, col)
+		}
+		rows.Close()
+		if expr || len(cols) == 0 {
+			continue
+		}
+		out = append(out, cols)
+	}
+	return out, nil
 }
 
 // rowidAlias returns a name that reaches the rowid: a column may shadow "rowid", so try

@@ -21,15 +21,46 @@ const tsExpr = `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`
 // valueExpr encodes column reference ref losslessly as a JSON value: INTEGER and TEXT
 // as json_object writes them, REAL with the fewest of 15 or 17 significant digits that
 // round-trip, infinities and BLOBs as tagged objects. NULL is null.
+//
+// SQLite before 3.43 prints doubles with long-double arithmetic that is exact only for
+// moderate magnitudes (about 1e±100); beyond 2^±300 the trigger scales the value by an
+// exact power of two and writes {"$ldexp":[y,k]}, which models.FixReals turns back
+// into the exact JSON number y·2^k before any client sees it.
 func valueExpr(ref string) string {
+	ldexp := func(scaled string, k int) string {
+		return fmt.Sprintf(`json_object('$ldexp',json_array(json(printf('%%!.17g',%s)),%d))`, scaled, k)
+	}
 	return `CASE typeof(` + ref + `)` +
 		` WHEN 'real' THEN CASE` +
 		` WHEN ` + ref + ` = 9e999 THEN json_object('$real','Infinity')` +
 		` WHEN ` + ref + ` = -9e999 THEN json_object('$real','-Infinity')` +
+		` WHEN abs(` + ref + `)` + pow2(-600) + ` >= 1 THEN ` + ldexp(ref+pow2(-700), 700) +
+		` WHEN abs(` + ref + `)` + pow2(-300) + ` >= 1 THEN ` + ldexp(ref+pow2(-300), 300) +
+		` WHEN ` + ref + ` = 0 THEN json(printf('%!.15g',` + ref + `))` +
+		` WHEN abs(` + ref + `)` + pow2(600) + ` <= 1 THEN ` + ldexp(ref+pow2(750), -750) +
+		` WHEN abs(` + ref + `)` + pow2(300) + ` <= 1 THEN ` + ldexp(ref+pow2(300), -300) +
 		` WHEN CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + ` THEN json(printf('%!.15g',` + ref + `))` +
 		` ELSE json(printf('%!.17g',` + ref + `)) END` +
 		` WHEN 'blob' THEN json_object('$blob',hex(` + ref + `))` +
 		` ELSE ` + ref + ` END`
+}
+
+// pow2 is SQL that multiplies the preceding expression by 2^k exactly: a chain of
+// multiplications or divisions by integer powers of two, each exact in binary floating
+// point. Decimal literals are avoided because old SQLite parses them inexactly.
+func pow2(k int) string {
+	op := "*"
+	if k < 0 {
+		op, k = "/", -k
+	}
+	var b strings.Builder
+	for ; k >= 60; k -= 60 {
+		b.WriteString(op + "1152921504606846976")
+	}
+	if k > 0 {
+		fmt.Fprintf(&b, "%s%d", op, int64(1)<<k)
+	}
+	return b.String()
 }
 
 // rowExpr is a json_object of every column of the row that alias (NEW or OLD) names.
@@ -70,27 +101,67 @@ func keyExpr(t *schemaEntry, alias string) string {
 // triggerName is the name of sqlws's trigger for op on table.
 func triggerName(table, op string) string { return "sqlws_" + op + "_" + table }
 
-// triggerSQL generates the three capture triggers of a table, keyed by trigger name.
+// triggerSQL generates the capture triggers of a table, keyed by trigger name: AFTER
+// INSERT, UPDATE and DELETE, plus, for a rowid table with UNIQUE indexes, BEFORE INSERT
+// and UPDATE triggers that make REPLACE conflict deletes visible (see replaceSQL).
 func triggerSQL(t *schemaEntry) (map[string]string, error) {
 	if len(t.PrimaryKey) == 0 && t.rowidName == "" {
 		return nil, fmt.Errorf("table %q: columns shadow rowid, _rowid_ and oid; declare a primary key", t.Name)
 	}
 	tbl := quoteLiteral(t.Name)
 	on := quoteIdent(t.Name)
-	mk := func(op, event, pk, old, new string) (string, string) {
-		name := triggerName(t.Name, op)
-		return name, "CREATE TRIGGER " + quoteIdent(name) + " AFTER " + event + " ON " + on +
-			" FOR EACH ROW BEGIN INSERT INTO sqlws_changes (tbl, op, pk, old, new, ts) VALUES (" +
-			tbl + ", '" + op + "', " + pk + ", " + old + ", " + new + ", " + tsExpr + "); END"
+	record := func(op, pk, old, new string) string {
+		return "INSERT INTO sqlws_changes (tbl, op, pk, old, new, ts) VALUES (" +
+			tbl + ", '" + op + "', " + pk + ", " + old + ", " + new + ", " + tsExpr + "); "
 	}
 	out := map[string]string{}
-	n, s := mk("insert", "INSERT", keyExpr(t, "NEW"), "NULL", rowExpr(t, "NEW"))
-	out[n] = s
-	n, s = mk("update", "UPDATE", keyExpr(t, "NEW"), rowExpr(t, "OLD"), rowExpr(t, "NEW"))
-	out[n] = s
-	n, s = mk("delete", "DELETE", keyExpr(t, "OLD"), rowExpr(t, "OLD"), "NULL")
-	out[n] = s
+	mk := func(name, when, event, body string) {
+		out[name] = "CREATE TRIGGER " + quoteIdent(name) + " " + when + " " + event + " ON " + on +
+			" FOR EACH ROW BEGIN " + body + "END"
+	}
+	before, reported := replaceSQL(t)
+	if before != "" {
+		mk(triggerName(t.Name, "replace_insert"), "BEFORE", "INSERT", before)
+		mk(triggerName(t.Name, "replace_update"), "BEFORE", "UPDATE", strings.Replace(before, "WHERE (", "WHERE sqlws_c."+t.rowidName+" != NEW."+t.rowidName+" AND (", 1))
+	}
+	mk(triggerName(t.Name, "insert"), "AFTER", "INSERT", reported+record("insert", keyExpr(t, "NEW"), "NULL", rowExpr(t, "NEW")))
+	mk(triggerName(t.Name, "update"), "AFTER", "UPDATE", reported+record("update", keyExpr(t, "NEW"), rowExpr(t, "OLD"), rowExpr(t, "NEW")))
+	mk(triggerName(t.Name, "delete"), "AFTER", "DELETE", record("delete", keyExpr(t, "OLD"), rowExpr(t, "OLD"), "NULL"))
 	return out, nil
+}
+
+// replaceSQL returns the statements that capture rows removed by REPLACE conflict
+// resolution. SQLite fires no DELETE trigger for those (unless the writer enabled
+// recursive_triggers), so: before a row is inserted or updated, note every other row
+// that has the same values in one of the table's UNIQUE indexes; after it, report as
+// deleted each noted row that is gone. Noting a row that does not really conflict
+// (a partial index, say) is harmless: it still exists afterwards and is not reported.
+// The scratch rows of a statement that did not complete (IGNORE, an upsert) are
+// cleared by the next BEFORE trigger. Only rowid tables: WITHOUT ROWID tables have no
+// cheap stable row identity to check. Empty strings when the table needs none.
+func replaceSQL(t *schemaEntry) (before, after string) {
+	if t.WithoutRowid || t.rowidName == "" || len(t.uniques) == 0 {
+		return "", ""
+	}
+	tbl := quoteLiteral(t.Name)
+	var cond []string
+	for _, cols := range t.uniques {
+		var eq []string
+		for _, c := range cols {
+			eq = append(eq, "sqlws_c."+quoteIdent(c)+" = NEW."+quoteIdent(c))
+		}
+		cond = append(cond, "("+strings.Join(eq, " AND ")+")")
+	}
+	before = "DELETE FROM sqlws_pending WHERE tbl = " + tbl + "; " +
+		"INSERT INTO sqlws_pending (tbl, rid, pk, old) SELECT " + tbl + ", sqlws_c." + t.rowidName + ", " +
+		keyExpr(t, "sqlws_c") + ", " + rowExpr(t, "sqlws_c") + " FROM " + quoteIdent(t.Name) + " AS sqlws_c" +
+		" WHERE (" + strings.Join(cond, " OR ") + "); "
+	after = "INSERT INTO sqlws_changes (tbl, op, pk, old, new, ts) SELECT p.tbl, 'delete', p.pk, p.old, NULL, " + tsExpr +
+		" FROM sqlws_pending AS p WHERE p.tbl = " + tbl +
+		" AND NOT EXISTS (SELECT 1 FROM " + quoteIdent(t.Name) + " AS sqlws_c WHERE sqlws_c." + t.rowidName + " = p.rid)" +
+		" ORDER BY p.rowid; " +
+		"DELETE FROM sqlws_pending WHERE tbl = " + tbl + "; "
+	return before, after
 }
 
 // SyncResult says what SyncTriggers changed.

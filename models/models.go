@@ -4,7 +4,9 @@
 package models
 
 import (
+	"bytes"
 	"encoding/json"
+	"math"
 	"strconv"
 )
 
@@ -60,7 +62,56 @@ func appendRaw(dst, raw []byte) []byte {
 	if len(raw) == 0 {
 		return append(dst, "null"...)
 	}
-	return append(dst, raw...)
+	return AppendFixedReals(dst, raw)
+}
+
+var ldexpTag = []byte(`{"$ldexp":[`)
+
+// AppendFixedReals appends the JSON raw to dst with every {"$ldexp":[y,k]} — how the
+// capture triggers write doubles of extreme magnitude, which old SQLite cannot print
+// exactly — replaced by the JSON number y·2^k, formatted as the shortest decimal that
+// parses back to the same float64. Anything else is copied unchanged.
+func AppendFixedReals(dst, raw []byte) []byte {
+	for {
+		i := bytes.Index(raw, ldexpTag)
+		if i < 0 {
+			return append(dst, raw...)
+		}
+		dst = append(dst, raw[:i]...)
+		rest := raw[i+len(ldexpTag):]
+		end := bytes.Index(rest, []byte("]}"))
+		if v, ok := parseLdexp(rest, end); ok {
+			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
+			raw = rest[end+2:]
+			continue
+		}
+		// Not our tag (e.g. a column named "$ldexp"): copy it through.
+		dst = append(dst, ldexpTag...)
+		raw = rest
+	}
+}
+
+func parseLdexp(rest []byte, end int) (float64, bool) {
+	if end < 0 {
+		return 0, false
+	}
+	y, k, ok := bytes.Cut(rest[:end], []byte(","))
+	if !ok {
+		return 0, false
+	}
+	fy, err := strconv.ParseFloat(string(y), 64)
+	if err != nil {
+		return 0, false
+	}
+	fk, err := strconv.Atoi(string(k))
+	if err != nil {
+		return 0, false
+	}
+	v := math.Ldexp(fy, fk)
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, false
+	}
+	return v, true
 }
 
 const hexDigits = "0123456789abcdef"

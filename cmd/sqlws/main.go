@@ -222,7 +222,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
-	fmt.Fprintf(stdout, "try: sqlite3 %s \"INSERT INTO todos(title) VALUES ('hello from the shell')\"\n", shellQuote(d.Path()))
+	// Exactly one line on stdout (scripts wait for it); the hint goes to stderr.
+	fmt.Fprintf(os.Stderr, "open %s in a browser, then try:\n  %s\n", url, tryCommand(d))
 
 	var runErr error
 	select {
@@ -245,6 +246,15 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		runErr = nil
 	}
 	return runErr
+}
+
+// tryCommand is one sqlite3 command that makes a visible change: an insert into the
+// demo table, or the shell on the user's own database.
+func tryCommand(d *db.DB) string {
+	if _, ok := d.Table("todos"); ok {
+		return fmt.Sprintf(`sqlite3 %s "INSERT INTO todos(title) VALUES ('hello from the shell')"`, shellQuote(d.Path()))
+	}
+	return fmt.Sprintf("sqlite3 %s   # then INSERT, UPDATE or DELETE a row", shellQuote(d.Path()))
 }
 
 func shellQuote(s string) string {
