@@ -379,6 +379,9 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 		INSERT INTO u VALUES (6, 'c', 1, NULL, NULL) ON CONFLICT(email) DO UPDATE SET n = 9; -- updates 4
 		UPDATE OR REPLACE u SET email = 'c' WHERE id = 3;       -- removes 4, updates 3
 		INSERT OR REPLACE INTO u VALUES (3, 'z', 0, NULL, NULL); -- same pk: reported as insert of pk 3
+		INSERT INTO u VALUES (50, 'm', 0, NULL, NULL), (60, 'n', 0, NULL, NULL);
+		UPDATE u SET id = 70 WHERE id = 50;                     -- key change: one update, no delete
+		UPDATE OR REPLACE u SET id = 60 WHERE id = 70;          -- removes 60 (its rowid), updates 70 -> 60
 	`)
 	var got []string
 	for _, c := range readAll(t, d, 0) {
@@ -391,6 +394,9 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 		`update {"id":4}`,
 		`delete {"id":4}`, `update {"id":3}`,
 		`insert {"id":3}`,
+		`insert {"id":50}`, `insert {"id":60}`,
+		`update {"id":70}`,
+		`delete {"id":60}`, `update {"id":60}`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -401,6 +407,11 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 		switch c.Op {
 		case "delete":
 			delete(rows, string(c.PK))
+		case "update":
+			var old struct{ ID int }
+			json.Unmarshal(c.Old, &old)
+			delete(rows, fmt.Sprintf(`{"id":%d}`, old.ID)) // the key may have changed
+			rows[string(c.PK)] = true
 		default:
 			rows[string(c.PK)] = true
 		}

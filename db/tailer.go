@@ -13,9 +13,12 @@ import (
 // TailerOptions configure a Tailer.
 type TailerOptions struct {
 	// Poll is how often the tailer asks SQLite whether another process committed
-	// (PRAGMA data_version, a few microseconds). Default 2ms. sqlws's own commits wake
-	// it at once regardless.
+	// (PRAGMA data_version) when it cannot watch the WAL file. Default 2ms. sqlws's own
+	// commits wake it at once regardless.
 	Poll time.Duration
+	// IdlePoll is the safety-net poll interval while the WAL file is watched (Linux
+	// inotify wakes the tailer on every write). Default 100ms.
+	IdlePoll time.Duration
 	// Batch is the most changes read per statement. Default 1000.
 	Batch int
 	// BatchBytes bounds the encoded bytes read per statement. Default 4 MiB.
@@ -38,6 +41,9 @@ type Tailer struct {
 func (d *DB) NewTailer(after int64, sink func([]models.Encoded), opts TailerOptions) *Tailer {
 	if opts.Poll <= 0 {
 		opts.Poll = 2 * time.Millisecond
+	}
+	if opts.IdlePoll <= 0 {
+		opts.IdlePoll = 100 * time.Millisecond
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = 1000
@@ -64,12 +70,30 @@ func (t *Tailer) Run(ctx context.Context) error {
 		return classify("tail changelog", err)
 	}
 	defer conn.Close()
+	// Prepared once: the poll runs hundreds of times a second, and compiling it each
+	// time would cost more than running it.
+	poll, err := conn.PrepareContext(ctx, versionsSQL)
+	if err != nil {
+		return classify("tail changelog", err)
+	}
+	defer poll.Close()
 
+	pollCtx := context.WithoutCancel(ctx)
 	var dataVersion, schemaVersion int64 = -1, -1
-	ticker := time.NewTicker(t.opts.Poll)
+	interval := t.opts.Poll
+	var walWrites chan struct{} // nil (never ready) without a watcher
+	if w := watchWAL(t.db.path); w != nil {
+		defer w.Close()
+		walWrites = w.C
+		interval = max(t.opts.IdlePoll, t.opts.Poll)
+	}
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
-		dv, sv, err := versions(ctx, conn)
+		var dv, sv int64
+		// Without a cancelable context database/sql starts no watcher goroutine per
+		// query; the poll takes microseconds, so cancellation has nothing to interrupt.
+		err := poll.QueryRowContext(pollCtx).Scan(&dv, &sv)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -102,6 +126,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		case <-walWrites:
 		case <-t.db.written:
 			// Our own writer committed. data_version only moves for other connections'
 			// commits as seen by this one, which includes our writer, but waking now saves
@@ -137,7 +162,6 @@ func batchBytes(b []models.Encoded) int {
 	return n
 }
 
-func versions(ctx context.Context, conn *sql.Conn) (dv, sv int64, err error) {
-	err = conn.QueryRowContext(ctx, `SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version`).Scan(&dv, &sv)
-	return dv, sv, err
-}
+// versionsSQL reads the counters that move when another connection commits and when
+// the schema changes.
+const versionsSQL = `SELECT data_version, schema_version FROM pragma_data_version, pragma_schema_version`

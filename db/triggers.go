@@ -119,31 +119,39 @@ func triggerSQL(t *schemaEntry) (map[string]string, error) {
 		out[name] = "CREATE TRIGGER " + quoteIdent(name) + " " + when + " " + event + " ON " + on +
 			" FOR EACH ROW BEGIN " + body + "END"
 	}
-	before, reported := replaceSQL(t)
-	if before != "" {
-		mk(triggerName(t.Name, "replace_insert"), "BEFORE", "INSERT", before)
-		mk(triggerName(t.Name, "replace_update"), "BEFORE", "UPDATE", strings.Replace(before, "WHERE (", "WHERE sqlws_c."+t.rowidName+" != NEW."+t.rowidName+" AND (", 1))
+	rp := replaceSQL(t)
+	if rp.beforeInsert != "" {
+		mk(triggerName(t.Name, "replace_insert"), "BEFORE", "INSERT", rp.beforeInsert)
+		mk(triggerName(t.Name, "replace_update"), "BEFORE", "UPDATE", rp.beforeUpdate)
 	}
-	mk(triggerName(t.Name, "insert"), "AFTER", "INSERT", reported+record("insert", keyExpr(t, "NEW"), "NULL", rowExpr(t, "NEW")))
-	mk(triggerName(t.Name, "update"), "AFTER", "UPDATE", reported+record("update", keyExpr(t, "NEW"), rowExpr(t, "OLD"), rowExpr(t, "NEW")))
+	mk(triggerName(t.Name, "insert"), "AFTER", "INSERT", rp.afterInsert+record("insert", keyExpr(t, "NEW"), "NULL", rowExpr(t, "NEW")))
+	mk(triggerName(t.Name, "update"), "AFTER", "UPDATE", rp.afterUpdate+record("update", keyExpr(t, "NEW"), rowExpr(t, "OLD"), rowExpr(t, "NEW")))
 	mk(triggerName(t.Name, "delete"), "AFTER", "DELETE", record("delete", keyExpr(t, "OLD"), rowExpr(t, "OLD"), "NULL"))
 	return out, nil
+}
+
+// replaceStmts are the trigger statements that capture REPLACE conflict deletes.
+type replaceStmts struct {
+	beforeInsert, beforeUpdate string // note the rows the new row collides with
+	afterInsert, afterUpdate   string // report the noted rows that are gone
 }
 
 // replaceSQL returns the statements that capture rows removed by REPLACE conflict
 // resolution. SQLite fires no DELETE trigger for those (unless the writer enabled
 // recursive_triggers), so: before a row is inserted or updated, note every other row
-// that has the same values in one of the table's UNIQUE indexes; after it, report as
-// deleted each noted row that is gone. Noting a row that does not really conflict
-// (a partial index, say) is harmless: it still exists afterwards and is not reported.
-// The scratch rows of a statement that did not complete (IGNORE, an upsert) are
+// that has the same values in one of the table's UNIQUE indexes (and, for an update,
+// the row at the rowid it moves to); after it, report as deleted each noted row that
+// is gone, or whose rowid the updated row now holds. Noting a row that does not really
+// conflict (a partial index, say) is harmless: it is still there afterwards and is not
+// reported. Scratch rows of a statement that did not complete (IGNORE, an upsert) are
 // cleared by the next BEFORE trigger. Only rowid tables: WITHOUT ROWID tables have no
-// cheap stable row identity to check. Empty strings when the table needs none.
-func replaceSQL(t *schemaEntry) (before, after string) {
+// cheap stable row identity to check. Empty when the table has no UNIQUE index.
+func replaceSQL(t *schemaEntry) replaceStmts {
 	if t.WithoutRowid || t.rowidName == "" || len(t.uniques) == 0 {
-		return "", ""
+		return replaceStmts{}
 	}
 	tbl := quoteLiteral(t.Name)
+	rid := func(alias string) string { return alias + "." + t.rowidName }
 	var cond []string
 	for _, cols := range t.uniques {
 		var eq []string
@@ -152,16 +160,26 @@ func replaceSQL(t *schemaEntry) (before, after string) {
 		}
 		cond = append(cond, "("+strings.Join(eq, " AND ")+")")
 	}
-	before = "DELETE FROM sqlws_pending WHERE tbl = " + tbl + "; " +
-		"INSERT INTO sqlws_pending (tbl, rid, pk, old) SELECT " + tbl + ", sqlws_c." + t.rowidName + ", " +
-		keyExpr(t, "sqlws_c") + ", " + rowExpr(t, "sqlws_c") + " FROM " + quoteIdent(t.Name) + " AS sqlws_c" +
-		" WHERE (" + strings.Join(cond, " OR ") + "); "
-	after = "INSERT INTO sqlws_changes (tbl, op, pk, old, new, ts) SELECT p.tbl, 'delete', p.pk, p.old, NULL, " + tsExpr +
-		" FROM sqlws_pending AS p WHERE p.tbl = " + tbl +
-		" AND NOT EXISTS (SELECT 1 FROM " + quoteIdent(t.Name) + " AS sqlws_c WHERE sqlws_c." + t.rowidName + " = p.rid)" +
-		" ORDER BY p.rowid; " +
-		"DELETE FROM sqlws_pending WHERE tbl = " + tbl + "; "
-	return before, after
+	note := func(where string) string {
+		return "DELETE FROM sqlws_pending WHERE tbl = " + tbl + "; " +
+			"INSERT INTO sqlws_pending (tbl, rid, pk, old) SELECT " + tbl + ", " + rid("sqlws_c") + ", " +
+			keyExpr(t, "sqlws_c") + ", " + rowExpr(t, "sqlws_c") + " FROM " + quoteIdent(t.Name) + " AS sqlws_c" +
+			" WHERE " + where + "; "
+	}
+	report := func(extra string) string {
+		return "INSERT INTO sqlws_changes (tbl, op, pk, old, new, ts) SELECT p.tbl, 'delete', p.pk, p.old, NULL, " + tsExpr +
+			" FROM sqlws_pending AS p WHERE p.tbl = " + tbl +
+			" AND (NOT EXISTS (SELECT 1 FROM " + quoteIdent(t.Name) + " AS sqlws_c WHERE " + rid("sqlws_c") + " = p.rid)" + extra + ")" +
+			" ORDER BY p.rowid; " +
+			"DELETE FROM sqlws_pending WHERE tbl = " + tbl + "; "
+	}
+	unique := strings.Join(cond, " OR ")
+	return replaceStmts{
+		beforeInsert: note("(" + unique + ")"),
+		beforeUpdate: note(rid("sqlws_c") + " != " + rid("OLD") + " AND (" + rid("sqlws_c") + " = " + rid("NEW") + " OR " + unique + ")"),
+		afterInsert:  report(""),
+		afterUpdate:  report(" OR p.rid = " + rid("NEW")),
+	}
 }
 
 // SyncResult says what SyncTriggers changed.

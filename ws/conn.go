@@ -216,19 +216,21 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 		return
 	}
 
-	streamID := h.src.StreamID()
-	cursor := h.Head()
-	if stream != "" && stream != streamID {
-		c.sendReset(id, models.ResetStream, cursor)
+	// Positions come from the database, not the window: the tailer may not have read
+	// the newest commits yet, and a client that just read rows with seq H (REST) must
+	// be able to subscribe with since=H.
+	pos, err := h.src.Position(c.ctx)
+	if err != nil {
+		h.opts.Logger.Warn("subscribe: read position", "err", err)
+		c.sendError(id, errors.E(errors.Unavailable, "database unavailable; retry", err))
 		return
 	}
+	if stream != "" && stream != h.src.StreamID() {
+		c.sendReset(id, models.ResetStream, pos.Head)
+		return
+	}
+	cursor := pos.Head // no since: live from the current head
 	if hasSince {
-		pos, err := h.src.Position(c.ctx)
-		if err != nil {
-			h.opts.Logger.Warn("subscribe: read position", "err", err)
-			c.sendError(id, errors.E(errors.Unavailable, "database unavailable; retry", err))
-			return
-		}
 		switch {
 		case since > pos.Head:
 			c.sendReset(id, models.ResetFuture, pos.Head)
@@ -240,7 +242,7 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 		cursor = since
 	}
 	s := &subscription{id: id, key: string(id), tables: filter, cursor: cursor}
-	ack, _ := json.Marshal(models.Subscribed{Type: models.TypeSubscribed, ID: id, Head: max(cursor, h.Head())})
+	ack, _ := json.Marshal(models.Subscribed{Type: models.TypeSubscribed, ID: id, Head: pos.Head})
 
 	c.mu.Lock()
 	if _, dup := c.subs[s.key]; dup { // raced with itself? ids come from one reader; cheap to recheck

@@ -504,8 +504,11 @@ func (b *bencher) printRun(id string, i int, r runResult) {
 	for _, s := range r.Info {
 		fmt.Fprintf(w, "%s   %s\n", prefix, s)
 	}
-	if r.Server != (procStats{}) {
+	switch {
+	case r.Server != (procStats{}) && r.Load != (procStats{}):
 		fmt.Fprintf(w, "%s   server: %s; load generator: %s\n", prefix, r.Server, r.Load)
+	case r.Server != (procStats{}):
+		fmt.Fprintf(w, "%s   server: %s\n", prefix, r.Server)
 	}
 	for _, c := range r.Checks {
 		fmt.Fprintf(w, "%s   verify %s: %s\n", prefix, c.Label, c.Detail)

@@ -622,21 +622,35 @@ func closeClients(cs []*wsClient) {
 }
 
 // waitDelivered waits until every client has received want changes (distinct, after
-// its since), one has a problem, or timeout. It reports whether all completed.
-func waitDelivered(ctx context.Context, clients []*wsClient, want int64, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
+// its since), one has a problem, or delivery stalls: no client received anything for
+// stall. A slow server is waited for as long as it makes progress, so a late change is
+// never counted as lost. It reports whether all completed.
+func waitDelivered(ctx context.Context, clients []*wsClient, want int64, stall time.Duration) bool {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	i := 0
-	for {
+	var last int64 = -1
+	lastProgress := time.Now()
+	for n := 0; ; n++ {
 		for i < len(clients) && (clients[i].got.Load() >= want) {
 			i++
 		}
 		if i == len(clients) {
 			return true
 		}
-		if clients[i].problem.Load() != nil || time.Now().After(deadline) || ctx.Err() != nil {
+		if clients[i].problem.Load() != nil || ctx.Err() != nil {
 			return false
+		}
+		if n%20 == 0 { // every ~100 ms
+			var total int64
+			for _, c := range clients[i:] {
+				total += c.got.Load()
+			}
+			if total != last {
+				last, lastProgress = total, time.Now()
+			} else if time.Since(lastProgress) > stall {
+				return false
+			}
 		}
 		<-tick.C
 	}

@@ -181,7 +181,9 @@ func headCheck(base int64, w writerResult) check {
 			w.Rows, base, w.Head, w.Head-base, map[bool]string{true: " — OK", false: " — FAIL (capture lost rows or another process wrote)"}[ok])}
 }
 
-func drainTimeout(d time.Duration) time.Duration { return max(60*time.Second, 5*d) }
+// drainTimeout is how long delivery may stall (no subscriber receiving anything)
+// before the missing changes count as lost.
+func drainTimeout(d time.Duration) time.Duration { return max(30*time.Second, 3*d) }
 
 // ---------------------------------------------------------------------------
 // W1: latency at 100 changes/s
@@ -219,6 +221,7 @@ func (b *bencher) w1(ctx context.Context) runResult {
 	}
 	r.Latency = map[string]latSummary{"commit_to_client": lat}
 	r.Writers = map[string]writerResult{"writer": w}
+	r.infof("%s", frameCost(r.Server, r.Load, rep))
 	r.infof("writer: %d rows in 1-row transactions at %.0f rows/s; deliveries %s; frames %s (%.2f changes/frame)",
 		w.Rows, w.RowsPerSec, commas(rep.verdict.Received), commas(rep.frames), float64(rep.verdict.Received)/float64(max(rep.frames, 1)))
 	r.Checks = append(r.Checks, headCheck(e.base, w), verdictCheck("subscribers", rep.verdict))
@@ -269,6 +272,7 @@ func (b *bencher) w2(ctx context.Context) runResult {
 	lat := rep.lat.summary()
 	r.Latency = map[string]latSummary{"commit_to_client": lat}
 	r.Writers = map[string]writerResult{"writer": w}
+	r.infof("%s", frameCost(r.Server, r.Load, rep))
 	r.infof("writer: %d rows (100-row transactions) at %s rows/s, done in %.2f s; %s deliveries in %s frames (%.0f changes/frame, %.1f MB)",
 		w.Rows, commas(int64(w.RowsPerSec)), float64(w.EndNS-w.StartNS)/1e9, commas(rep.verdict.Received), commas(rep.frames),
 		float64(rep.verdict.Received)/float64(max(rep.frames, 1)), float64(rep.bytes)/1e6)
@@ -314,9 +318,12 @@ func (b *bencher) w3(ctx context.Context) runResult {
 		return errResult(err)
 	}
 	closeClients(warm)
-	time.Sleep(time.Second)
+	idle := startSampler(e.srv.pid)
+	time.Sleep(2 * time.Second)
+	idleCPU := idle.stop()
 	base := medianRSS(srvS, 5, 100*time.Millisecond)
 	e.fetchProfile("heap", "heap-base")
+	e.fetchProfile("heap?debug=1", "memstats-base")
 	t0 := time.Now()
 	selfS := startSampler(0)
 	clients, err := dialClients(ctx, e.srv.url, n, subSpec{table: benchTable, since: e.base}, true)
@@ -330,6 +337,7 @@ func (b *bencher) w3(ctx context.Context) runResult {
 	_, threads, _ := readRSS(e.srv.pid)
 	e.fetchProfile("heap", "heap")
 	e.fetchProfile("goroutine?debug=1", "goroutines")
+	e.fetchProfile("heap?debug=1", "memstats")
 	perConn := float64(withN-base) / float64(n) // KiB
 	r.Metrics = []metric{
 		{Name: "server RSS per connection", Unit: "KB", Value: perConn * 1024 / 1000, Cmp: "<=", Target: 20},
@@ -337,6 +345,7 @@ func (b *bencher) w3(ctx context.Context) runResult {
 		{Name: fmt.Sprintf("server RSS with %d", n), Unit: "MB", Value: float64(withN) / 1024},
 	}
 	r.infof("connected and subscribed %d in %.1f s; server threads %d; RSS per connection %.1f KiB", n, connectTime.Seconds(), threads, perConn)
+	r.infof("idle server (no connections, 2 s): CPU %.3f cores", idleCPU.CPUCores)
 
 	// Verify the idle subscribers are live: 10 changes must reach every one.
 	w, err := runWriter(ctx, b.exe, e.writer(writerSpec{Rows: 10, Txn: 1, Rate: 20}))
@@ -354,6 +363,16 @@ func (b *bencher) w3(ctx context.Context) runResult {
 	r.infof("10 changes at 20/s fanned out to %d subscribers: %s", n, lat)
 	r.Checks = append(r.Checks, headCheck(e.base, w), verdictCheck("subscribers", rep.verdict))
 	return r
+}
+
+// frameCost is the CPU each side spent per changes frame and per delivered change.
+func frameCost(server, load procStats, rep clientReport) string {
+	if rep.frames == 0 {
+		return "no frames"
+	}
+	f, c := float64(rep.frames), float64(max(rep.verdict.Received, 1))
+	return fmt.Sprintf("%s frames/s over the phase; CPU per frame: server %.1f µs, load generator %.1f µs; per delivered change: server %.2f µs",
+		commas(int64(f/max(server.CPUSec/max(server.CPUCores, 1e-9), 1e-9))), server.CPUSec*1e6/f, load.CPUSec*1e6/f, server.CPUSec*1e6/c)
 }
 
 // medianRSS samples RSS k times, every interval, and returns the median in KiB.
@@ -400,7 +419,7 @@ func (b *bencher) w4(ctx context.Context) runResult {
 		selfS.stop()
 		return errResult(err)
 	}
-	waitDelivered(ctx, clients, w.Head-e.base, max(10*time.Minute, drainTimeout(b.cfg.duration)))
+	waitDelivered(ctx, clients, w.Head-e.base, drainTimeout(b.cfg.duration))
 	r.Server, r.Load = srvS.stop(), selfS.stop()
 	prof()
 	closeClients(clients)
@@ -412,6 +431,9 @@ func (b *bencher) w4(ctx context.Context) runResult {
 		{Name: "resume time", Unit: "s", Value: span.Seconds()},
 	}
 	r.Writers = map[string]writerResult{"writer": w}
+	if len(args) > 0 {
+		r.infof("--short: server started with %s so that, as in the full run, 90%% of the changes come from the changelog, not the window", strings.Join(args, " "))
+	}
 	r.infof("writer: %d rows in 1000-row transactions at %s rows/s (with capture); resume: %s frames, %.1f MB, %.0f changes/frame",
 		w.Rows, commas(int64(w.RowsPerSec)), commas(rep.frames), float64(rep.bytes)/1e6, float64(rep.verdict.Received)/float64(max(rep.frames, 1)))
 	r.Checks = append(r.Checks, headCheck(e.base, w), verdictCheck("resuming client", rep.verdict))
@@ -465,7 +487,11 @@ func (b *bencher) w5(ctx context.Context) runResult {
 			if err != nil {
 				return errResult(err)
 			}
-			w, err := runWriter(ctx, b.exe, writerSpec{DB: v.db, Table: benchTable, Duration: d, Txn: txn, Payload: b.cfg.payload})
+			spec := writerSpec{DB: v.db, Table: benchTable, Duration: d, Txn: txn, Payload: b.cfg.payload}
+			if b.cfg.pprofDir != "" {
+				spec.Profile = filepath.Join(b.cfg.pprofDir, fmt.Sprintf("W5-writer-%s-%d.pprof", v.name, txn))
+			}
+			w, err := runWriter(ctx, b.exe, spec)
 			if err != nil {
 				return errResult(err)
 			}
@@ -621,6 +647,7 @@ func (b *bencher) w6(ctx context.Context) runResult {
 	r.infof("REST create, no subscribers: %s", none.lat.summary())
 	r.infof("REST create, %d subscribers: %s", b.cfg.subs, with.lat.summary())
 	r.infof("REST commit → client: %s", rep.lat.summary())
+	r.infof("%s (both phases)", frameCost(r.Server, r.Load, rep))
 	seqOK := none.seqErrs == 0 && with.seqErrs == 0
 	r.Checks = append(r.Checks,
 		check{Label: "REST seq", OK: seqOK, Detail: fmt.Sprintf("%d + %d creates, each answered with the next seq: %d mismatches%s",

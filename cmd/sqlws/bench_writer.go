@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -107,13 +109,14 @@ type writerSpec struct {
 	Rate     float64 // rows per second; 0: flat out
 	Txn      int     // rows per transaction
 	Payload  int     // payload bytes per row
+	Profile  string  // write a CPU profile of the writer here
 }
 
 func (s writerSpec) args() []string {
 	return []string{"bench", "writer", "--db", s.DB, "--table", s.Table,
 		"--rows", strconv.FormatInt(s.Rows, 10), "--duration", s.Duration.String(),
 		"--rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "--txn", strconv.Itoa(s.Txn),
-		"--payload", strconv.Itoa(s.Payload)}
+		"--payload", strconv.Itoa(s.Payload), "--cpuprofile", s.Profile}
 }
 
 // writerResult is the writer's report (its last stdout line, JSON).
@@ -139,6 +142,7 @@ func benchWriter(ctx context.Context, args []string, out io.Writer) error {
 	fs.Float64Var(&s.Rate, "rate", 0, "rows per second (0: flat out)")
 	fs.IntVar(&s.Txn, "txn", 1, "rows per transaction")
 	fs.IntVar(&s.Payload, "payload", 64, "payload bytes per row")
+	fs.StringVar(&s.Profile, "cpuprofile", "", "write a CPU profile of the writer to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,6 +165,17 @@ func benchWriter(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer ins.Close()
 	payload := strings.Repeat("x", s.Payload)
+	if s.Profile != "" {
+		f, err := os.Create(s.Profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	var res writerResult
 	start := time.Now()

@@ -282,8 +282,8 @@ const S = {
   lastSeq: null,
   paused: false,
   pausedCount: 0,
-  logQueue: [], // records waiting for the next frame
-  logCount: 0, // entries in the DOM list
+  logQueue: [], // records waiting for the next redraw of the log
+  log: [], // the change log, oldest first, at most LOG_CAP
   frame: 0,
   resumed: null,
   resets: 0,
@@ -310,7 +310,7 @@ function publishDebug() {
     subscribed: S.subscribed,
     state: S.connState,
     pending: c ? c.pending.size : 0,
-    logEntries: S.logCount,
+    logEntries: S.log.length,
     resumed: S.resumed,
     resets: S.resets,
     lastReset: S.lastReset,
@@ -327,7 +327,12 @@ const statusText = tid('status-text');
 const noticeEl = tid('notice');
 let countdown = 0;
 
+const srStatus = $('#sr-status');
+const srText = { connected: 'Live: connected to the server', reconnecting: 'Connection lost, reconnecting', connecting: 'Connecting' };
+
 function setStatus(state, text) {
+  // The visible text counts down; assistive technology hears only state changes.
+  if (state !== S.connState || !srStatus.textContent) srStatus.textContent = srText[state] || text;
   S.connState = state;
   statusEl.dataset.state = state;
   statusText.textContent = text;
@@ -428,7 +433,8 @@ function onChanges(records) {
         S.countsDirty = true;
       }
     }
-    if (!S.byName.has(rec.table)) unknown = true;
+    const meta = S.byName.get(rec.table);
+    if (!meta || !sameColumns(meta, rec.new || rec.old)) unknown = true;
     S.logQueue.push(rec);
     if (c && rec.table === c.name) {
       if (c.loading) c.buffer.push(rec);
@@ -439,6 +445,19 @@ function onChanges(records) {
   if (S.logQueue.length > 2 * LOG_CAP) S.logQueue = S.logQueue.slice(-LOG_CAP);
   if (unknown) refreshTablesSoon();
   schedule();
+}
+
+// sameColumns reports whether a row image has exactly the columns the table list
+// knows; a difference means the schema changed (ALTER TABLE) and needs a refresh.
+function sameColumns(meta, img) {
+  if (!img) return true;
+  if (!meta._cols) meta._cols = new Set(meta.columns.map((c) => c.name));
+  let n = 0;
+  for (const k in img) {
+    if (!meta._cols.has(k)) return false;
+    n++;
+  }
+  return n === meta._cols.size;
 }
 
 function schedule() {
@@ -517,9 +536,17 @@ function refreshTables() {
   });
 }
 
+// refreshTablesSoon refreshes the table list shortly, at most every 2 s however
+// many changes ask for it.
+let lastRefresh = -Infinity;
 function refreshTablesSoon() {
-  clearTimeout(refreshTimer);
-  refreshTimer = setTimeout(refreshTables, 300);
+  if (refreshTimer) return;
+  const wait = Math.max(300, lastRefresh + 2000 - performance.now());
+  refreshTimer = setTimeout(() => {
+    refreshTimer = 0;
+    lastRefresh = performance.now();
+    refreshTables();
+  }, wait);
 }
 
 function setTables(tables) {
@@ -615,14 +642,14 @@ function typeWidth(col) {
 
 function typeLabel(col) {
   if (col.rowid) return 'rowid';
-  return (col.pk ? 'pk · ' : '') + (col.type || 'any').toLowerCase();
+  return (col.type || 'any').toLowerCase();
 }
 
 function setColumns(c, widths) {
   const tmpl = [];
   let min = 0;
   for (const w of widths) {
-    const lo = Math.min(w, 14);
+    const lo = Math.min(w, 12);
     min += lo;
     tmpl.push(`minmax(${lo + 2}ch, ${w}fr)`);
   }
@@ -635,8 +662,10 @@ function sizeColumns(c, rows) {
   const sample = rows.slice(0, 300);
   const widths = c.cols.map((col) => {
     const lens = sample.map((r) => Math.min(80, display(r[col.name])[0].length)).sort((a, b) => a - b);
-    const p90 = lens.length ? lens[Math.floor((lens.length - 1) * 0.9)] : typeWidth(col);
-    return Math.max(5, Math.min(60, Math.max(p90, col.name.length, Math.min(typeLabel(col).length, 8)) + 1));
+    // The 90th percentile, raised towards the longest value so outliers get some room.
+    const p90 = lens.length ? Math.max(lens[Math.floor((lens.length - 1) * 0.9)], Math.ceil(lens[lens.length - 1] * 0.6)) : typeWidth(col);
+    const head = col.name.length + (col.pk && !col.rowid ? 3 : 0);
+    return Math.max(4, Math.min(60, Math.max(p90, head, Math.min(typeLabel(col).length, 4)) + 1));
   });
   setColumns(c, widths);
 }
@@ -664,7 +693,7 @@ function setupGrid(c) {
           'data-num': ['INTEGER', 'REAL', 'NUMERIC'].includes(col.rowid ? 'INTEGER' : affinity(col.type)) || null,
           title: `${col.name} ${col.type || ''}`.trim(),
         },
-        h('span', { class: 'col-name', text: col.name }),
+        h('span', { class: 'col-name' }, col.name, col.pk && !col.rowid ? h('abbr', { class: 'pk', title: 'primary key', text: 'pk' }) : null),
         h('span', { class: 'col-type', text: typeLabel(col) }),
       ),
     ),
@@ -969,8 +998,17 @@ tid('new-row').addEventListener('click', (ev) => openRowDialog('create', null, e
 // ---------------------------------------------------------------------------
 // Change log
 
-const logEl = tid('log');
-const logEntries = new WeakMap(); // entry button → record
+// The log keeps up to LOG_CAP records (S.log, oldest first) and renders only the
+// entries in view: a fixed row height, a spacer as tall as the whole list, and a
+// small pool of absolutely positioned entries. Its cost per redraw is the same at
+// 1 change/s and at 1,000.
+
+const logEl = tid('log'); // the scroll container (an <ol>)
+const logSpacer = h('li', { class: 'log-spacer', 'aria-hidden': 'true' });
+logEl.append(logSpacer);
+const LOG_ROW = 28; // px, .entry height in style.css
+const LOG_OVERSCAN = 8;
+const logShown = new Map(); // seq → rendered <li>
 
 function keyLabel(pk) {
   if (!pk || typeof pk !== 'object') return '';
@@ -983,15 +1021,40 @@ function keyLabel(pk) {
 function logEntry(r) {
   const btn = h(
     'button',
-    { type: 'button', class: 'entry', 'data-seq': String(r.seq), 'data-testid': 'log-entry', 'data-op': r.op, 'data-table': r.table },
+    {
+      type: 'button',
+      class: 'entry',
+      'data-seq': String(r.seq),
+      'data-testid': 'log-entry',
+      'data-op': r.op,
+      'data-table': r.table,
+      'data-history': r._history || null,
+    },
     h('span', { class: 'seq', text: String(r.seq) }),
     h('time', { class: 'ts', text: fmtTime(r.ts), datetime: new Date(r.ts).toISOString() }),
     h('span', { class: 'tbl', text: r.table }),
     h('span', { class: `op op-${r.op}`, text: r.op }),
     h('span', { class: 'key', text: keyLabel(r.pk), title: JSON.stringify(r.pk) }),
   );
-  logEntries.set(btn, r);
-  return h('li', null, btn);
+  return h('li', { class: 'log-item' }, btn);
+}
+
+function trimLog() {
+  if (S.log.length > LOG_CAP) S.log.splice(0, S.log.length - LOG_CAP);
+}
+
+/** findLogged returns the logged record with seq, by binary search (S.log is in seq order). */
+function findLogged(seq) {
+  let lo = 0;
+  let hi = S.log.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = S.log[mid].seq;
+    if (v === seq) return S.log[mid];
+    if (v < seq) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return null;
 }
 
 /**
@@ -1008,45 +1071,83 @@ async function loadHistory(upTo) {
   } catch {
     return; // pruned or unreachable: the log starts empty
   }
-  const recs = ((data && data.changes) || []).filter((r) => r.seq <= upTo);
-  const room = LOG_CAP - S.logCount;
-  if (room <= 0 || !recs.length) return;
-  const frag = document.createDocumentFragment();
-  const shown = recs.slice(-room);
-  for (let i = shown.length - 1; i >= 0; i--) {
-    const li = logEntry(shown[i]);
-    li.firstChild.dataset.history = '';
-    frag.append(li);
-  }
-  logEl.append(frag);
-  S.logCount += shown.length;
-  renderLogMeta();
+  const first = S.log.length ? S.log[0].seq : Infinity;
+  const recs = ((data && data.changes) || []).filter((r) => r.seq <= upTo && r.seq < first);
+  if (!recs.length) return;
+  for (const r of recs) r._history = true;
+  S.log = recs.concat(S.log);
+  trimLog();
+  renderLogView();
   publishDebug();
 }
 
+/** renderLog moves queued records into the log and redraws it. */
 function renderLog() {
-  let recs = S.logQueue;
+  const recs = S.logQueue;
   S.logQueue = [];
-  if (recs.length > LOG_CAP) recs = recs.slice(-LOG_CAP);
-  const frag = document.createDocumentFragment();
-  for (let i = recs.length - 1; i >= 0; i--) frag.append(logEntry(recs[i]));
-  logEl.prepend(frag);
-  S.logCount += recs.length;
-  while (S.logCount > LOG_CAP) {
-    logEl.lastElementChild.remove();
-    S.logCount--;
-  }
+  const added = Math.min(recs.length, LOG_CAP);
+  for (const r of recs.length > LOG_CAP ? recs.slice(-LOG_CAP) : recs) S.log.push(r);
+  trimLog();
   S.pausedCount = 0;
+  // Reading further down: keep the same entries in view as new ones arrive on top.
+  if (logEl.scrollTop > 0) logEl.scrollTop += added * LOG_ROW;
+  renderLogView();
+}
+
+/** renderLogView draws the entries in view; newest first. */
+function renderLogView() {
+  const n = S.log.length;
+  const height = `${n * LOG_ROW}px`;
+  if (logSpacer.style.height !== height) logSpacer.style.height = height;
+  const view = logEl.clientHeight || 600;
+  const from = Math.max(0, Math.floor(logEl.scrollTop / LOG_ROW) - LOG_OVERSCAN);
+  const to = Math.min(n, Math.ceil((logEl.scrollTop + view) / LOG_ROW) + LOG_OVERSCAN);
+  const want = new Map();
+  for (let i = from; i < to; i++) {
+    const r = S.log[n - 1 - i];
+    want.set(r.seq, i);
+  }
+  for (const [seq, li] of logShown) {
+    if (!want.has(seq)) {
+      li.remove();
+      logShown.delete(seq);
+    }
+  }
+  // Keep DOM order = visual order (newest first) for assistive technology, moving
+  // as few nodes as possible so a focused entry keeps its focus.
+  let ref = logSpacer.nextSibling;
+  for (const [seq, i] of want) {
+    let li = logShown.get(seq);
+    if (!li) {
+      li = logEntry(S.log[n - 1 - i]);
+      logShown.set(seq, li);
+    }
+    if (li === ref) ref = ref.nextSibling;
+    else logEl.insertBefore(li, ref);
+    const y = `translateY(${i * LOG_ROW}px)`;
+    if (li.style.transform !== y) li.style.transform = y;
+  }
   renderLogMeta();
 }
 
 function renderLogMeta() {
-  tid('log-empty').hidden = S.logCount > 0 || S.paused;
-  let text = S.logCount ? plural(S.logCount, 'entry', 'entries') : '';
+  tid('log-empty').hidden = S.log.length > 0 || S.paused;
+  let text = S.log.length ? plural(S.log.length, 'entry', 'entries') : '';
   if (S.paused) text = `paused · ${fmtCount(S.pausedCount)} new`;
   const el = tid('log-meta');
   if (el.textContent !== text) el.textContent = text;
 }
+
+let logScrollFrame = 0;
+logEl.addEventListener('scroll', () => {
+  if (!logScrollFrame) {
+    logScrollFrame = requestAnimationFrame(() => {
+      logScrollFrame = 0;
+      renderLogView();
+    });
+  }
+});
+new ResizeObserver(() => renderLogView()).observe(logEl);
 
 tid('log-pause').addEventListener('click', (ev) => {
   S.paused = !S.paused;
@@ -1056,16 +1157,17 @@ tid('log-pause').addEventListener('click', (ev) => {
   renderLogMeta();
 });
 tid('log-clear').addEventListener('click', () => {
-  logEl.replaceChildren();
-  S.logCount = 0;
+  S.log = [];
   S.logQueue = [];
   S.pausedCount = 0;
-  renderLogMeta();
+  logEl.scrollTop = 0;
+  renderLogView();
   publishDebug();
 });
 logEl.addEventListener('click', (ev) => {
   const btn = ev.target.closest('button.entry');
-  if (btn && logEntries.has(btn)) showChange(logEntries.get(btn), btn);
+  const r = btn && findLogged(Number(btn.dataset.seq));
+  if (r) showChange(r, btn);
 });
 
 // ---------------------------------------------------------------------------

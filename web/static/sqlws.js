@@ -256,7 +256,12 @@ class Client extends Emitter {
     for (const sub of this._subs.values()) this._endSub(sub);
     this._subs.clear();
     const ws = this._ws;
+    let done = false;
+    let guard = null;
     const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(guard);
       this._ws = null;
       for (const id of [...this._unsubWaiting.keys()]) this._settleUnsub(id);
       this._setState(State.CLOSED, {});
@@ -273,6 +278,11 @@ class Client extends Emitter {
         ws.close(1000, 'client closed');
       } catch {
         finish();
+      }
+      // Do not hang on an implementation that never reports the close.
+      if (!done) {
+        guard = setTimeout(finish, 3000);
+        if (guard && guard.unref) guard.unref();
       }
     }
     return promise;

@@ -1,0 +1,75 @@
+//go:build linux
+
+package db
+
+import (
+	"os"
+	"path/filepath"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// walWatcher wakes the tailer when another process writes the database's WAL file,
+// so commits are noticed at once without polling hundreds of times a second. It
+// watches the directory, not the file, because the WAL may be created or recreated
+// while sqlws runs.
+type walWatcher struct {
+	f *os.File
+	C chan struct{}
+}
+
+// watchWAL starts watching; nil if inotify is unavailable (the tailer then polls).
+func watchWAL(dbPath string) *walWatcher {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil
+	}
+	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(dbPath), unix.IN_MODIFY|unix.IN_CREATE|unix.IN_MOVED_TO); err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	w := &walWatcher{f: os.NewFile(uintptr(fd), "inotify"), C: make(chan struct{}, 1)}
+	wal := filepath.Base(dbPath) + "-wal"
+	go w.loop(wal)
+	return w
+}
+
+// loop reads events until Close; it owns w.C's sends.
+func (w *walWatcher) loop(wal string) {
+	buf := make([]byte, 16*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return // closed
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			nameStart := off + unix.SizeofInotifyEvent
+			nameEnd := nameStart + int(ev.Len)
+			if nameEnd > n {
+				break
+			}
+			name := cString(buf[nameStart:nameEnd])
+			off = nameEnd
+			if name == wal {
+				select {
+				case w.C <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// Close stops the watcher; its goroutine ends once the blocked read returns.
+func (w *walWatcher) Close() { w.f.Close() }
+
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
+}

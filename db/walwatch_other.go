@@ -1,0 +1,10 @@
+//go:build !linux
+
+package db
+
+// walWatcher is Linux-only; elsewhere the tailer polls at TailerOptions.Poll.
+type walWatcher struct{ C chan struct{} }
+
+func watchWAL(string) *walWatcher { return nil }
+
+func (w *walWatcher) Close() {}
