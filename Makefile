@@ -43,7 +43,7 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 screenshot: deps-test
-	SQLWS_SCREENSHOT=1 $(GO) test -count=1 -run 'TestDashboardScreenshot' ./e2e
+	SQLWS_SCREENSHOT=1 $(GO) test -count=1 -run 'TestBrowserScreenshot' ./e2e
 
 clean:
 	rm -rf bin $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
