@@ -6,16 +6,18 @@ import (
 	"github.com/sqlws/sqlws/models"
 )
 
-// headSQL reads the AUTOINCREMENT counter, which is the last assigned seq even when
-// retention has deleted every row.
-const headSQL = `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0)`
+// headSQL reads the last assigned seq: the AUTOINCREMENT counter, which survives
+// retention deleting every row, or the newest row if that is higher — SQLite leaves
+// the counter behind when an OR FAIL statement stops after some rows were written.
+const headSQL = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0),
+	coalesce((SELECT max(seq) FROM sqlws_changes), 0))`
 
 // Position reads the changelog's head and oldest retained seq in one read transaction.
 func (d *DB) Position(ctx context.Context) (models.Position, error) {
 	var p models.Position
 	var oldest sql.NullInt64
 	err := d.reader.QueryRowContext(ctx,
-		`SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0), (SELECT min(seq) FROM sqlws_changes)`).
+		headSQL+`, (SELECT min(seq) FROM sqlws_changes)`).
 		Scan(&p.Head, &oldest)
 	if err != nil {
 		return p, classify("read changelog position", err)

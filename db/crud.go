@@ -377,7 +377,7 @@ func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult,
 			}
 			return err
 		}
-		res.Row = models.AppendFixedReals(nil, row)
+		res.Row = models.AppendRowJSON(nil, row)
 		return nil
 	})
 	return res, err
@@ -516,8 +516,8 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 				page.Next = base64.RawURLEncoding.EncodeToString(last)
 				break
 			}
-			page.Rows = append(page.Rows, models.AppendFixedReals(nil, row))
-			last = models.AppendFixedReals(nil, cur)
+			page.Rows = append(page.Rows, models.AppendRowJSON(nil, row))
+			last = models.AppendRowJSON(nil, cur)
 		}
 		return rows.Err()
 	})
@@ -744,7 +744,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 				case err != nil:
 					return err
 				default:
-					res.Row = models.AppendFixedReals(nil, row)
+					res.Row = models.AppendRowJSON(nil, row)
 				}
 			}
 		} else {

@@ -163,8 +163,12 @@ func classify(op string, err error) error {
 	if errors.KindOf(err) != errors.Internal {
 		return err
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	// A deadline or interrupt means the database did not answer in time; a closed
+	// pool means sqlws is shutting down. Either way the client should retry.
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, sql.ErrConnDone) || sqliteCode(err) == sqlite3.SQLITE_INTERRUPT ||
+		strings.Contains(err.Error(), "sql: database is closed") {
+		return errors.E(errors.Op(op), errors.Unavailable, "database unavailable; retry", err)
 	}
 	if isBusy(err) {
 		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)

@@ -361,27 +361,30 @@ func TestTablesFlagRejectsUnknown(t *testing.T) {
 	}
 	defer d.Close()
 	d.Migrate(context.Background())
-	if _, err := d.SyncTriggers(context.Background()); err == nil || !strings.Contains(err.Error(), `"nope"`) {
-		t.Fatalf("err = %v, want one naming nope", err)
+	res, err := d.SyncTriggers(context.Background())
+	if err != nil || len(res.Missing) != 1 || res.Missing[0] != "nope" || !d.Tracked("a") {
+		t.Fatalf("res = %+v, err = %v; want nope missing and a tracked", res, err)
 	}
 }
 
 // REPLACE removes conflicting rows without firing DELETE triggers; sqlws reports them
 // as deletes anyway, and reports nothing extra for IGNORE or upserts.
 func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
-	path := testenv.NewDB(t, `CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n INT, a TEXT, b TEXT, UNIQUE(a, b));`)
+	path := testenv.NewDB(t, `CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n INT, a TEXT, b TEXT, j TEXT, UNIQUE(a, b));
+		CREATE UNIQUE INDEX uj ON u(j COLLATE NOCASE);`)
 	d := open(t, path, db.Options{})
 	testenv.SQLite(t, path, `
-		INSERT INTO u VALUES (1, 'a', 0, 'x', 'y'), (2, 'b', 0, 'p', 'q');
-		REPLACE INTO u VALUES (3, 'b', 0, NULL, NULL);          -- removes 2 (email)
-		INSERT OR REPLACE INTO u VALUES (4, 'c', 0, 'x', 'y');  -- removes 1 (a,b)
-		INSERT OR IGNORE INTO u VALUES (5, 'c', 0, NULL, NULL); -- nothing
-		INSERT INTO u VALUES (6, 'c', 1, NULL, NULL) ON CONFLICT(email) DO UPDATE SET n = 9; -- updates 4
+		INSERT INTO u VALUES (1, 'a', 0, 'x', 'y', NULL), (2, 'b', 0, 'p', 'q', NULL);
+		REPLACE INTO u VALUES (3, 'b', 0, NULL, NULL, NULL);          -- removes 2 (email)
+		INSERT OR REPLACE INTO u VALUES (4, 'c', 0, 'x', 'y', NULL);  -- removes 1 (a,b)
+		INSERT OR IGNORE INTO u VALUES (5, 'c', 0, NULL, NULL, NULL); -- nothing
+		INSERT INTO u VALUES (6, 'c', 1, NULL, NULL, NULL) ON CONFLICT(email) DO UPDATE SET n = 9; -- updates 4
 		UPDATE OR REPLACE u SET email = 'c' WHERE id = 3;       -- removes 4, updates 3
-		INSERT OR REPLACE INTO u VALUES (3, 'z', 0, NULL, NULL); -- same pk: reported as insert of pk 3
-		INSERT INTO u VALUES (50, 'm', 0, NULL, NULL), (60, 'n', 0, NULL, NULL);
+		INSERT OR REPLACE INTO u VALUES (3, 'z', 0, NULL, NULL, NULL); -- same pk: reported as insert of pk 3
+		INSERT INTO u VALUES (50, 'm', 0, NULL, NULL, 'x'), (60, 'n', 0, NULL, NULL, NULL);
 		UPDATE u SET id = 70 WHERE id = 50;                     -- key change: one update, no delete
 		UPDATE OR REPLACE u SET id = 60 WHERE id = 70;          -- removes 60 (its rowid), updates 70 -> 60
+		INSERT OR REPLACE INTO u VALUES (80, 'o', 0, NULL, NULL, 'X'); -- removes 60 (j, NOCASE index)
 	`)
 	var got []string
 	for _, c := range readAll(t, d, 0) {
@@ -397,6 +400,7 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 		`insert {"id":50}`, `insert {"id":60}`,
 		`update {"id":70}`,
 		`delete {"id":60}`, `update {"id":60}`,
+		`delete {"id":60}`, `insert {"id":80}`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -418,5 +422,39 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 	}
 	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM u;"); int(n) != len(rows) {
 		t.Fatalf("replica has %d rows, table %d", len(rows), n)
+	}
+}
+
+// SQLite before 3.48 refuses functions with over 127 arguments; a json_object over a
+// wide table's columns would make the schema unreadable to the 3.40 CLI.
+func TestWideTableWritableFromOldCLI(t *testing.T) {
+	var cols, vals []string
+	for i := range 80 {
+		cols = append(cols, fmt.Sprintf(`"c%d ""q"""`, i))
+		switch i % 4 {
+		case 0:
+			vals = append(vals, fmt.Sprint(i))
+		case 1:
+			vals = append(vals, fmt.Sprintf("'t%d'", i))
+		case 2:
+			vals = append(vals, "NULL")
+		default:
+			vals = append(vals, "x'0A'")
+		}
+	}
+	path := testenv.NewDB(t, "CREATE TABLE w(id INTEGER PRIMARY KEY, "+strings.Join(cols, ", ")+");")
+	d := open(t, path, db.Options{})
+	testenv.SQLite(t, path, "INSERT INTO w VALUES (1, "+strings.Join(vals, ", ")+"); UPDATE w SET \"c0 \"\"q\"\"\" = 5 WHERE id = 1;")
+	ch := readAll(t, d, 0)
+	if len(ch) != 2 {
+		t.Fatalf("got %d changes, want 2", len(ch))
+	}
+	var row map[string]json.RawMessage
+	if err := json.Unmarshal(ch[1].New, &row); err != nil {
+		t.Fatal(err)
+	}
+	if len(row) != 81 || string(row[`c0 "q"`]) != "5" || string(row[`c1 "q"`]) != `"t1"` ||
+		string(row[`c2 "q"`]) != "null" || string(row[`c3 "q"`]) != `{"$blob":"0A"}` {
+		t.Fatalf("wide row: %d keys, %s", len(row), ch[1].New)
 	}
 }

@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"log/slog"
@@ -96,18 +97,17 @@ func (d *DB) MigrateDown(ctx context.Context) error {
 // changelog, the meta table and the migration version table). The application's own
 // tables and rows are untouched.
 func (d *DB) Uninstall(ctx context.Context) error {
-	if _, err := d.DropTriggers(ctx); err != nil {
-		return err
-	}
-	tx, err := d.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return classify("uninstall", err)
-	}
-	defer tx.Rollback()
-	for _, t := range []string{"sqlws_changes", "sqlws_meta", "sqlws_pending", VersionTable} {
-		if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS "+quoteIdent(t)); err != nil {
-			return classify("uninstall", err)
+	// One transaction: a server still running on the file must never see the triggers
+	// gone but the tables present (it would reinstall them) or the reverse.
+	return d.Write(ctx, "uninstall", func(tx *sql.Tx) error {
+		if _, err := dropTriggers(ctx, tx); err != nil {
+			return err
 		}
-	}
-	return classify("uninstall", tx.Commit())
+		for _, t := range []string{"sqlws_changes", "sqlws_meta", "sqlws_pending", VersionTable} {
+			if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS "+quoteIdent(t)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -14,9 +14,12 @@ import (
 // schemaEntry is a tracked table with what trigger generation and CRUD need.
 type schemaEntry struct {
 	models.Table
-	rowidName string     // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
-	uniques   [][]string // column lists of UNIQUE indexes other than the primary key
+	rowidName string       // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
+	uniques   [][]indexCol // UNIQUE indexes other than the primary key
 }
+
+// indexCol is a column of an index with the collation the index compares it by.
+type indexCol struct{ name, coll string }
 
 // querier is what schema reads need: a pool, a connection or a transaction.
 type querier interface {
@@ -116,7 +119,7 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 // uniqueIndexes lists the column lists of a table's UNIQUE indexes, other than its
 // primary key. Indexes on expressions are left out: their conflicts cannot be found by
 // comparing columns.
-func uniqueIndexes(ctx context.Context, q querier, table string) ([][]string, error) {
+func uniqueIndexes(ctx context.Context, q querier, table string) ([][]indexCol, error) {
 	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_index_list(?) WHERE "unique" = 1 AND origin != 'pk' ORDER BY name`, table)
 	if err != nil {
 		return nil, fmt.Errorf("introspect %q indexes: %w", table, err)
@@ -131,25 +134,25 @@ func uniqueIndexes(ctx context.Context, q querier, table string) ([][]string, er
 		names = append(names, n)
 	}
 	rows.Close()
-	var out [][]string
+	var out [][]indexCol
 	for _, idx := range names {
-		rows, err := q.QueryContext(ctx, `SELECT cid, coalesce(name, '') FROM pragma_index_info(?) ORDER BY seqno`, idx)
+		rows, err := q.QueryContext(ctx, `SELECT cid, coalesce(name, ''), coalesce(coll, 'BINARY') FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno`, idx)
 		if err != nil {
 			return nil, fmt.Errorf("introspect index %q: %w", idx, err)
 		}
-		var cols []string
+		var cols []indexCol
 		expr := false
 		for rows.Next() {
 			var cid int
-			var col string
-			if err := rows.Scan(&cid, &col); err != nil {
+			var col, coll string
+			if err := rows.Scan(&cid, &col, &coll); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("introspect index %q: %w", idx, err)
 			}
 			if cid < 0 {
 				expr = true
 			}
-			cols = append(cols, col)
+			cols = append(cols, indexCol{col, coll})
 		}
 		rows.Close()
 		if expr || len(cols) == 0 {

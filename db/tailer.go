@@ -80,6 +80,10 @@ func (t *Tailer) Run(ctx context.Context) error {
 
 	pollCtx := context.WithoutCancel(ctx)
 	var dataVersion, schemaVersion int64 = -1, -1
+	// needSync starts true: the schema may have changed between the caller's sync and
+	// this first poll. It is cleared only by a sync that succeeded, so a sync that
+	// failed (e.g. SQLITE_BUSY behind another writer) is retried until it works.
+	needSync := true
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
 	if w := watchWAL(t.db.path); w != nil {
@@ -87,8 +91,11 @@ func (t *Tailer) Run(ctx context.Context) error {
 		walWrites = w.C
 		interval = max(t.opts.IdlePoll, t.opts.Poll)
 	}
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
+	// burst counts quick re-polls after a WAL write: the write that woke us may be a
+	// frame of a commit that is not visible yet.
+	burst := 0
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
 	for {
 		var dv, sv int64
 		// Without a cancelable context database/sql starts no watcher goroutine per
@@ -101,36 +108,54 @@ func (t *Tailer) Run(ctx context.Context) error {
 			t.opts.Logger.Warn("tail changelog: poll", "err", err)
 		default:
 			if sv != schemaVersion {
-				if schemaVersion != -1 {
-					if res, err := t.db.SyncTriggers(ctx); err != nil {
-						t.opts.Logger.Warn("sync triggers after schema change", "err", err)
-						sv = -1 // try again on the next poll
-					} else if res.Created+res.Dropped > 0 {
+				schemaVersion = sv
+				needSync = true
+			}
+			if needSync {
+				res, err := t.db.SyncTriggers(ctx)
+				switch {
+				case err != nil:
+					if ctx.Err() != nil {
+						return nil
+					}
+					t.opts.Logger.Warn("sync capture triggers after a schema change; will retry", "err", err)
+				default:
+					needSync = false
+					if res.Created+res.Dropped > 0 {
 						t.opts.Logger.Info("capture triggers updated", "created", res.Created, "dropped", res.Dropped, "tables", len(res.Tables))
 					}
+					for _, sk := range res.Skipped {
+						t.opts.Logger.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
+					}
 				}
-				schemaVersion = sv
 			}
 			if dv != dataVersion {
 				if err := t.drain(ctx, conn); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
-					t.opts.Logger.Warn("tail changelog", "err", err)
+					t.opts.Logger.Warn("tail changelog; will retry", "err", err)
 				} else {
 					dataVersion = dv
+					burst = 0
 				}
+			} else if burst > 0 {
+				burst--
 			}
 		}
+		wait := interval
+		if burst > 0 || needSync {
+			wait = t.opts.Poll
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-timer.C:
 		case <-walWrites:
+			burst = 5
 		case <-t.db.written:
-			// Our own writer committed. data_version only moves for other connections'
-			// commits as seen by this one, which includes our writer, but waking now saves
-			// up to a poll interval.
+			// Our own writer committed; waking now saves up to a poll interval.
 			dataVersion = -1
 		}
 	}

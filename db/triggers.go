@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/models"
 )
 
 // The capture triggers must run in every SQLite that writes to a served database, the
@@ -63,39 +64,71 @@ func pow2(k int) string {
 	return b.String()
 }
 
-// rowExpr is a json_object of every column of the row that alias (NEW or OLD) names.
-func rowExpr(t *schemaEntry, alias string) string {
+// maxObjectPairs is the most key/value pairs one json_object call may take: SQLite
+// before 3.48 allows at most 127 function arguments, and a trigger that breaks the
+// limit makes the whole schema unreadable to those versions.
+const maxObjectPairs = 63
+
+// objectExpr is SQL for a JSON object with the given keys and encoded values: one
+// json_object call when it fits, else text concatenation, which has no such limit.
+func objectExpr(keys, refs []string) string {
 	var b strings.Builder
-	b.WriteString("json_object(")
-	for i, c := range t.Columns {
-		if i > 0 {
+	if len(keys) <= maxObjectPairs {
+		b.WriteString("json_object(")
+		for i := range keys {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(quoteLiteral(keys[i]))
 			b.WriteString(",")
+			b.WriteString(valueExpr(refs[i]))
 		}
-		b.WriteString(quoteLiteral(c.Name))
-		b.WriteString(",")
-		b.WriteString(valueExpr(alias + "." + quoteIdent(c.Name)))
+		b.WriteString(")")
+		return b.String()
 	}
-	b.WriteString(")")
+	b.WriteString("('{'")
+	for i := range keys {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		b.WriteString("||")
+		b.WriteString(quoteLiteral(sep + string(models.AppendJSONString(nil, keys[i])) + ":"))
+		b.WriteString("||")
+		b.WriteString(valueTextExpr(refs[i]))
+	}
+	b.WriteString("||'}')")
 	return b.String()
 }
 
-// keyExpr is a json_object of the row's key: its primary key columns, or {"rowid":n}.
+// valueTextExpr is valueExpr as JSON text, for building objects by concatenation.
+func valueTextExpr(ref string) string {
+	return `CASE typeof(` + ref + `) WHEN 'integer' THEN CAST(` + ref + ` AS TEXT)` +
+		` WHEN 'text' THEN json_quote(` + ref + `) WHEN 'null' THEN 'null'` +
+		` ELSE ` + valueExpr(ref) + ` END`
+}
+
+// rowExpr is a JSON object of every column of the row that alias (NEW or OLD) names.
+func rowExpr(t *schemaEntry, alias string) string {
+	keys := make([]string, len(t.Columns))
+	refs := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		keys[i] = c.Name
+		refs[i] = alias + "." + quoteIdent(c.Name)
+	}
+	return objectExpr(keys, refs)
+}
+
+// keyExpr is a JSON object of the row's key: its primary key columns, or {"rowid":n}.
 func keyExpr(t *schemaEntry, alias string) string {
 	if len(t.PrimaryKey) == 0 {
 		return "json_object('rowid'," + alias + "." + t.rowidName + ")"
 	}
-	var b strings.Builder
-	b.WriteString("json_object(")
+	refs := make([]string, len(t.PrimaryKey))
 	for i, k := range t.PrimaryKey {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString(quoteLiteral(k))
-		b.WriteString(",")
-		b.WriteString(valueExpr(alias + "." + quoteIdent(k)))
+		refs[i] = alias + "." + quoteIdent(k)
 	}
-	b.WriteString(")")
-	return b.String()
+	return objectExpr(t.PrimaryKey, refs)
 }
 
 // triggerName is the name of sqlws's trigger for op on table.
@@ -156,7 +189,8 @@ func replaceSQL(t *schemaEntry) replaceStmts {
 	for _, cols := range t.uniques {
 		var eq []string
 		for _, c := range cols {
-			eq = append(eq, "sqlws_c."+quoteIdent(c)+" = NEW."+quoteIdent(c))
+			// The index's collation decides what conflicts, not the column's.
+			eq = append(eq, "sqlws_c."+quoteIdent(c.name)+" = NEW."+quoteIdent(c.name)+" COLLATE "+quoteIdent(c.coll))
 		}
 		cond = append(cond, "("+strings.Join(eq, " AND ")+")")
 	}
@@ -186,13 +220,21 @@ func replaceSQL(t *schemaEntry) replaceStmts {
 type SyncResult struct {
 	Created, Dropped int
 	Tables           []string // tracked tables after the sync
+	// Missing are --tables entries that do not exist; Skipped are tables that cannot be
+	// captured. Neither stops the others from being captured.
+	Missing []string
+	Skipped []Skipped
 }
+
+// Skipped is a table SyncTriggers could not capture, and why.
+type Skipped struct{ Table, Reason string }
 
 // SyncTriggers makes the capture triggers match the live schema: it creates missing
 // ones, regenerates those whose table changed (a column added, renamed or the table
-// renamed) and drops those of tables no longer tracked. It runs in one IMMEDIATE
-// transaction, so it is idempotent and safe with several sqlws processes on one file,
-// and it refreshes the cached schema the CRUD layer uses.
+// renamed) and drops those of tracked tables that no longer need them. It runs in one
+// IMMEDIATE transaction, so it is idempotent and safe with several sqlws processes on
+// one file, and it refreshes the cached schema the CRUD layer uses. Triggers on tables
+// outside this process's --tables are left alone: another sqlws process may own them.
 func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
 	tx, err := d.writer.BeginTx(ctx, nil)
@@ -201,32 +243,61 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	}
 	defer tx.Rollback()
 
-	names, err := d.trackedNames(ctx, tx)
+	// Triggers that write into missing tables would make every application write
+	// fail; if sqlws was uninstalled (or migrated down) under a running server, stop
+	// capturing rather than reinstall.
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('sqlws_changes', 'sqlws_pending')`).Scan(&n); err != nil {
+		return res, classify("sync triggers", err)
+	}
+	if n != 2 {
+		return res, errors.E(errors.Unavailable, "sqlws tables are missing (uninstalled or migrated down?); run migrate up or restart serve")
+	}
+
+	all, err := userTables(ctx, tx)
 	if err != nil {
 		return res, err
 	}
+	names := all
+	if len(d.opts.Tables) > 0 {
+		exists := map[string]bool{}
+		for _, t := range all {
+			exists[t] = true
+		}
+		names = nil
+		for _, t := range d.opts.Tables {
+			if exists[t] {
+				names = append(names, t)
+			} else {
+				res.Missing = append(res.Missing, t)
+			}
+		}
+	}
 	want := map[string]string{}
 	entries := map[string]*schemaEntry{}
+	inScope := map[string]bool{}
 	for _, n := range names {
+		inScope[n] = true
 		e, err := introspect(ctx, tx, n)
-		if err != nil {
-			return res, err
+		if err == nil {
+			var trg map[string]string
+			if trg, err = triggerSQL(e); err == nil {
+				for k, v := range trg {
+					want[k] = v
+				}
+				entries[n] = e
+				res.Tables = append(res.Tables, n)
+				continue
+			}
 		}
-		trg, err := triggerSQL(e)
-		if err != nil {
-			return res, err
-		}
-		for k, v := range trg {
-			want[k] = v
-		}
-		entries[n] = e
+		res.Skipped = append(res.Skipped, Skipped{n, err.Error()})
 	}
 	have, err := existingTriggers(ctx, tx)
 	if err != nil {
 		return res, err
 	}
-	for name, sqlText := range have {
-		if want[name] != sqlText {
+	for name, h := range have {
+		if (inScope[h.table] || len(d.opts.Tables) == 0) && want[name] != h.sql {
 			if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
 				return res, classify("drop trigger", err)
 			}
@@ -234,7 +305,7 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 		}
 	}
 	for name, sqlText := range want {
-		if have[name] == sqlText {
+		if have[name].sql == sqlText {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, sqlText); err != nil {
@@ -248,47 +319,25 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	d.mu.Lock()
 	d.tables = entries
 	d.mu.Unlock()
-	res.Tables = names
 	return res, nil
 }
 
-// trackedNames is the list of tables to capture: --tables, or every user table.
-func (d *DB) trackedNames(ctx context.Context, q querier) ([]string, error) {
-	all, err := userTables(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if len(d.opts.Tables) == 0 {
-		return all, nil
-	}
-	exists := map[string]bool{}
-	for _, n := range all {
-		exists[n] = true
-	}
-	var out []string
-	for _, n := range d.opts.Tables {
-		if !exists[n] {
-			return nil, errors.WithCode(errors.NotFound, "unknown_table", "table %q named in --tables does not exist", n)
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
+type trigger struct{ table, sql string }
 
-func existingTriggers(ctx context.Context, q querier) (map[string]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sqlws\_%' ESCAPE '\'`)
+func existingTriggers(ctx context.Context, q querier) (map[string]trigger, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sqlws\_%' ESCAPE '\'`)
 	if err != nil {
 		return nil, fmt.Errorf("list triggers: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]string{}
+	out := map[string]trigger{}
 	for rows.Next() {
-		var name string
+		var name, table string
 		var s sql.NullString
-		if err := rows.Scan(&name, &s); err != nil {
+		if err := rows.Scan(&name, &table, &s); err != nil {
 			return nil, fmt.Errorf("list triggers: %w", err)
 		}
-		out[name] = s.String
+		out[name] = trigger{table, s.String}
 	}
 	return out, rows.Err()
 }
@@ -300,6 +349,14 @@ func (d *DB) DropTriggers(ctx context.Context) (int, error) {
 		return 0, classify("drop triggers", err)
 	}
 	defer tx.Rollback()
+	n, err := dropTriggers(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	return n, classify("drop triggers", tx.Commit())
+}
+
+func dropTriggers(ctx context.Context, tx *sql.Tx) (int, error) {
 	have, err := existingTriggers(ctx, tx)
 	if err != nil {
 		return 0, err
@@ -308,9 +365,6 @@ func (d *DB) DropTriggers(ctx context.Context) (int, error) {
 		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
 			return 0, classify("drop trigger", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return 0, classify("drop triggers", err)
 	}
 	return len(have), nil
 }

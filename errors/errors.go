@@ -180,28 +180,29 @@ func KindOf(err error) Kind {
 	return Internal
 }
 
-// Is reports whether err is classified as kind k.
+// IsKind reports whether err is classified as kind k.
 func IsKind(err error, k Kind) bool { return err != nil && KindOf(err) == k }
 
 // Public returns what a client may see of err: its HTTP status, stable code and a
 // message. Unclassified and internal errors become a generic message, so no internal
-// text leaks.
+// text leaks. The code is the first specific Code in the chain that belongs to err's
+// Kind; the message is the first client-safe message in the chain.
 func Public(err error) (status int, code, msg string) {
 	k := KindOf(err)
 	if k == Other || k == Internal {
 		return http.StatusInternalServerError, "internal", "internal error"
 	}
 	code = k.Code()
-	var e *Error
-	for stderrors.As(err, &e) {
-		if e.Code != "" {
-			code = e.Code
+	for e := err; e != nil; {
+		var ce *Error
+		if !stderrors.As(e, &ce) {
 			break
 		}
-		if e.Err == nil {
+		if ce.Code != "" && (ce.Kind == k || ce.Kind == Other) {
+			code = ce.Code
 			break
 		}
-		err = e.Err
+		e = ce.Err
 	}
 	msg = message(err)
 	if msg == "" {
@@ -212,13 +213,13 @@ func Public(err error) (status int, code, msg string) {
 
 // message returns the first client-safe message in err's chain.
 func message(err error) string {
-	var e *Error
-	for stderrors.As(err, &e) {
+	for err != nil {
+		var e *Error
+		if !stderrors.As(err, &e) {
+			return ""
+		}
 		if e.Msg != "" {
 			return e.Msg
-		}
-		if e.Err == nil {
-			return ""
 		}
 		err = e.Err
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Operation names, as they appear in change records.
@@ -62,16 +63,21 @@ func appendRaw(dst, raw []byte) []byte {
 	if len(raw) == 0 {
 		return append(dst, "null"...)
 	}
-	return AppendFixedReals(dst, raw)
+	return AppendRowJSON(dst, raw)
 }
 
 var ldexpTag = []byte(`{"$ldexp":[`)
 
-// AppendFixedReals appends the JSON raw to dst with every {"$ldexp":[y,k]} — how the
-// capture triggers write doubles of extreme magnitude, which old SQLite cannot print
-// exactly — replaced by the JSON number y·2^k, formatted as the shortest decimal that
-// parses back to the same float64. Anything else is copied unchanged.
-func AppendFixedReals(dst, raw []byte) []byte {
+// AppendRowJSON appends JSON written by SQLite (row images, keys) to dst, finished for
+// clients: every {"$ldexp":[y,k]} — how the capture triggers write doubles of extreme
+// magnitude, which old SQLite cannot print exactly — becomes the JSON number y·2^k,
+// formatted as the shortest decimal that parses back to the same float64; and invalid
+// UTF-8 (SQLite copies TEXT bytes through unchecked) becomes U+FFFD, because browsers
+// must drop a WebSocket whose text frame is not UTF-8. Anything else is copied.
+func AppendRowJSON(dst, raw []byte) []byte {
+	if !utf8.Valid(raw) {
+		raw = bytes.ToValidUTF8(raw, []byte("\uFFFD"))
+	}
 	for {
 		i := bytes.Index(raw, ldexpTag)
 		if i < 0 {

@@ -29,14 +29,15 @@ type conn struct {
 	cancel context.CancelFunc
 	ping   *time.Timer
 
-	mu      sync.Mutex
-	subs    map[string]*subscription // by the id's JSON text
-	order   []*subscription          // round-robin order for fairness
-	next    int                      // next index in order to serve
-	control [][]byte                 // replies waiting to be written, in order
-	writing bool                     // a writer goroutine is running
-	dirty   bool                     // woken while writing: look again before exiting
-	closed  bool
+	mu         sync.Mutex
+	subs       map[string]*subscription // by the id's JSON text
+	order      []*subscription          // round-robin order for fairness
+	next       int                      // next index in order to serve
+	control    [][]byte                 // replies waiting to be written, in order
+	writing    bool                     // a writer goroutine is running
+	dirty      bool                     // woken while writing: look again before exiting
+	closed     bool
+	overflowed bool // too many unanswered requests: closing
 }
 
 type subscription struct {
@@ -45,8 +46,6 @@ type subscription struct {
 	tables map[string]bool // nil: every table
 	cursor int64           // seq of the last change delivered or skipped
 }
-
-func (s *subscription) match(table string) bool { return s.tables[table] }
 
 // ServeHTTP upgrades GET /ws and hands the connection to its own goroutine, then
 // returns, so net/http releases its per-connection state (buffers, request) while
@@ -89,7 +88,9 @@ func (c *conn) run() {
 	// hello goes through the writer so it cannot interleave with a frame the writer
 	// starts because of a Publish that raced with this connection's start.
 	c.queue(hello)
-	c.ping = time.AfterFunc(h.opts.PingInterval, c.pingPeer)
+	// Armed only after c.ping is set, which pingPeer reads.
+	c.ping = time.AfterFunc(time.Hour, c.pingPeer)
+	c.ping.Reset(h.opts.PingInterval)
 	defer c.ping.Stop()
 	c.readLoop()
 }
@@ -312,10 +313,28 @@ func (c *conn) queue(msg []byte) {
 
 func (c *conn) queueLocked(msg []byte) {
 	if len(c.control) >= maxPendingControl {
-		go c.ws.Close(websocket.StatusPolicyViolation, "too many unanswered requests")
+		// The client sends requests without reading the replies. End the read loop now
+		// (cancel) so it cannot queue more, and close once, from a tracked goroutine.
+		if !c.overflowed {
+			c.overflowed = true
+			c.cancel()
+			c.hub.wg.Add(1) // the conn's own goroutine still holds the count, so no race with Wait
+			go func() {
+				defer c.hub.wg.Done()
+				c.ws.Close(websocket.StatusPolicyViolation, "too many unanswered requests")
+			}()
+		}
 		return
 	}
 	c.control = append(c.control, msg)
+}
+
+// idle reports whether a wake could find nothing to do: no subscriptions and no
+// replies queued. Publish skips such connections.
+func (c *conn) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.order) == 0 && len(c.control) == 0
 }
 
 // wake makes sure a writer goroutine will look for work.
@@ -335,10 +354,16 @@ func (c *conn) wake() {
 }
 
 // writeLoop writes replies and changes until there is nothing left, then exits.
+// Replies always go first, so a subscription's ack precedes its first changes and an
+// unsubscribe's ack follows its last.
 func (c *conn) writeLoop() {
 	defer c.hub.wg.Done()
-	buf := framePool.Get().(*[]byte)
-	defer framePool.Put(buf)
+	var buf *[]byte // taken from the pool only once there is a frame to build
+	defer func() {
+		if buf != nil {
+			framePool.Put(buf)
+		}
+	}()
 	var batch []models.Encoded
 	for {
 		c.mu.Lock()
@@ -354,10 +379,13 @@ func (c *conn) writeLoop() {
 			}
 			continue
 		}
+		if buf == nil {
+			buf = framePool.Get().(*[]byte)
+		}
 		sent, reset, err := c.nextFrameLocked(&batch, buf)
 		if err != nil {
 			c.mu.Unlock()
-			c.hub.opts.Logger.Warn("websocket: read history", "err", err)
+			c.hub.opts.Logger.Warn("websocket: read history; will retry", "err", err)
 			// The database is busy or closed; try again shortly rather than lose data.
 			select {
 			case <-c.ctx.Done():
@@ -368,7 +396,7 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		if !sent && reset == nil {
-			if c.dirty {
+			if c.dirty || len(c.control) > 0 {
 				c.mu.Unlock()
 				continue
 			}
@@ -376,11 +404,15 @@ func (c *conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		c.mu.Unlock()
 		if reset != nil {
-			c.sendReset(reset.id, models.ResetPruned, c.hub.Head())
+			// Queued, not written: replies keep their order through the control queue.
+			msg, _ := json.Marshal(models.Reset{Type: models.TypeReset, ID: reset.id, Reason: models.ResetPruned,
+				Stream: c.hub.src.StreamID(), Head: c.hub.Head()})
+			c.queueLocked(msg)
+			c.mu.Unlock()
 			continue
 		}
+		c.mu.Unlock()
 		if !c.write(*buf) {
 			return
 		}
@@ -395,9 +427,10 @@ func (c *conn) finishWriting() {
 
 // nextFrameLocked builds the next changes frame into buf, serving subscriptions
 // round-robin so one busy subscription does not starve the others. It returns
-// sent=false when every subscription is caught up, or the subscription that must be
-// reset because history it needs was pruned (it is removed). c.mu is held; it is
-// released around history reads, which touch the database.
+// sent=false when every subscription is caught up or replies are waiting, or the
+// subscription that must be reset because history it needs was pruned (it is
+// removed). c.mu is held; it is released around history reads, which touch the
+// database, and anything that changed meanwhile is looked at again.
 func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool, reset *subscription, err error) {
 	h := c.hub
 	for range len(c.order) {
@@ -406,37 +439,38 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool,
 		}
 		s := c.order[c.next]
 		c.next++
-		var match func(string) bool
-		if s.tables != nil {
-			match = s.match
-		}
-		*batch = (*batch)[:0]
-		entries, cursor, res := h.read(*batch, s.cursor, match)
-		if res == readHistory {
+		for {
+			*batch = (*batch)[:0]
 			from := s.cursor
-			c.mu.Unlock()
-			entries, cursor, err = c.readHistory(from, match)
-			c.mu.Lock()
-			if err == errPruned {
-				if c.subs[s.key] == s {
-					c.removeLocked(s)
+			entries, cursor, res := h.read(*batch, from, s.tables)
+			if res == readHistory {
+				c.mu.Unlock()
+				entries, cursor, err = c.readHistory(from, s.tables)
+				c.mu.Lock()
+				if c.subs[s.key] != s || len(c.control) > 0 {
+					// Unsubscribed or replaced meanwhile, or a reply (say, a new
+					// subscription's ack) must go out first: start over.
+					return false, nil, nil
 				}
-				return false, s, nil
+				if err == errPruned {
+					c.removeLocked(s)
+					return false, s, nil
+				}
+				if err != nil {
+					return false, nil, err
+				}
 			}
-			if err != nil {
-				return false, nil, err
+			s.cursor = cursor
+			*batch = entries
+			if len(entries) > 0 {
+				*buf = appendFrame((*buf)[:0], s.id, entries)
+				return true, nil, nil
 			}
-			if c.subs[s.key] != s {
-				return c.nextFrameLocked(batch, buf) // unsubscribed meanwhile
+			if cursor == from {
+				break // caught up
 			}
+			// Skipped changes of other tables without finding one: keep going.
 		}
-		s.cursor = cursor
-		*batch = entries
-		if len(entries) == 0 {
-			continue
-		}
-		*buf = appendFrame((*buf)[:0], s.id, entries)
-		return true, nil, nil
 	}
 	return false, nil, nil
 }
@@ -444,8 +478,9 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool,
 var errPruned = errors.New("changes pruned")
 
 // readHistory reads changes after cursor from the Source for a subscriber that is
-// behind the window.
-func (c *conn) readHistory(cursor int64, match func(string) bool) ([]models.Encoded, int64, error) {
+// behind the window. It returns as soon as it has matching changes, or once cursor
+// reaches the window, where the window serves the rest without touching SQLite.
+func (c *conn) readHistory(cursor int64, tables map[string]bool) ([]models.Encoded, int64, error) {
 	h := c.hub
 	for {
 		got, err := h.src.ReadChanges(c.ctx, cursor, h.opts.FrameChanges, h.opts.FrameBytes)
@@ -462,12 +497,12 @@ func (c *conn) readHistory(cursor int64, match func(string) bool) ([]models.Enco
 		}
 		out := got[:0]
 		for _, e := range got {
-			if match == nil || match(e.Table) {
+			if tables == nil || tables[e.Table] {
 				out = append(out, e)
 			}
 		}
 		cursor = got[len(got)-1].Seq
-		if len(out) > 0 {
+		if len(out) > 0 || h.inWindow(cursor) {
 			return out, cursor, nil
 		}
 	}
@@ -519,7 +554,9 @@ func (c *conn) pingPeer() {
 		}
 		return
 	}
-	c.ping.Reset(c.hub.opts.PingInterval)
+	if c.ctx.Err() == nil {
+		c.ping.Reset(c.hub.opts.PingInterval)
+	}
 }
 
 // goAway closes the connection politely for shutdown.

@@ -98,9 +98,9 @@ type Hub struct {
 	start int
 	n     int
 	bytes int
-	first int64 // seq of the oldest change in the window; head+1 when empty
-	head  int64 // seq of the newest published change
-	conns map[*conn]struct{}
+	first int64   // seq of the oldest change in the window; head+1 when empty
+	head  int64   // seq of the newest published change
+	conns []*conn // registered connections
 	wake  []*conn // scratch for Publish
 	done  bool
 }
@@ -113,7 +113,6 @@ func NewHub(src Source, head int64, opts Options) *Hub {
 		src: src, opts: opts, ctx: ctx, cancel: cancel,
 		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
 		first: head + 1, head: head,
-		conns: map[*conn]struct{}{},
 	}
 }
 
@@ -145,16 +144,17 @@ func (h *Hub) Publish(batch []models.Encoded) {
 		h.pushLocked(e)
 		h.head = e.Seq
 	}
-	h.wake = h.wake[:0]
-	for c := range h.conns {
-		h.wake = append(h.wake, c)
-	}
-	wake := h.wake
+	wake := append(h.wake[:0], h.conns...)
+	h.wake = wake
 	h.mu.Unlock()
-	// Waking outside the lock: each wake only flips a flag or starts a writer.
+	// Waking outside the lock: each wake only flips a flag or starts a writer, and
+	// connections without subscriptions are skipped.
 	for _, c := range wake {
-		c.wake()
+		if !c.idle() {
+			c.wake()
+		}
 	}
+	clear(wake) // keep no closed connection reachable from the scratch slice
 }
 
 func (h *Hub) clearLocked() {
@@ -178,12 +178,12 @@ func (h *Hub) pushLocked(e models.Encoded) {
 	if h.n < len(h.ring) {
 		h.ring[(h.start+h.n)%len(h.ring)] = e
 	} else if len(h.ring) < h.opts.WindowChanges {
-		// Grow: unroll so start is 0, then append.
-		if h.start != 0 {
-			h.ring = append(h.ring[h.start:], h.ring[:h.start]...)
-			h.start = 0
-		}
-		h.ring = append(h.ring, e)
+		// Grow into a new array with start at 0, so no stale entry stays reachable.
+		grown := make([]models.Encoded, h.n, min(max(2*h.n, 1024), h.opts.WindowChanges))
+		copy(grown, h.ring[h.start:])
+		copy(grown[len(h.ring)-h.start:], h.ring[:h.start])
+		h.ring = append(grown, e)
+		h.start = 0
 	} else {
 		h.ring[(h.start+h.n)%len(h.ring)] = e
 	}
@@ -199,10 +199,10 @@ const (
 	readHistory                   // cursor is before the window: read the Source
 )
 
-// read appends to dst the window's changes after cursor that pass match, up to the
+// read appends to dst the window's changes after cursor in tables (nil: all), up to the
 // frame limits, and returns the new cursor: the seq of the last change examined, so
 // filtered-out changes are skipped once. The returned JSON slices are immutable.
-func (h *Hub) read(dst []models.Encoded, cursor int64, match func(string) bool) ([]models.Encoded, int64, readResult) {
+func (h *Hub) read(dst []models.Encoded, cursor int64, tables map[string]bool) ([]models.Encoded, int64, readResult) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if cursor >= h.head {
@@ -214,7 +214,7 @@ func (h *Hub) read(dst []models.Encoded, cursor int64, match func(string) bool) 
 	bytes := 0
 	for i := int(cursor + 1 - h.first); i < h.n; i++ {
 		e := h.ring[(h.start+i)%len(h.ring)]
-		if match == nil || match(e.Table) {
+		if tables == nil || tables[e.Table] {
 			if len(dst) >= h.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > h.opts.FrameBytes) {
 				break
 			}
@@ -224,6 +224,14 @@ func (h *Hub) read(dst []models.Encoded, cursor int64, match func(string) bool) 
 		cursor = e.Seq
 	}
 	return dst, cursor, readOK
+}
+
+// inWindow reports whether the window holds the change after cursor, or cursor is at
+// or past the head.
+func (h *Hub) inWindow(cursor int64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return cursor+1 >= h.first || cursor >= h.head
 }
 
 // window reports the window's extent, for tests and metrics.
@@ -257,14 +265,22 @@ func (h *Hub) register(c *conn) bool {
 	if h.done {
 		return false
 	}
-	h.conns[c] = struct{}{}
+	h.conns = append(h.conns, c)
 	h.wg.Add(1)
 	return true
 }
 
 func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
-	delete(h.conns, c)
+	for i, o := range h.conns {
+		if o == c {
+			last := len(h.conns) - 1
+			h.conns[i] = h.conns[last]
+			h.conns[last] = nil
+			h.conns = h.conns[:last]
+			break
+		}
+	}
 	h.mu.Unlock()
 }
 
@@ -273,10 +289,7 @@ func (h *Hub) unregister(c *conn) {
 func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
 	h.done = true
-	conns := make([]*conn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
+	conns := append([]*conn(nil), h.conns...)
 	h.mu.Unlock()
 	for _, c := range conns {
 		c.goAway()

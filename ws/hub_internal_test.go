@@ -40,7 +40,7 @@ func TestWindowEvictsByCountAndBytes(t *testing.T) {
 func TestWindowFilterSkipsAndGapRestarts(t *testing.T) {
 	h := NewHub(nil, 0, Options{})
 	h.Publish([]models.Encoded{enc(1, "a"), enc(2, "b"), enc(3, "a"), enc(4, "b")})
-	got, cur, _ := h.read(nil, 0, func(t string) bool { return t == "b" })
+	got, cur, _ := h.read(nil, 0, map[string]bool{"b": true})
 	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
 		t.Fatalf("filtered read: %v cursor %d", got, cur)
 	}

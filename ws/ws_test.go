@@ -163,9 +163,9 @@ func TestBehindWindowReadsChangelogThenRejoins(t *testing.T) {
 // silent gap.
 func TestPrunedDuringCatchUpResets(t *testing.T) {
 	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WindowChanges: 10, FrameChanges: 5})
-	insertRows(t, s.path, 1, 200, 10)
+	insertRows(t, s.path, 1, 200, 50000) // 10 MB: more than the socket buffers, so the writer blocks part-way
 	c, _ := s.dial(t)
-	// Stall the writer side of this client: subscribe, then prune before reading.
+	// The writer blocks on the full socket part-way through history; prune then.
 	c.send(`{"type":"subscribe","id":"a","since":0,"tables":["t"]}`)
 	var ack models.Subscribed
 	c.read(&ack)

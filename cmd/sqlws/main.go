@@ -170,18 +170,28 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if len(res.Missing) > 0 {
+		return fmt.Errorf("--tables names tables that do not exist: %s", strings.Join(res.Missing, ", "))
+	}
+	for _, sk := range res.Skipped {
+		log.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
+	}
 	pos, err := d.Position(ctx)
 	if err != nil {
 		return err
 	}
 	log.Info("capturing", "db", d.Path(), "tables", len(res.Tables), "stream", d.StreamID(), "head", pos.Head, "oldest", pos.Oldest)
 
-	hub := ws.NewHub(d, pos.Head, ws.Options{
+	// Start the window up to a full window behind the head: the tailer's first reads
+	// fill it, so clients resuming after a restart are served from memory instead of
+	// each reading the changelog.
+	start := max(pos.Oldest-1, pos.Head-int64(c.windowChanges))
+	hub := ws.NewHub(d, start, ws.Options{
 		WindowChanges: c.windowChanges, WindowBytes: c.windowBytes,
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Logger: log,
 	})
-	tailer := d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{Poll: c.poll, Logger: log})
+	tailer := d.NewTailer(start, hub.Publish, db.TailerOptions{Poll: c.poll, Logger: log})
 
 	ln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -195,9 +205,12 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	tailErr := make(chan error, 1)
 	wg.Go(func() {
+		// The tailer only returns an error when it cannot start; serving without it
+		// would accept subscriptions that never get a change.
 		if err := tailer.Run(runCtx); err != nil {
-			log.Error("tailer stopped", "err", err)
+			tailErr <- fmt.Errorf("tailer: %w", err)
 		}
 	})
 	wg.Go(func() {
@@ -230,13 +243,23 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case runErr = <-serveErr:
+	case runErr = <-tailErr:
 	}
-	// Stop accepting, then close WebSockets with 1001 (Shutdown does not track hijacked
-	// connections), then stop the tailer and retention.
-	shutCtx, shutCancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer shutCancel()
-	srv.Shutdown(shutCtx)
-	hub.Close(shutCtx)
+	// Stop accepting and finish REST requests while WebSockets close with 1001
+	// (Shutdown does not track hijacked connections); each has its own deadline, so a
+	// slow request cannot use up the clients' close handshakes. Then stop the tailer
+	// and retention.
+	shutDone := make(chan struct{})
+	go func() {
+		defer close(shutDone)
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+	}()
+	hctx, hcancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer hcancel()
+	hub.Close(hctx)
+	<-shutDone
 	if dsrv != nil {
 		dsrv.Close()
 	}

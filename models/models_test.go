@@ -1,0 +1,46 @@
+package models_test
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/sqlws/sqlws/models"
+)
+
+func TestAppendRowJSON(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"a":1}`, `{"a":1}`},
+		{`{"a":{"$ldexp":[0.5,2]},"b":"x"}`, `{"a":2,"b":"x"}`},
+		{`{"a":{"$ldexp":[0.9999999999999999,1024]}}`, `{"a":1.7976931348623157e+308}`},
+		{`{"a":{"$ldexp":[1,-1074]}}`, `{"a":5e-324}`},
+		{`{"$ldexp":"not ours"}`, `{"$ldexp":"not ours"}`},
+		{`{"a":{"$ldexp":[1,5000]}}`, `{"a":{"$ldexp":[1,5000]}}`}, // would overflow: left alone
+		{"{\"a\":\"\xffA\"}", "{\"a\":\"\uFFFDA\"}"},
+	} {
+		got := string(models.AppendRowJSON(nil, []byte(tc.in)))
+		if got != tc.want {
+			t.Errorf("AppendRowJSON(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("output %q is not UTF-8", got)
+		}
+	}
+	var v struct{ A float64 }
+	json.Unmarshal(models.AppendRowJSON(nil, []byte(`{"a":{"$ldexp":[0.9999999999999999,1024]}}`)), &v)
+	if v.A != math.MaxFloat64 {
+		t.Fatalf("max float came back as %v", v.A)
+	}
+}
+
+func TestAppendChangeIsValidJSON(t *testing.T) {
+	b := models.AppendChange(nil, 7, "we\"ird\n", "update", []byte(`{"id":1}`), []byte(`{"id":1,"v":"\u0000"}`), nil, 123)
+	var c models.Change
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if c.Seq != 7 || c.Table != "we\"ird\n" || c.Op != "update" || string(c.New) != "null" || c.TS != 123 {
+		t.Fatalf("decoded %+v from %s", c, b)
+	}
+}
