@@ -94,6 +94,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 	// burst counts quick re-polls after a WAL write: the write that woke us may be a
 	// frame of a commit that is not visible yet.
 	burst := 0
+	var lastDrain time.Time
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
@@ -138,6 +139,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 				} else {
 					dataVersion = dv
 					burst = 0
+					lastDrain = time.Now()
 				}
 			} else if burst > 0 {
 				burst--
@@ -154,6 +156,17 @@ func (t *Tailer) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-walWrites:
 			burst = 5
+			// Coalesce: a writer committing in a tight loop would otherwise cost a wake,
+			// a poll and a read per commit. Waiting out a millisecond after the last
+			// drain batches them at little cost in latency.
+			if d := time.Until(lastDrain.Add(time.Millisecond)); d > 0 {
+				timer.Reset(d)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-timer.C:
+				}
+			}
 		case <-t.db.written:
 			// Our own writer committed; waking now saves up to a poll interval.
 			dataVersion = -1

@@ -5,7 +5,8 @@
 CREATE TABLE IF NOT EXISTS sqlws_changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     tbl TEXT NOT NULL,
-    op  TEXT NOT NULL CHECK (op IN ('insert', 'update', 'delete')),
+    -- OR, not IN: IN compiles to an ephemeral table built for every row written.
+    op  TEXT NOT NULL CHECK (op = 'insert' OR op = 'update' OR op = 'delete'),
     pk  TEXT NOT NULL,
     old TEXT,
     new TEXT,

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +27,7 @@ const maxPendingControl = 1024
 type conn struct {
 	hub    *Hub
 	ws     *websocket.Conn
+	nc     net.Conn // the socket under ws, for write deadlines
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Timer
@@ -51,18 +54,22 @@ type subscription struct {
 // returns, so net/http releases its per-connection state (buffers, request) while
 // the WebSocket lives on.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wsc, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	sb := &smallBuffers{ResponseWriter: w}
+	wsc, err := websocket.Accept(sb, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		return // Accept has written the HTTP error
 	}
 	wsc.SetReadLimit(h.opts.ReadLimit)
 	ctx, cancel := context.WithCancel(h.ctx)
-	c := &conn{hub: h, ws: wsc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
+	c := &conn{hub: h, ws: wsc, nc: sb.nc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
 	if !h.register(c) {
 		cancel()
 		wsc.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
+	// Writes carry no context (see write); this unblocks a write stuck on a full
+	// socket when the connection is cancelled.
+	context.AfterFunc(ctx, func() { c.nc.SetWriteDeadline(time.Now()) })
 	go c.run()
 }
 
@@ -77,7 +84,7 @@ func (c *conn) run() {
 	defer c.cancel()
 	defer h.unregister(c)
 
-	pos, err := h.src.Position(c.ctx)
+	pos, err := c.position()
 	if err != nil {
 		h.opts.Logger.Warn("websocket hello", "err", err)
 		c.ws.Close(websocket.StatusTryAgainLater, "database unavailable")
@@ -93,6 +100,24 @@ func (c *conn) run() {
 	c.ping.Reset(h.opts.PingInterval)
 	defer c.ping.Stop()
 	c.readLoop()
+}
+
+// position reads the stream position on a short-lived goroutine. The connection's
+// own goroutine lives as long as the connection, and a database call (database/sql
+// and SQLite are deep) would grow its stack to 8 KB for good: most of what an idle
+// subscriber costs.
+func (c *conn) position() (models.Position, error) {
+	type result struct {
+		pos models.Position
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		p, err := c.hub.src.Position(c.ctx)
+		ch <- result{p, err}
+	}()
+	r := <-ch
+	return r.pos, r.err
 }
 
 func (c *conn) markClosed() {
@@ -220,7 +245,7 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 	// Positions come from the database, not the window: the tailer may not have read
 	// the newest commits yet, and a client that just read rows with seq H (REST) must
 	// be able to subscribe with since=H.
-	pos, err := h.src.Position(c.ctx)
+	pos, err := c.position()
 	if err != nil {
 		h.opts.Logger.Warn("subscribe: read position", "err", err)
 		c.sendError(id, errors.E(errors.Unavailable, "database unavailable; retry", err))
@@ -509,6 +534,11 @@ func (c *conn) readHistory(cursor int64, tables map[string]bool) ([]models.Encod
 }
 
 func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byte {
+	n := len(`{"type":"changes","id":,"changes":[]}`) + len(id) + len(entries)
+	for _, e := range entries {
+		n += len(e.JSON)
+	}
+	dst = slices.Grow(dst, n) // one allocation at most, however large the frame
 	dst = append(dst, `{"type":"changes","id":`...)
 	dst = append(dst, id...)
 	dst = append(dst, `,"changes":[`...)
@@ -521,17 +551,27 @@ func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byt
 	return append(dst, "]}"...)
 }
 
-var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+// framePool holds frame buffers; they start small (most live frames carry a few
+// changes) and grow to the frames they build.
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // write sends one frame within the write timeout. On failure the connection is gone
 // (the library closes a socket whose write timed out) and the writer stops.
+//
+// The timeout is a deadline on the socket rather than a context: a context with a
+// deadline costs a timer and an AfterFunc registration per frame inside the library,
+// about a seventh of the fan-out's CPU.
 func (c *conn) write(msg []byte) bool {
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opts.WriteTimeout)
-	err := c.ws.Write(ctx, websocket.MessageText, msg)
-	timedOut := ctx.Err() == context.DeadlineExceeded
-	cancel()
+	c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	err := c.ws.Write(context.Background(), websocket.MessageText, msg)
+	if c.ctx.Err() == nil {
+		// Clear it: the library also writes on this socket (pongs, the close frame),
+		// long after this deadline would have passed.
+		c.nc.SetWriteDeadline(time.Time{})
+	}
 	if err != nil {
-		if timedOut {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() && c.ctx.Err() == nil {
 			c.hub.opts.Logger.Info("websocket: slow consumer disconnected")
 			c.ws.CloseNow()
 		}

@@ -19,27 +19,36 @@ const (
 
 // smallBuffers wraps a ResponseWriter so that Hijack returns small buffers and drops
 // every reference to net/http's own, which are then freed once the handler returns.
+// It also keeps the socket, for write deadlines.
 type smallBuffers struct {
 	http.ResponseWriter
+	nc net.Conn
 }
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	w.nc = nc
 	if err := brw.Writer.Flush(); err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
-	var r io.Reader = nc
+	// Bytes the client sent right after the upgrade request (say, a subscribe written
+	// on open) may already sit in net/http's reader. websocket.Accept keeps only what
+	// the returned reader has *buffered*, so they must be in its buffer, not behind it.
+	br := bufio.NewReaderSize(nc, connReadBuffer)
 	if n := brw.Reader.Buffered(); n > 0 {
-		// Bytes the client sent right after the upgrade request.
 		b, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), nc), max(connReadBuffer, n))
+		if _, err := br.Peek(n); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
 	}
-	return nc, bufio.NewReadWriter(bufio.NewReaderSize(r, connReadBuffer), bufio.NewWriterSize(nc, connWriteBuffer)), nil
+	return nc, bufio.NewReadWriter(br, bufio.NewWriterSize(nc, connWriteBuffer)), nil
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -175,17 +175,20 @@ func (h *Hub) pushLocked(e models.Encoded) {
 	if h.n == 0 {
 		h.first = e.Seq
 	}
-	if h.n < len(h.ring) {
+	switch {
+	case h.n < len(h.ring):
 		h.ring[(h.start+h.n)%len(h.ring)] = e
-	} else if len(h.ring) < h.opts.WindowChanges {
+	case len(h.ring) == h.opts.WindowChanges: // full at its bound; eviction made room
+		h.ring[(h.start+h.n)%len(h.ring)] = e
+	case h.start == 0 && len(h.ring) < cap(h.ring):
+		h.ring = append(h.ring, e)
+	default:
 		// Grow into a new array with start at 0, so no stale entry stays reachable.
-		grown := make([]models.Encoded, h.n, min(max(2*h.n, 1024), h.opts.WindowChanges))
-		copy(grown, h.ring[h.start:])
-		copy(grown[len(h.ring)-h.start:], h.ring[:h.start])
+		grown := make([]models.Encoded, 0, min(max(2*h.n, 1024), h.opts.WindowChanges))
+		grown = append(grown, h.ring[h.start:]...)
+		grown = append(grown, h.ring[:h.start]...)
 		h.ring = append(grown, e)
 		h.start = 0
-	} else {
-		h.ring[(h.start+h.n)%len(h.ring)] = e
 	}
 	h.n++
 	h.bytes += len(e.JSON)

@@ -138,3 +138,21 @@ func BenchmarkFanOut(b *testing.B) {
 		})
 	}
 }
+
+// Filling the window grows its array a logarithmic number of times, not per push.
+func TestWindowGrowsAmortized(t *testing.T) {
+	h := NewHub(nil, 0, Options{WindowChanges: 100_000})
+	e := enc(1, "t")
+	allocs := testing.AllocsPerRun(1, func() {
+		for s := int64(1); s <= 50_000; s++ {
+			e.Seq = s
+			h.Publish([]models.Encoded{e})
+		}
+	})
+	if allocs > 20 {
+		t.Fatalf("%v allocations to publish 50,000 changes", allocs)
+	}
+	if first, head, n, _ := h.window(); first != 1 || head != 50_000 || n != 50_000 {
+		t.Fatalf("window %d..%d n=%d", first, head, n)
+	}
+}

@@ -218,3 +218,33 @@ func TestCloseSendsGoingAway(t *testing.T) {
 		t.Fatalf("close status %v (%v), want 1001", websocket.CloseStatus(err), err)
 	}
 }
+
+// Clients may write before reading hello; bytes that arrive while the connection is
+// upgraded must not be lost.
+func TestSubscribeWrittenBeforeHello(t *testing.T) {
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{})
+	url := "ws" + strings.TrimPrefix(s.http.URL, "http")
+	for i := range 300 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{models.TypeHello, models.TypeSubscribed} {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			var m struct{ Type string }
+			json.Unmarshal(b, &m)
+			if m.Type != want {
+				t.Fatalf("connection %d: got %s, want %s", i, b, want)
+			}
+		}
+		c.CloseNow()
+		cancel()
+	}
+}
