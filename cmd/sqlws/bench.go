@@ -82,6 +82,9 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "writer" {
 		return benchWriter(ctx, args[1:], out)
 	}
+	if len(args) > 0 && args[0] == "rest" {
+		return benchRest(ctx, args[1:], out)
+	}
 	var c benchConfig
 	var scen, serverArgs string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)

@@ -549,8 +549,9 @@ type restResult struct {
 	seqErrs int64
 }
 
-// restPhase POSTs rows at rate for d, one request at a time, and records latencies.
-func restPhase(ctx context.Context, hc *http.Client, url string, d time.Duration, rate float64, payload string, prevSeq int64) (restResult, error) {
+// restPhaseRecord POSTs rows at rate for d, one request at a time, and records
+// latencies (also appended to lats, in microseconds, when lats is not nil).
+func restPhaseRecord(ctx context.Context, hc *http.Client, url string, d time.Duration, rate float64, payload string, prevSeq int64, lats *[]int64) (restResult, error) {
 	res := restResult{lastSeq: prevSeq}
 	start := time.Now()
 	every := time.Duration(float64(time.Second) / rate)
@@ -573,6 +574,9 @@ func restPhase(ctx context.Context, hc *http.Client, url string, d time.Duration
 			return res, fmt.Errorf("POST %s: %s: %.200s", url, resp.Status, rb)
 		}
 		res.lat.add(el.Microseconds())
+		if lats != nil {
+			*lats = append(*lats, el.Microseconds())
+		}
 		res.rows++
 		var out struct {
 			Seq int64 `json:"seq"`
@@ -594,7 +598,6 @@ func (b *bencher) w6(ctx context.Context) runResult {
 	var r runResult
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	url := e.srv.url + "/api/tables/" + benchTable + "/rows"
-	payload := strings.Repeat("x", b.cfg.payload)
 
 	// Probe: does REST create exist in this build?
 	probe := `{"` + stampColumn + `":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `,"payload":"probe"}`
@@ -617,7 +620,7 @@ func (b *bencher) w6(ctx context.Context) runResult {
 	const rate = 100
 	d := b.cfg.duration
 	srvS, selfS := startSampler(e.srv.pid), startSampler(0)
-	none, err := restPhase(ctx, hc, url, d, rate, payload, base)
+	none, err := runRestChild(ctx, b.exe, url, d, rate, b.cfg.payload, base)
 	if err != nil {
 		return errResult(err)
 	}
@@ -627,7 +630,7 @@ func (b *bencher) w6(ctx context.Context) runResult {
 		return errResult(err)
 	}
 	prof := e.cpuProfile("cpu-with-subs", d)
-	with, err := restPhase(ctx, hc, url, d, rate, payload, base)
+	with, err := runRestChild(ctx, b.exe, url, d, rate, b.cfg.payload, base)
 	prof()
 	if err != nil {
 		closeClients(clients)
