@@ -276,7 +276,7 @@ func (e *schemaEntry) rereadArgs(ret []byte) ([]any, error) {
 		}
 		return []any{n}, nil
 	}
-	vals, err := decodeArray(ret, len(e.PrimaryKey))
+	vals, err := decodeArray(models.ExpandReals(nil, ret), len(e.PrimaryKey))
 	if err != nil {
 		return nil, fmt.Errorf("re-read row: key %s: %w", ret, err)
 	}
@@ -517,7 +517,7 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 				break
 			}
 			page.Rows = append(page.Rows, models.AppendRowJSON(nil, row))
-			last = models.AppendRowJSON(nil, cur)
+			last = models.ExpandReals(nil, cur) // exact: a cursor is ours, not a client's
 		}
 		return rows.Err()
 	})
@@ -1087,6 +1087,11 @@ func mapErr(ctx context.Context, op, table string, err error) error {
 	if errors.As(err, &se) {
 		if m := constraintErr(se, table); m != nil {
 			return m
+		}
+		if se.Code()&0xff == sqlite3.SQLITE_MISMATCH {
+			// A non-integer for a rowid or INTEGER PRIMARY KEY: the client's mistake.
+			return errors.E(errors.Op(op), errors.Invalid, errors.Code("wrong_type"),
+				fmt.Sprintf("table %q: the row key must be an integer", table), err)
 		}
 		if isNoSuchTable(err) && table != "" {
 			return errors.E(errors.Op(op), errors.NotFound, errors.Code("unknown_table"), fmt.Sprintf("unknown table %q", table), err)

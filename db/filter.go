@@ -222,16 +222,29 @@ func ParseSelect(s string) ([]string, error) {
 	return out, nil
 }
 
+// ParseLimit parses a limit parameter: an integer ≥ 1; anything above max, however
+// large, is clamped to max.
+func ParseLimit(s string, max int) (int, error) {
+	n, err := strconv.Atoi(s)
+	if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange && !strings.HasPrefix(s, "-") {
+		return max, nil
+	}
+	if err != nil || n < 1 {
+		return 0, errors.WithCode(errors.Invalid, "bad_limit", "limit must be an integer from 1 to %d", max)
+	}
+	return min(n, max), nil
+}
+
 // ParseQuery parses the query string of a list request. Column names are checked
 // against the table later, by ListRows.
 func ParseQuery(v url.Values) (Query, error) {
 	q := Query{Limit: DefaultLimit}
 	if s, ok := v[ParamLimit]; ok {
-		n, err := strconv.Atoi(strings.TrimSpace(lastOf(s)))
-		if err != nil || n < 1 {
-			return q, errors.WithCode(errors.Invalid, "bad_limit", "limit must be an integer from 1 to %d", MaxLimit)
+		n, err := ParseLimit(strings.TrimSpace(lastOf(s)), MaxLimit)
+		if err != nil {
+			return q, err
 		}
-		q.Limit = min(n, MaxLimit)
+		q.Limit = n
 	}
 	q.After = lastOf(v[ParamAfter])
 	if s, ok := v[ParamOrder]; ok {

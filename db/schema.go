@@ -110,6 +110,9 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 	if !e.WithoutRowid {
 		e.rowidName = rowidAlias(e.Columns)
 	}
+	if len(e.PrimaryKey) == 0 {
+		e.RowidKey = e.rowidName
+	}
 	if e.uniques, err = uniqueIndexes(ctx, q, name); err != nil {
 		return nil, err
 	}

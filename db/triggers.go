@@ -109,20 +109,27 @@ func valueTextExpr(ref string) string {
 }
 
 // rowExpr is a JSON object of every column of the row that alias (NEW or OLD) names.
+// A table without a declared key has its rowid first, as REST rows do: it is the row's
+// key, and an update may change it.
 func rowExpr(t *schemaEntry, alias string) string {
-	keys := make([]string, len(t.Columns))
-	refs := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		keys[i] = c.Name
-		refs[i] = alias + "." + quoteIdent(c.Name)
+	var keys, refs []string
+	if len(t.PrimaryKey) == 0 {
+		keys = append(keys, t.rowidName)
+		refs = append(refs, alias+"."+t.rowidName)
+	}
+	for _, c := range t.Columns {
+		keys = append(keys, c.Name)
+		refs = append(refs, alias+"."+quoteIdent(c.Name))
 	}
 	return objectExpr(keys, refs)
 }
 
-// keyExpr is a JSON object of the row's key: its primary key columns, or {"rowid":n}.
+// keyExpr is a JSON object of the row's key: its primary key columns, or its rowid
+// under the name that reaches it ("rowid", or "_rowid_"/"oid" when a column is named
+// rowid).
 func keyExpr(t *schemaEntry, alias string) string {
 	if len(t.PrimaryKey) == 0 {
-		return "json_object('rowid'," + alias + "." + t.rowidName + ")"
+		return "json_object(" + quoteLiteral(t.rowidName) + "," + alias + "." + t.rowidName + ")"
 	}
 	refs := make([]string, len(t.PrimaryKey))
 	for i, k := range t.PrimaryKey {

@@ -226,8 +226,8 @@ DELETE FROM "order";
 	testenv.AssertContiguous(t, got, 1)
 	sel1 := `{"order":1,"from":"a","group":2}`
 	sel2 := `{"order":1,"from":"b","group":2}`
-	w1 := `{"col one":"x y","q\"uote":7,"it's":"o'k","ünï😀":"ü","select":3}`
-	w2 := `{"col one":"x y","q\"uote":8,"it's":"o'k","ünï😀":"ü","select":3}`
+	w1 := `{"rowid":1,"col one":"x y","q\"uote":7,"it's":"o'k","ünï😀":"ü","select":3}`
+	w2 := `{"rowid":1,"col one":"x y","q\"uote":8,"it's":"o'k","ünï😀":"ü","select":3}`
 	o1 := `{"a b":"k 1","c\"d":5,"v":"v1"}`
 	o2 := `{"a b":"k 1","c\"d":5,"v":"v2"}`
 	checkChange(t, got[0], "select", "insert", `{"order":1}`, "null", sel1)

@@ -78,6 +78,12 @@ func AppendRowJSON(dst, raw []byte) []byte {
 	if !utf8.Valid(raw) {
 		raw = bytes.ToValidUTF8(raw, []byte("\uFFFD"))
 	}
+	return ExpandReals(dst, raw)
+}
+
+// ExpandReals is AppendRowJSON without the UTF-8 repair, for JSON that goes back to
+// SQLite (cursors, keys) rather than to a client.
+func ExpandReals(dst, raw []byte) []byte {
 	for {
 		i := bytes.Index(raw, ldexpTag)
 		if i < 0 {
@@ -179,21 +185,26 @@ type Column struct {
 
 // Table is the live schema of a tracked table.
 type Table struct {
-	Name         string   `json:"name"`
-	PrimaryKey   []string `json:"primary_key"`
-	Columns      []Column `json:"columns"`
-	WithoutRowid bool     `json:"without_rowid"`
-	Strict       bool     `json:"strict"`
+	Name       string   `json:"name"`
+	PrimaryKey []string `json:"primary_key"`
+	Columns    []Column `json:"columns"`
+	// RowidKey is set for a table without a declared primary key: the name under which
+	// rows, change keys and REST URLs carry the rowid ("rowid", or "_rowid_"/"oid" when a
+	// column is named rowid).
+	RowidKey     string `json:"rowid_key,omitempty"`
+	WithoutRowid bool   `json:"without_rowid"`
+	Strict       bool   `json:"strict"`
 }
 
 // HasRowidKey reports whether rows are addressed by rowid because the table declares
 // no primary key.
 func (t *Table) HasRowidKey() bool { return len(t.PrimaryKey) == 0 }
 
-// KeyColumns is the list of columns that identify a row: the primary key, or "rowid".
+// KeyColumns is the list of columns that identify a row: the primary key, or the
+// rowid key.
 func (t *Table) KeyColumns() []string {
 	if len(t.PrimaryKey) == 0 {
-		return []string{"rowid"}
+		return []string{t.RowidKey}
 	}
 	return t.PrimaryKey
 }

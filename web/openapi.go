@@ -23,11 +23,12 @@ func schemaName(table string, used map[string]bool) string {
 	if base == "" {
 		base = "table"
 	}
+	// Each table takes two names, NAME and NAME_write; both must be free.
 	name := "Row_" + base
-	for i := 2; used[name]; i++ {
+	for i := 2; used[name] || used[name+"_write"]; i++ {
 		name = "Row_" + base + "_" + strconv.Itoa(i)
 	}
-	used[name] = true
+	used[name], used[name+"_write"] = true, true
 	return name
 }
 
@@ -197,21 +198,10 @@ func openAPIDoc(tables []models.Table) obj {
 		writeName := name + "_write"
 		rowProps, writeProps := obj{}, obj{}
 		var required []string
-		rowidKey := ""
-		if t.HasRowidKey() {
-			// db exposes the rowid of a table without a declared key under "rowid"
-			// unless a column shadows that name.
-			for _, cand := range []string{"rowid", "_rowid_", "oid"} {
-				if columnNamedFold(t, cand) == nil {
-					rowidKey = cand
-					break
-				}
-			}
-			if rowidKey != "" {
-				rowProps[rowidKey] = obj{"type": "integer", "format": "int64", "description": "the rowid, this table's key"}
-				writeProps[rowidKey] = obj{"type": []string{"integer", "null"}, "format": "int64"}
-				required = append(required, rowidKey)
-			}
+		if rk := t.RowidKey; rk != "" {
+			rowProps[rk] = obj{"type": "integer", "format": "int64", "description": "the rowid, this table's key"}
+			writeProps[rk] = obj{"type": []string{"integer", "null"}, "format": "int64"}
+			required = append(required, rk)
 		}
 		var filterParams []any
 		for _, c := range t.Columns {
@@ -300,13 +290,4 @@ func openAPIDoc(tables []models.Table) obj {
 		"paths":      paths,
 		"components": obj{"schemas": schemas},
 	}
-}
-
-func columnNamedFold(t models.Table, name string) *models.Column {
-	for i := range t.Columns {
-		if strings.EqualFold(t.Columns[i].Name, name) {
-			return &t.Columns[i]
-		}
-	}
-	return nil
 }

@@ -367,12 +367,10 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := defaultChangesLimit
 	if s := v.Get("limit"); s != "" {
-		limit, err = strconv.Atoi(s)
-		if err != nil || limit < 1 {
-			a.fail(w, r, errors.WithCode(errors.Invalid, "bad_limit", "limit must be an integer from 1 to %d", maxChangesLimit))
+		if limit, err = db.ParseLimit(s, maxChangesLimit); err != nil {
+			a.fail(w, r, err)
 			return
 		}
-		limit = min(limit, maxChangesLimit)
 	}
 	stream := a.db.StreamID()
 	if s := v.Get("stream"); s != "" && s != stream {

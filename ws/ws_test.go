@@ -60,7 +60,11 @@ func start(t *testing.T, schema string, opts ws.Options) *server {
 		hub.Close(sctx)
 		srv.Close()
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("tailer did not stop within 10s of cancel")
+		}
 		d.Close()
 	})
 	return &server{d: d, hub: hub, http: srv, path: path}
@@ -163,7 +167,7 @@ func TestBehindWindowReadsChangelogThenRejoins(t *testing.T) {
 // silent gap.
 func TestPrunedDuringCatchUpResets(t *testing.T) {
 	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WindowChanges: 10, FrameChanges: 5})
-	insertRows(t, s.path, 1, 200, 50000) // 10 MB: more than the socket buffers, so the writer blocks part-way
+	insertRows(t, s.path, 1, 200, 200000) // 40 MB: more than any socket buffers, so the writer blocks part-way
 	c, _ := s.dial(t)
 	// The writer blocks on the full socket part-way through history; prune then.
 	c.send(`{"type":"subscribe","id":"a","since":0,"tables":["t"]}`)

@@ -170,7 +170,7 @@ function keyPath(keyCols, keyObj) {
   return keyCols
     .map((c) => {
       const v = keyObj[c];
-      if (isBlob(v)) return encodeURIComponent(v.$blob);
+      if (isBlob(v)) return encodeURIComponent(`x'${v.$blob}'`);
       if (v !== null && typeof v === 'object') return encodeURIComponent(JSON.stringify(v));
       return encodeURIComponent(String(v));
     })
@@ -670,11 +670,15 @@ function sizeColumns(c, rows) {
   setColumns(c, widths);
 }
 
+/** rowidKey is the name a keyless table's rowid has in rows and keys ("rowid", or
+ * "_rowid_"/"oid" when a column is named rowid). */
+const rowidKey = (meta) => meta.rowid_key || 'rowid';
+
 /** displayCols lists the grid's columns: rowid first for a table without a key. */
 function displayCols(meta) {
   const cols = meta.columns.map((c) => ({ ...c }));
   if (!meta.primary_key || meta.primary_key.length === 0) {
-    cols.unshift({ name: 'rowid', type: 'INTEGER', notnull: true, pk: 1, rowid: true });
+    cols.unshift({ name: rowidKey(meta), type: 'INTEGER', notnull: true, pk: 1, rowid: true });
   }
   return cols;
 }
@@ -765,7 +769,7 @@ async function openTable(name, opts = {}) {
   }
   const token = ++S.loadToken;
   const prevScroll = opts.keepScroll && S.cur && S.cur.name === name ? scrollEl.scrollTop : 0;
-  const keyCols = meta.primary_key && meta.primary_key.length ? meta.primary_key : ['rowid'];
+  const keyCols = meta.primary_key && meta.primary_key.length ? meta.primary_key : [rowidKey(meta)];
   const c = {
     name,
     meta,
@@ -809,6 +813,13 @@ async function openTable(name, opts = {}) {
       if (token !== S.loadToken) return;
       if (c.snapshotSeq == null) {
         c.snapshotSeq = page.seq;
+        // A live subscription made before this snapshot may start after it (its ack can
+        // come later than this page): restart it from the snapshot so nothing between
+        // is missed. The client drops what it already delivered by seq.
+        if (S.sub && S.sub.active && (S.sub.lastSeq == null || S.sub.lastSeq > page.seq)) {
+          S.sub.unsubscribe();
+          S.sub = null;
+        }
         ensureSubscribed(page.seq);
         if (page.rows && page.rows.length) sizeColumns(c, page.rows);
       }
@@ -913,10 +924,7 @@ function enqueueChange(c, rec) {
   }
   if (!rec.new) return;
   let row = rec.new;
-  if (c.keyCols[0] === 'rowid' && c.keyCols.length === 1) {
-    // Row images of a table without a key carry no rowid: take it from pk.
-    if (rec.pk && row.rowid !== rec.pk.rowid) row = { ...row, rowid: rec.pk.rowid };
-  } else if (rec.op === 'update' && rec.old) {
+  if (rec.op === 'update' && rec.old) {
     // The key itself changed: the row moves.
     const oldKey = JSON.stringify(keyObjOf(c, rec.old));
     if (oldKey !== pkKey) c.pending.set(oldKey, { del: true });
@@ -1014,7 +1022,7 @@ function keyLabel(pk) {
   if (!pk || typeof pk !== 'object') return '';
   const vals = Object.values(pk);
   const keys = Object.keys(pk);
-  if (keys.length === 1 && keys[0] === 'rowid') return `rowid ${pk.rowid}`;
+  if (keys.length === 1 && ['rowid', '_rowid_', 'oid'].includes(keys[0])) return `${keys[0]} ${pk[keys[0]]}`;
   return vals.map((v) => display(v)[0]).join(', ');
 }
 
@@ -1234,13 +1242,14 @@ function openRowDialog(mode, key, opener) {
   const row = key ? c.rows.get(key) : null;
   if (mode === 'edit' && !row) return;
   const meta = c.meta;
-  const isRowidTable = c.keyCols[0] === 'rowid' && c.keyCols.length === 1;
+  const isRowidTable = !meta.primary_key || meta.primary_key.length === 0;
   formCtx = { mode, table: c.name, key, keyObj: row ? keyObjOf(c, row) : null, keyCols: c.keyCols, initial: new Map(), cols: meta.columns };
   $('#row-dialog-title').textContent = mode === 'create' ? `New row in ${c.name}` : `Edit row ${keyLabel(formCtx.keyObj)}`;
   const fields = tid('row-fields');
   fields.replaceChildren();
   if (mode === 'edit' && isRowidTable) {
-    fields.append(fieldEl({ name: 'rowid', type: 'INTEGER', notnull: true, pk: 1 }, String(row.rowid), true));
+    const rk = rowidKey(meta);
+    fields.append(fieldEl({ name: rk, type: 'INTEGER', notnull: true, pk: 1 }, String(row[rk]), true));
   }
   for (const col of meta.columns) {
     const text = row ? fieldText(row[col.name], col) : '';

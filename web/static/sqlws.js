@@ -55,10 +55,13 @@ export function dedupe(list, lastSeq) {
   const out = [];
   let last = lastSeq;
   for (const rec of list) {
-    if (rec == null || typeof rec.seq !== 'number') continue;
-    if (last != null && rec.seq <= last) continue;
+    // A custom parse may return seq as a BigInt or a number object; seq stays far
+    // below 2^53, so Number() is exact.
+    const seq = rec == null ? NaN : Number(rec.seq);
+    if (!Number.isInteger(seq)) continue;
+    if (last != null && seq <= last) continue;
     out.push(rec);
-    last = rec.seq;
+    last = seq;
   }
   return { records: out, lastSeq: last };
 }
@@ -251,7 +254,8 @@ class Client extends Emitter {
     this._closing = { promise, resolve };
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._openTimer);
-    this._reconnectTimer = this._openTimer = null;
+    clearTimeout(this._stableTimer);
+    this._reconnectTimer = this._openTimer = this._stableTimer = null;
     if (this._onOnline) window.removeEventListener('online', this._onOnline);
     for (const sub of this._subs.values()) this._endSub(sub);
     this._subs.clear();
@@ -345,6 +349,8 @@ class Client extends Emitter {
   }
 
   _onClose(code, reason) {
+    clearTimeout(this._stableTimer); // it did not stay up: keep backing off
+    this._stableTimer = null;
     clearTimeout(this._openTimer);
     this._openTimer = null;
     this._ws = null;
@@ -415,7 +421,12 @@ class Client extends Emitter {
     this._helloed = true;
     this.hello = msg;
     if (!this.stream) this.stream = msg.stream || null;
-    this.attempt = 0;
+    // Reset the backoff only once the connection has proved stable: a server that
+    // says hello and then drops clients must not get a reconnect storm.
+    clearTimeout(this._stableTimer);
+    this._stableTimer = setTimeout(() => {
+      this.attempt = 0;
+    }, 5000);
     this._setState(State.OPEN, { stream: msg.stream, head: msg.head });
     this._emit('open', {
       stream: msg.stream,
@@ -449,10 +460,10 @@ class Client extends Emitter {
     const sub = this._sub(msg);
     if (!sub) return;
     sub._subscribed = true;
-    if (sub.lastSeq == null && Number.isInteger(msg.head)) {
+    if (sub.lastSeq == null && Number.isInteger(Number(msg.head))) {
       // Live from head: everything after head follows, so head is where a resume
       // must continue from.
-      sub.lastSeq = msg.head;
+      sub.lastSeq = Number(msg.head);
     }
     call(sub._opts.onSubscribed, { head: msg.head, subscription: sub });
     const r = sub._resuming;
