@@ -21,7 +21,8 @@ import (
 // client that floods requests without reading replies is disconnected.
 const maxPendingControl = 1024
 
-// conn is one WebSocket connection. Its reads run on the HTTP handler's goroutine.
+// conn is one WebSocket connection. Its reads run on one goroutine (run) for the
+// life of the connection.
 // Writes run on a writer goroutine that exists only while there is something to
 // send, so an idle connection costs one goroutine.
 type conn struct {
@@ -271,11 +272,8 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 	ack, _ := json.Marshal(models.Subscribed{Type: models.TypeSubscribed, ID: id, Head: pos.Head})
 
 	c.mu.Lock()
-	if _, dup := c.subs[s.key]; dup { // raced with itself? ids come from one reader; cheap to recheck
-		c.mu.Unlock()
-		c.sendError(id, errors.WithCode(errors.Conflict, "duplicate_id", "subscription %s is already active", id))
-		return
-	}
+	// No other subscribe can have taken the id since the check above: requests are
+	// handled one at a time on this goroutine.
 	// The ack is queued before the subscription becomes visible to the writer, and the
 	// writer drains replies first, so "subscribed" precedes the first changes frame.
 	c.queueLocked(ack)
@@ -555,8 +553,9 @@ func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byt
 // changes) and grow to the frames they build.
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
-// write sends one frame within the write timeout. On failure the connection is gone
-// (the library closes a socket whose write timed out) and the writer stops.
+// write sends one frame within the write timeout. On failure the connection is
+// closed (a timed-out write may have left half a frame on the socket) and the writer
+// stops.
 //
 // The timeout is a deadline on the socket rather than a context: a context with a
 // deadline costs a timer and an AfterFunc registration per frame inside the library,
