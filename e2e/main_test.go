@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -74,15 +73,6 @@ func checkChange(t *testing.T, c models.Change, table, op, pk, old, new string) 
 	jsonEq(t, fmt.Sprintf("seq %d (%s %s) pk", c.Seq, table, op), c.PK, pk)
 	jsonEq(t, fmt.Sprintf("seq %d (%s %s) old", c.Seq, table, op), c.Old, old)
 	jsonEq(t, fmt.Sprintf("seq %d (%s %s) new", c.Seq, table, op), c.New, new)
-}
-
-func sortedKeys(m map[string]json.RawMessage) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // field returns new[col] (or old[col] if new is null) of a change.

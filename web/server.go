@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/errors"
@@ -34,7 +32,6 @@ func NewRouter(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(middleware.RealIP)
 	r.Use(recoverer(cfg.Logger))
 
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -89,5 +86,3 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
-
-var _ = time.Second

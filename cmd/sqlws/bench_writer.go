@@ -85,20 +85,6 @@ func changelogHead(ctx context.Context, q interface {
 	return head, err
 }
 
-// changelogStats reads the changelog's head and its count and extent after base.
-func changelogStats(ctx context.Context, path string, after int64) (head, count, lo, hi int64, err error) {
-	d, err := openDirect(path)
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	if head, err = changelogHead(ctx, d); err != nil {
-		return
-	}
-	err = d.QueryRowContext(ctx, `SELECT count(*), coalesce(min(seq), 0), coalesce(max(seq), 0) FROM sqlws_changes WHERE seq > ?`, after).Scan(&count, &lo, &hi)
-	return
-}
-
 // writerSpec is one writer run. The run ends after Rows rows or Duration, whichever
 // comes first (zero: no bound; at least one must be set).
 type writerSpec struct {

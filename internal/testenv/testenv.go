@@ -645,8 +645,9 @@ func (c *Client) readLoop() {
 		close(c.stopped)
 	}()
 	for {
+		// Pause holds gate to stop reading; taking it here waits until Resume.
 		c.gate.Lock()
-		c.gate.Unlock()
+		c.gate.Unlock() //lint:ignore SA2001 the critical section is the wait itself
 		var typ websocket.MessageType
 		var data []byte
 		typ, data, err = c.conn.Read(context.Background())
