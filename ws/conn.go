@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -28,10 +28,12 @@ const maxPendingControl = 1024
 type conn struct {
 	hub    *Hub
 	ws     *websocket.Conn
-	nc     net.Conn // the socket under ws, for write deadlines
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Timer
+	// writeStart is when the frame being written started (unix ns), 0 when none: the
+	// hub's watchdog closes connections whose write has taken longer than WriteTimeout.
+	writeStart atomic.Int64
 
 	mu         sync.Mutex
 	subs       map[string]*subscription // by the id's JSON text
@@ -55,14 +57,13 @@ type subscription struct {
 // returns, so net/http releases its per-connection state (buffers, request) while
 // the WebSocket lives on.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sb := &smallBuffers{ResponseWriter: w}
-	wsc, err := websocket.Accept(sb, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	wsc, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		return // Accept has written the HTTP error
 	}
 	wsc.SetReadLimit(h.opts.ReadLimit)
 	ctx, cancel := context.WithCancel(h.ctx)
-	c := &conn{hub: h, ws: wsc, nc: sb.nc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
+	c := &conn{hub: h, ws: wsc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
 	if !h.register(c) {
 		cancel()
 		wsc.Close(websocket.StatusGoingAway, "server shutting down")
@@ -70,7 +71,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Writes carry no context (see write); this unblocks a write stuck on a full
 	// socket when the connection is cancelled.
-	context.AfterFunc(ctx, func() { c.nc.SetWriteDeadline(time.Now()) })
+	context.AfterFunc(ctx, func() { c.ws.CloseNow() })
 	go c.run()
 }
 
@@ -553,27 +554,17 @@ func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byt
 // changes) and grow to the frames they build.
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
-// write sends one frame within the write timeout. On failure the connection is
-// closed (a timed-out write may have left half a frame on the socket) and the writer
-// stops.
+// write sends one frame. On failure the connection is closed and the writer stops.
 //
-// The timeout is a deadline on the socket rather than a context: a context with a
-// deadline costs a timer and an AfterFunc registration per frame inside the library,
-// about a seventh of the fan-out's CPU.
+// The write timeout is enforced by the hub's watchdog, which closes a connection
+// whose write has been blocked longer than WriteTimeout (a slow consumer). A context
+// or socket deadline per frame would cost timers per frame: a context's timer and the
+// library's AfterFunc were a seventh of the fan-out's CPU, socket deadlines still 7 %.
 func (c *conn) write(msg []byte) bool {
-	c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	c.writeStart.Store(time.Now().UnixNano())
 	err := c.ws.Write(context.Background(), websocket.MessageText, msg)
-	if c.ctx.Err() == nil {
-		// Clear it: the library also writes on this socket (pongs, the close frame),
-		// long after this deadline would have passed.
-		c.nc.SetWriteDeadline(time.Time{})
-	}
+	c.writeStart.Store(0)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && c.ctx.Err() == nil {
-			c.hub.opts.Logger.Info("websocket: slow consumer disconnected")
-			c.ws.CloseNow()
-		}
 		c.cancel()
 		c.finishWriting()
 		return false

@@ -19,18 +19,15 @@ const (
 
 // smallBuffers wraps a ResponseWriter so that Hijack returns small buffers and drops
 // every reference to net/http's own, which are then freed once the handler returns.
-// It also keeps the socket, for write deadlines.
 type smallBuffers struct {
 	http.ResponseWriter
-	nc net.Conn
 }
 
-func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	w.nc = nc
 	if err := brw.Writer.Flush(); err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -51,4 +48,4 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -103,16 +103,50 @@ type Hub struct {
 	conns []*conn // registered connections
 	wake  []*conn // scratch for Publish
 	done  bool
+
+	watching     bool          // the watchdog runs (from the first connection on)
+	stopWatchdog chan struct{} // closed by Close
+	watchdogDone chan struct{}
 }
 
 // NewHub returns a hub whose stream is at head: the next change it expects is head+1.
 func NewHub(src Source, head int64, opts Options) *Hub {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{
+	h := &Hub{
 		src: src, opts: opts, ctx: ctx, cancel: cancel,
 		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
 		first: head + 1, head: head,
+		stopWatchdog: make(chan struct{}), watchdogDone: make(chan struct{}),
+	}
+	return h
+}
+
+// watchdog closes connections whose current write has been blocked for longer than
+// WriteTimeout: their client stopped reading. One goroutine checks every connection
+// a few times per timeout, instead of a timer per frame.
+func (h *Hub) watchdog() {
+	defer close(h.watchdogDone)
+	t := time.NewTicker(min(h.opts.WriteTimeout/4, time.Second))
+	defer t.Stop()
+	var conns []*conn
+	for {
+		select {
+		case <-h.stopWatchdog:
+			return
+		case <-t.C:
+		}
+		h.mu.RLock()
+		conns = append(conns[:0], h.conns...)
+		h.mu.RUnlock()
+		limit := time.Now().Add(-h.opts.WriteTimeout).UnixNano()
+		for _, c := range conns {
+			if s := c.writeStart.Load(); s != 0 && s < limit {
+				h.opts.Logger.Info("websocket: slow consumer disconnected", "write_timeout", h.opts.WriteTimeout)
+				c.ws.CloseNow() // fails the blocked write; the writer then cancels the conn
+			}
+		}
+		clear(conns)
 	}
 }
 
@@ -270,6 +304,10 @@ func (h *Hub) register(c *conn) bool {
 	}
 	h.conns = append(h.conns, c)
 	h.wg.Add(1)
+	if !h.watching {
+		h.watching = true
+		go h.watchdog()
+	}
 	return true
 }
 
@@ -291,6 +329,10 @@ func (h *Hub) unregister(c *conn) {
 // goroutines, or until ctx is done, after which sockets are dropped.
 func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
+	if h.watching && !h.done { // Close may be called again
+		close(h.stopWatchdog)
+		defer func() { <-h.watchdogDone }()
+	}
 	h.done = true
 	conns := append([]*conn(nil), h.conns...)
 	h.mu.Unlock()

@@ -252,3 +252,16 @@ func TestSubscribeWrittenBeforeHello(t *testing.T) {
 		cancel()
 	}
 }
+
+// A client that stops reading is disconnected once a write has been blocked for the
+// write timeout; the connection's goroutines end (TestMain checks for leaks).
+func TestSlowConsumerDisconnected(t *testing.T) {
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WriteTimeout: 500 * time.Millisecond, FrameChanges: 5})
+	c, _ := s.dial(t)
+	c.send(`{"type":"subscribe","id":1}`)
+	c.read(nil)                           // subscribed; from here on the client reads nothing
+	insertRows(t, s.path, 1, 200, 200000) // 40 MB: the socket fills and the writer blocks
+	testenv.WaitFor(t, 30*time.Second, "the stalled client to be disconnected (write timeout 500ms)", func() bool {
+		return s.hub.Stats().Connections == 0
+	})
+}
