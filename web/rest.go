@@ -265,13 +265,18 @@ func (a *api) listRows(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, b)
 }
 
-func (a *api) getRow(w http.ResponseWriter, r *http.Request) {
+// row resolves {table} and {key}.
+func (a *api) row(r *http.Request) (models.Table, []string, error) {
 	t, err := a.table(r)
 	if err != nil {
-		a.fail(w, r, err)
-		return
+		return t, nil, err
 	}
 	key, err := keyParts(r, t)
+	return t, key, err
+}
+
+func (a *api) getRow(w http.ResponseWriter, r *http.Request) {
+	t, key, err := a.row(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -304,12 +309,7 @@ func (a *api) createRow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) updateRow(w http.ResponseWriter, r *http.Request) {
-	t, err := a.table(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	key, err := keyParts(r, t)
+	t, key, err := a.row(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -328,12 +328,7 @@ func (a *api) updateRow(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
-	t, err := a.table(r)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	key, err := keyParts(r, t)
+	t, key, err := a.row(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
