@@ -31,13 +31,7 @@ func openTestDB(t testing.TB, schema string) *DB {
 			t.Fatalf("schema: %v", err)
 		}
 	}
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.LoadMeta(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return d

@@ -27,13 +27,7 @@ func open(t testing.TB, path string, opts db.Options) *db.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.LoadMeta(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return d

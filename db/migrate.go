@@ -52,6 +52,18 @@ func (d *DB) Migrate(ctx context.Context) error {
 	return fmt.Errorf("migrate up: %w", lastErr)
 }
 
+// Install prepares the database for streaming: it applies sqlws's migrations, loads
+// the stream id and installs the capture triggers.
+func (d *DB) Install(ctx context.Context) (SyncResult, error) {
+	if err := d.Migrate(ctx); err != nil {
+		return SyncResult{}, err
+	}
+	if err := d.LoadMeta(ctx); err != nil {
+		return SyncResult{}, err
+	}
+	return d.SyncTriggers(ctx)
+}
+
 // MigrationStatus is one migration's state, for `sqlws migrate status`.
 type MigrationStatus struct {
 	Version int64

@@ -66,13 +66,7 @@ func newEnv(t *testing.T, schema string, opts db.Options, bodyLimit int64) *env 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.LoadMeta(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

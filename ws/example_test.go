@@ -18,13 +18,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer d.Close()
-	if err := d.Migrate(ctx); err != nil {
-		log.Fatal(err)
-	}
-	if err := d.LoadMeta(ctx); err != nil {
-		log.Fatal(err)
-	}
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Install(ctx); err != nil { // migrations, stream id, capture triggers
 		log.Fatal(err)
 	}
 	pos, err := d.Position(ctx)

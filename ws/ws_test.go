@@ -41,11 +41,7 @@ func start(t *testing.T, schema string, opts ws.Options) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d.LoadMeta(ctx)
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
 	pos, _ := d.Position(ctx)

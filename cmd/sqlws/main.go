@@ -155,18 +155,12 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	if err := d.Migrate(ctx); err != nil {
-		return err
-	}
-	if err := d.LoadMeta(ctx); err != nil {
-		return err
-	}
 	if c.demo {
 		if err := d.SeedDemo(ctx); err != nil {
 			return err
 		}
 	}
-	res, err := d.SyncTriggers(ctx)
+	res, err := d.Install(ctx)
 	if err != nil {
 		return err
 	}
