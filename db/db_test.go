@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -480,6 +481,90 @@ func TestRealsFromCLIAreExact(t *testing.T) {
 		}
 		if math.Float64bits(row.V) != math.Float64bits(want[i]) && !(row.V == 0 && want[i] == 0) {
 			t.Errorf("stored %v (%016x), received %s", want[i], math.Float64bits(want[i]), c.New)
+		}
+	}
+}
+
+// A trigger sync that fails (the write lock held past the busy timeout) is retried,
+// so a table created meanwhile still gets captured.
+func TestTailerRetriesFailedSync(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
+	d := open(t, path, db.Options{BusyTimeout: 50 * time.Millisecond})
+
+	// Another program creates a table and then holds the write lock, so the tailer's
+	// first sync, which would install the new table's triggers, times out.
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetMaxOpenConns(1)
+	if _, err := other.Exec("CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	hold, err := other.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold.Exec("INSERT INTO a DEFAULT VALUES"); err != nil { // takes the write lock
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan []models.Encoded, 16)
+	logs := &logLines{ch: make(chan string, 64)}
+	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, db.TailerOptions{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	done := make(chan struct{})
+	go func() { tl.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	logs.waitFor(t, "sync capture triggers after a schema change; will retry")
+	if d.Tracked("b") {
+		t.Fatal("sync succeeded while another connection held the write lock")
+	}
+	if err := hold.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitTriggers(t, path, "b")
+	testenv.SQLite(t, path, "INSERT INTO b(v) VALUES ('captured');")
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case batch := <-got:
+			for _, e := range batch {
+				if e.Table == "b" {
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("the insert into b was not captured after the lock was released")
+		}
+	}
+}
+
+// logLines is an io.Writer for a slog handler that hands each line to a channel.
+type logLines struct{ ch chan string }
+
+func (l *logLines) Write(p []byte) (int, error) {
+	select {
+	case l.ch <- string(p):
+	default: // never block the logger
+	}
+	return len(p), nil
+}
+
+func (l *logLines) waitFor(t *testing.T, substr string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case line := <-l.ch:
+			if strings.Contains(line, substr) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no log line with %q within 10s", substr)
 		}
 	}
 }
