@@ -84,6 +84,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 	// this first poll. It is cleared only by a sync that succeeded, so a sync that
 	// failed (e.g. SQLITE_BUSY behind another writer) is retried until it works.
 	needSync := true
+	// syncRetry backs off failed syncs: a sync that fails at once (sqlws's tables are
+	// gone) must not spin or flood the log.
+	syncRetry := t.opts.Poll
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
 	if w := watchWAL(t.db.path); w != nil {
@@ -119,9 +122,10 @@ func (t *Tailer) Run(ctx context.Context) error {
 					if ctx.Err() != nil {
 						return nil
 					}
-					t.opts.Logger.Warn("sync capture triggers after a schema change; will retry", "err", err)
+					t.opts.Logger.Warn("sync capture triggers after a schema change; will retry", "err", err, "in", syncRetry)
 				default:
 					needSync = false
+					syncRetry = t.opts.Poll
 					if res.Created+res.Dropped > 0 {
 						t.opts.Logger.Info("capture triggers updated", "created", res.Created, "dropped", res.Dropped, "tables", len(res.Tables))
 					}
@@ -146,8 +150,12 @@ func (t *Tailer) Run(ctx context.Context) error {
 			}
 		}
 		wait := interval
-		if burst > 0 || needSync {
+		if burst > 0 {
 			wait = t.opts.Poll
+		}
+		if needSync {
+			wait = min(wait, syncRetry)
+			syncRetry = min(2*syncRetry, 5*time.Second)
 		}
 		timer.Reset(wait)
 		select {
