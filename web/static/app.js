@@ -151,7 +151,7 @@ async function api(method, path, body) {
   const text = await res.text().catch(() => '');
   if (text) {
     try {
-      data = JSON.parse(text);
+      data = parseJSON(text);
     } catch {
       data = null;
     }
@@ -266,7 +266,19 @@ function fieldText(v, col) {
 // ---------------------------------------------------------------------------
 // State
 
-const client = connect('/ws', { minDelay: 300, maxDelay: 10000 });
+/**
+ * parseJSON keeps integers beyond 2^53 exact, as their decimal text: JSON.parse would
+ * round them, and a rounded key (a snowflake id, say) would merge rows in the grid or
+ * make an edit or delete hit another row. Uses the reviver's source text (Chromium
+ * 114+); elsewhere it falls back to plain numbers.
+ */
+function parseJSON(text) {
+  return JSON.parse(text, (key, value, ctx) =>
+    typeof value === 'number' && !Number.isSafeInteger(value) && ctx && /^-?\d+$/.test(ctx.source) ? ctx.source : value,
+  );
+}
+
+const client = connect('/ws', { minDelay: 300, maxDelay: 10000, parse: parseJSON });
 
 const S = {
   tables: [], // from GET /api/tables
