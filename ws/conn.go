@@ -69,9 +69,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		wsc.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	// Writes carry no context (see write); this unblocks a write stuck on a full
-	// socket when the connection is cancelled.
-	context.AfterFunc(ctx, func() { c.ws.CloseNow() })
+	// Writes carry no context (see write). A write stuck on a full socket ends when
+	// the socket closes: by the watchdog, by a close handshake (shutdown, ping
+	// timeout), or when the reader's context is cancelled, which closes the socket.
+	// Closing it here on every cancel would reset a peer that is still sending (the
+	// rest of an oversized message, say) before it reads the close frame.
 	go c.run()
 }
 
