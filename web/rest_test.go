@@ -20,31 +20,13 @@ import (
 	"time"
 
 	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/internal/testenv"
 )
-
-const sqlite3Path = "/usr/bin/sqlite3"
 
 // cli runs sql through the real sqlite3 shell against path and returns stdout.
 func cli(t testing.TB, path, sql string) string {
 	t.Helper()
-	out, err := runCLI(path, sql)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func runCLI(path, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, sqlite3Path, "-bail", "-cmd", ".timeout 10000", path)
-	cmd.Stdin = strings.NewReader(sql)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
-		return stdout.String(), fmt.Errorf("sqlite3: %v: %s\nsql: %s", err, stderr.String(), sql)
-	}
-	return stdout.String(), nil
+	return testenv.SQLite(t, path, sql)
 }
 
 type env struct {
@@ -552,7 +534,7 @@ func TestRESTBusy(t *testing.T) {
 	e := newEnv(t, testSchema, db.Options{BusyTimeout: 200 * time.Millisecond}, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sqlite3Path, e.path)
+	cmd := exec.CommandContext(ctx, testenv.SQLite3Path, e.path)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -625,7 +607,7 @@ func TestRESTSnapshotThenChanges(t *testing.T) {
 		wg.Add(1)
 		go func(script string) {
 			defer wg.Done()
-			if _, err := runCLI(e.path, script); err != nil {
+			if _, err := testenv.RunSQLite(e.path, script); err != nil {
 				errs <- err
 			}
 		}(s.String())

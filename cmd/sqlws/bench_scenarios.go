@@ -156,6 +156,19 @@ func (e *env) close() {
 }
 
 // serverLogTail is the end of the server's log, for failures.
+// verifyDelivery adds the checks every delivery scenario makes: the writer moved the
+// head by what it wrote, every subscriber got every change once and in order, and
+// delivery finished; on failure it adds the server log's tail.
+func (e *env) verifyDelivery(r *runResult, w writerResult, rep clientReport, complete bool) {
+	r.Checks = append(r.Checks, headCheck(e.base, w), verdictCheck("subscribers", rep.verdict))
+	if !complete && rep.verdict.ok() {
+		r.Checks = append(r.Checks, check{Label: "drain", Detail: "timed out"})
+	}
+	if !rep.verdict.ok() {
+		r.infof("server log: %s", e.serverLogTail())
+	}
+}
+
 func (e *env) serverLogTail() string {
 	if e.srv == nil || e.srv.logPath == "" {
 		return ""
@@ -224,13 +237,7 @@ func (b *bencher) w1(ctx context.Context) runResult {
 	r.infof("%s", frameCost(r.Server, r.Load, rep))
 	r.infof("writer: %d rows in 1-row transactions at %.0f rows/s; deliveries %s; frames %s (%.2f changes/frame)",
 		w.Rows, w.RowsPerSec, commas(rep.verdict.Received), commas(rep.frames), float64(rep.verdict.Received)/float64(max(rep.frames, 1)))
-	r.Checks = append(r.Checks, headCheck(e.base, w), verdictCheck("subscribers", rep.verdict))
-	if !complete && rep.verdict.ok() {
-		r.Checks = append(r.Checks, check{Label: "drain", Detail: "timed out"})
-	}
-	if !rep.verdict.ok() {
-		r.infof("server log: %s", e.serverLogTail())
-	}
+	e.verifyDelivery(&r, w, rep, complete)
 	return r
 }
 
@@ -277,13 +284,7 @@ func (b *bencher) w2(ctx context.Context) runResult {
 		w.Rows, commas(int64(w.RowsPerSec)), float64(w.EndNS-w.StartNS)/1e9, commas(rep.verdict.Received), commas(rep.frames),
 		float64(rep.verdict.Received)/float64(max(rep.frames, 1)), float64(rep.bytes)/1e6)
 	r.infof("commit → client under saturation: %s", lat)
-	r.Checks = append(r.Checks, headCheck(e.base, w), verdictCheck("subscribers", rep.verdict))
-	if !complete && rep.verdict.ok() {
-		r.Checks = append(r.Checks, check{Label: "drain", Detail: "timed out"})
-	}
-	if !rep.verdict.ok() {
-		r.infof("server log: %s", e.serverLogTail())
-	}
+	e.verifyDelivery(&r, w, rep, complete)
 	return r
 }
 
