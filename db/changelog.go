@@ -46,17 +46,41 @@ func Head(ctx context.Context, q interface {
 // one change is always returned), which bounds memory for wide rows. It runs as one
 // short statement and holds no transaction afterwards.
 func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
-	return readChanges(ctx, d.reader, after, limit, maxBytes)
+	st, err := d.changesStmt(ctx)
+	if err != nil {
+		return nil, classify("read changelog", err)
+	}
+	return readChanges(ctx, st, after, limit, maxBytes)
 }
 
-func readChanges(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, after int64, limit, maxBytes int) ([]models.Encoded, error) {
+// changesSQL reads a page of the changelog. It is prepared once (per reader
+// connection, through database/sql's statement cache) because catching a subscriber
+// up runs it once per 1,000 changes and compiling it cost more than a page's worth
+// of row decoding.
+const changesSQL = `SELECT seq, tbl, op, pk, old, new, ts FROM sqlws_changes WHERE seq > ? ORDER BY seq LIMIT ?`
+
+// changesStmt returns changesSQL prepared on the reader pool, preparing it on first
+// use: the changelog does not exist before Migrate, so Open cannot prepare it.
+func (d *DB) changesStmt(ctx context.Context) (*sql.Stmt, error) {
+	d.changesMu.Lock()
+	defer d.changesMu.Unlock()
+	if d.changes != nil {
+		return d.changes, nil
+	}
+	st, err := d.reader.PrepareContext(ctx, changesSQL)
+	if err != nil {
+		return nil, err
+	}
+	d.changes = st
+	return st, nil
+}
+
+// readChanges runs st (changesSQL, prepared) and encodes the rows.
+func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int) ([]models.Encoded, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := q.QueryContext(ctx,
-		`SELECT seq, tbl, op, pk, old, new, ts FROM sqlws_changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	rows, err := st.QueryContext(ctx, after, limit)
 	if err != nil {
 		return nil, classify("read changelog", err)
 	}

@@ -695,7 +695,11 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 		if oldest.Valid {
 			p.Oldest = oldest.Int64
 		}
-		p.Changes, err = readChanges(ctx, tx, since, limit, maxBytes)
+		st, err := d.changesStmt(ctx)
+		if err != nil {
+			return err
+		}
+		p.Changes, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes)
 		return err
 	})
 	return p, err

@@ -48,6 +48,9 @@ type DB struct {
 
 	stmts stmtCache // prepared CRUD write statements on the writer
 
+	changesMu sync.Mutex
+	changes   *sql.Stmt // changesSQL on the reader pool, prepared on first use
+
 	// written is signalled (non-blocking) after every commit on the writer, so the
 	// tailer wakes at once instead of waiting for its poll.
 	written chan struct{}
@@ -139,6 +142,12 @@ func (d *DB) Wrote() {
 // Close closes both pools.
 func (d *DB) Close() error {
 	d.stmts.close()
+	d.changesMu.Lock()
+	if d.changes != nil {
+		d.changes.Close()
+		d.changes = nil
+	}
+	d.changesMu.Unlock()
 	return errors.Join(d.reader.Close(), d.writer.Close())
 }
 

@@ -568,3 +568,55 @@ func (l *logLines) waitFor(t *testing.T, substr string) {
 		}
 	}
 }
+
+// The triggers skip the type dispatch for columns that can only hold INTEGER, TEXT or
+// NULL (the rowid alias; INT, INTEGER and TEXT columns of STRICT tables). This checks
+// those shortcuts never apply where another storage class can appear: the DESC quirk
+// (INTEGER PRIMARY KEY DESC is not a rowid alias and may hold text), STRICT REAL, BLOB
+// and ANY columns, and a STRICT table too wide for one json_object call.
+func TestPlainColumnShortcuts(t *testing.T) {
+	var wide strings.Builder
+	wide.WriteString("CREATE TABLE wide (id INTEGER PRIMARY KEY")
+	for i := range 70 {
+		fmt.Fprintf(&wide, ", c%d TEXT", i)
+	}
+	wide.WriteString(") STRICT;")
+	path := testenv.NewDB(t, `
+		CREATE TABLE s (id INTEGER PRIMARY KEY, i INT, t TEXT, r REAL, b BLOB, a ANY) STRICT;
+		CREATE TABLE q (id INTEGER PRIMARY KEY DESC, v);
+		`+wide.String())
+	d := open(t, path, db.Options{})
+	testenv.SQLite(t, path, `
+		INSERT INTO s VALUES (1, 42, 'x"y', 0.1, x'ab', 1.5), (2, NULL, NULL, NULL, NULL, x'00');
+		INSERT INTO q VALUES ('text-key', 1), (7.5, 2);
+		INSERT INTO wide (id, c0, c69) VALUES (9, 'first', NULL);`)
+	want := []struct{ pk, image string }{
+		{`{"id":1}`, `{"id":1,"i":42,"t":"x\"y","r":0.1,"b":{"$blob":"AB"},"a":1.5}`},
+		{`{"id":2}`, `{"id":2,"i":null,"t":null,"r":null,"b":null,"a":{"$blob":"00"}}`},
+		{`{"id":"text-key"}`, `{"id":"text-key","v":1}`},
+		{`{"id":7.5}`, `{"id":7.5,"v":2}`},
+	}
+	ch := readAll(t, d, 0)
+	if len(ch) != len(want)+1 {
+		t.Fatalf("got %d changes, want %d", len(ch), len(want)+1)
+	}
+	for i, w := range want {
+		if string(ch[i].PK) != w.pk || string(ch[i].New) != w.image {
+			t.Errorf("change %d: pk %s new %s, want pk %s new %s", i+1, ch[i].PK, ch[i].New, w.pk, w.image)
+		}
+	}
+	// The shortcut is taken where it may be, and only there.
+	trig := testenv.SQLite(t, path, `SELECT sql FROM sqlite_master WHERE name = 'sqlws_insert_s'`)
+	for col, dispatched := range map[string]bool{"id": false, "i": false, "t": false, "r": true, "b": true, "a": true} {
+		if got := strings.Contains(trig, `typeof(NEW."`+col+`")`); got != dispatched {
+			t.Errorf("insert trigger of s: type dispatch on %s = %v, want %v", col, got, dispatched)
+		}
+	}
+	var row map[string]any
+	if err := json.Unmarshal(ch[4].New, &row); err != nil {
+		t.Fatalf("wide row image %s: %v", ch[4].New, err)
+	}
+	if row["id"] != 9.0 || row["c0"] != "first" || row["c69"] != nil || len(row) != 71 {
+		t.Errorf("wide row image = %s", ch[4].New)
+	}
+}

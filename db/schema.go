@@ -15,6 +15,7 @@ import (
 type schemaEntry struct {
 	models.Table
 	rowidName string       // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
+	aliasCol  string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
 	uniques   [][]indexCol // UNIQUE indexes other than the primary key
 }
 
@@ -116,7 +117,55 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 	if e.uniques, err = uniqueIndexes(ctx, q, name); err != nil {
 		return nil, err
 	}
+	if !e.WithoutRowid && len(e.PrimaryKey) == 1 {
+		// A one-column primary key of a rowid table is the rowid itself exactly when
+		// SQLite made no index for it (INTEGER PRIMARY KEY, but not the DESC quirk).
+		n, err := countPKIndexes(ctx, q, name)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			e.aliasCol = e.PrimaryKey[0]
+		}
+	}
 	return e, nil
+}
+
+func countPKIndexes(ctx context.Context, q querier, table string) (int, error) {
+	rows, err := q.QueryContext(ctx, `SELECT count(*) FROM pragma_index_list(?) WHERE origin = 'pk'`, table)
+	if err != nil {
+		return 0, fmt.Errorf("introspect %q indexes: %w", table, err)
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, fmt.Errorf("introspect %q indexes: %w", table, err)
+		}
+	}
+	return n, rows.Err()
+}
+
+// plainColumn reports whether column col can only hold INTEGER, TEXT or NULL values,
+// which json_object writes exactly as they are: the rowid alias, and INT, INTEGER and
+// TEXT columns of a STRICT table. The triggers skip valueExpr's type dispatch for
+// them, which makes the trigger program smaller and every captured write cheaper.
+func (e *schemaEntry) plainColumn(col string) bool {
+	if col == e.aliasCol {
+		return col != ""
+	}
+	if !e.Strict {
+		return false
+	}
+	c := e.Column(col)
+	if c == nil {
+		return false
+	}
+	switch strings.ToUpper(c.Type) {
+	case "INT", "INTEGER", "TEXT":
+		return true
+	}
+	return false
 }
 
 // uniqueIndexes lists the column lists of a table's UNIQUE indexes, other than its

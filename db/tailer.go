@@ -77,6 +77,11 @@ func (t *Tailer) Run(ctx context.Context) error {
 		return classify("tail changelog", err)
 	}
 	defer poll.Close()
+	changes, err := conn.PrepareContext(ctx, changesSQL)
+	if err != nil {
+		return classify("tail changelog", err)
+	}
+	defer changes.Close()
 
 	pollCtx := context.WithoutCancel(ctx)
 	var dataVersion, schemaVersion int64 = -1, -1
@@ -135,7 +140,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 				}
 			}
 			if dv != dataVersion {
-				if err := t.drain(ctx, conn); err != nil {
+				if err := t.drain(ctx, changes); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
@@ -182,10 +187,13 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 }
 
-// drain reads and delivers everything after t.last.
-func (t *Tailer) drain(ctx context.Context, conn *sql.Conn) error {
-	for {
-		batch, err := readChanges(ctx, conn, t.last.Load(), t.opts.Batch, t.opts.BatchBytes)
+// drain reads and delivers everything after t.last, a batch per statement. The
+// statements run without ctx (as the poll does: with a cancelable context the driver
+// starts a watcher goroutine per statement); ctx is checked between batches instead.
+func (t *Tailer) drain(ctx context.Context, changes *sql.Stmt) error {
+	qctx := context.WithoutCancel(ctx)
+	for ctx.Err() == nil {
+		batch, err := readChanges(qctx, changes, t.last.Load(), t.opts.Batch, t.opts.BatchBytes)
 		if err != nil {
 			return err
 		}
@@ -198,6 +206,7 @@ func (t *Tailer) drain(ctx context.Context, conn *sql.Conn) error {
 			return nil
 		}
 	}
+	return ctx.Err()
 }
 
 func batchBytes(b []models.Encoded) int {

@@ -71,7 +71,8 @@ const maxObjectPairs = 63
 
 // objectExpr is SQL for a JSON object with the given keys and encoded values: one
 // json_object call when it fits, else text concatenation, which has no such limit.
-func objectExpr(keys, refs []string) string {
+// plain[i] marks a value that can only be INTEGER, TEXT or NULL (see plainColumn).
+func objectExpr(keys, refs []string, plain []bool) string {
 	var b strings.Builder
 	if len(keys) <= maxObjectPairs {
 		b.WriteString("json_object(")
@@ -81,7 +82,11 @@ func objectExpr(keys, refs []string) string {
 			}
 			b.WriteString(quoteLiteral(keys[i]))
 			b.WriteString(",")
-			b.WriteString(valueExpr(refs[i]))
+			if plain[i] {
+				b.WriteString(refs[i])
+			} else {
+				b.WriteString(valueExpr(refs[i]))
+			}
 		}
 		b.WriteString(")")
 		return b.String()
@@ -95,7 +100,11 @@ func objectExpr(keys, refs []string) string {
 		b.WriteString("||")
 		b.WriteString(quoteLiteral(sep + string(models.AppendJSONString(nil, keys[i])) + ":"))
 		b.WriteString("||")
-		b.WriteString(valueTextExpr(refs[i]))
+		if plain[i] {
+			b.WriteString("json_quote(" + refs[i] + ")") // 'null' for NULL, unlike CAST
+		} else {
+			b.WriteString(valueTextExpr(refs[i]))
+		}
 	}
 	b.WriteString("||'}')")
 	return b.String()
@@ -113,15 +122,18 @@ func valueTextExpr(ref string) string {
 // key, and an update may change it.
 func rowExpr(t *schemaEntry, alias string) string {
 	var keys, refs []string
+	var plain []bool
 	if len(t.PrimaryKey) == 0 {
 		keys = append(keys, t.rowidName)
 		refs = append(refs, alias+"."+t.rowidName)
+		plain = append(plain, true)
 	}
 	for _, c := range t.Columns {
 		keys = append(keys, c.Name)
 		refs = append(refs, alias+"."+quoteIdent(c.Name))
+		plain = append(plain, t.plainColumn(c.Name))
 	}
-	return objectExpr(keys, refs)
+	return objectExpr(keys, refs, plain)
 }
 
 // keyExpr is a JSON object of the row's key: its primary key columns, or its rowid
@@ -132,10 +144,12 @@ func keyExpr(t *schemaEntry, alias string) string {
 		return "json_object(" + quoteLiteral(t.rowidName) + "," + alias + "." + t.rowidName + ")"
 	}
 	refs := make([]string, len(t.PrimaryKey))
+	plain := make([]bool, len(t.PrimaryKey))
 	for i, k := range t.PrimaryKey {
 		refs[i] = alias + "." + quoteIdent(k)
+		plain[i] = t.plainColumn(k)
 	}
-	return objectExpr(t.PrimaryKey, refs)
+	return objectExpr(t.PrimaryKey, refs, plain)
 }
 
 // triggerName is the name of sqlws's trigger for op on table.
