@@ -28,6 +28,7 @@ const maxPendingControl = 1024
 type conn struct {
 	hub    *Hub
 	ws     *websocket.Conn
+	fc     *frameConn // the socket under ws; data frames are written here
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Timer
@@ -57,13 +58,14 @@ type subscription struct {
 // returns, so net/http releases its per-connection state (buffers, request) while
 // the WebSocket lives on.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	wsc, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	sb := &smallBuffers{ResponseWriter: w}
+	wsc, err := websocket.Accept(sb, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
 	if err != nil {
 		return // Accept has written the HTTP error
 	}
 	wsc.SetReadLimit(h.opts.ReadLimit)
 	ctx, cancel := context.WithCancel(h.ctx)
-	c := &conn{hub: h, ws: wsc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
+	c := &conn{hub: h, ws: wsc, fc: sb.fc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
 	if !h.register(c) {
 		cancel()
 		wsc.Close(websocket.StatusGoingAway, "server shutting down")
@@ -399,7 +401,7 @@ func (c *conn) writeLoop() {
 			c.control = nil
 			c.mu.Unlock()
 			for _, m := range msgs {
-				if !c.write(m) {
+				if !c.write(textFrame(m)) {
 					return
 				}
 			}
@@ -439,7 +441,8 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		c.mu.Unlock()
-		if !c.write(*buf) {
+		frame := *buf
+		if !c.write(frame[frameHeader(frame, len(frame)-frameHeaderMax):]) {
 			return
 		}
 	}
@@ -489,7 +492,7 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool,
 			s.cursor = cursor
 			*batch = entries
 			if len(entries) > 0 {
-				*buf = appendFrame((*buf)[:0], s.id, entries)
+				*buf = appendFrame((*buf)[:frameHeaderMax], s.id, entries)
 				return true, nil, nil
 			}
 			if cursor == from {
@@ -556,15 +559,16 @@ func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byt
 // changes) and grow to the frames they build.
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
-// write sends one frame. On failure the connection is closed and the writer stops.
+// write sends one complete frame (see frameHeader). On failure the connection is
+// closed and the writer stops.
 //
 // The write timeout is enforced by the hub's watchdog, which closes a connection
 // whose write has been blocked longer than WriteTimeout (a slow consumer). A context
 // or socket deadline per frame would cost timers per frame: a context's timer and the
 // library's AfterFunc were a seventh of the fan-out's CPU, socket deadlines still 7 %.
-func (c *conn) write(msg []byte) bool {
+func (c *conn) write(frame []byte) bool {
 	c.writeStart.Store(time.Now().UnixNano())
-	err := c.ws.Write(context.Background(), websocket.MessageText, msg)
+	err := c.fc.writeData(frame)
 	c.writeStart.Store(0)
 	if err != nil {
 		c.cancel()

@@ -21,7 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 )
 
 // ---------------------------------------------------------------------------
@@ -359,7 +358,7 @@ type subSpec struct {
 // wsClient is one subscriber. Its reader goroutine owns ver, lat and the counters
 // until it has exited (done is closed); progress is readable at any time.
 type wsClient struct {
-	ws       *websocket.Conn
+	ws       benchConn
 	wantLat  bool
 	stampKey []byte
 
@@ -403,63 +402,50 @@ func (c *wsClient) setProblem(s string) {
 	c.problem.CompareAndSwap(nil, &s)
 }
 
-func (c *wsClient) readLoop() {
-	defer close(c.done)
-	ctx := context.Background() // no per-read timer; closing the socket ends the read
-	for {
-		typ, r, err := c.ws.Reader(ctx)
+// onEnd is called once when the connection ends.
+func (c *wsClient) onEnd(err error) {
+	if !c.closing.Load() {
+		c.setProblem("disconnected: " + err.Error())
+	}
+	close(c.done)
+}
+
+// onMessage handles one message; buf is only valid during the call. Calls for one
+// client are never concurrent.
+func (c *wsClient) onMessage(buf []byte, text bool) {
+	if text && bytes.HasPrefix(buf, changesPrefix) {
+		now := time.Now().UnixNano()
+		c.frames++
+		c.bytes += int64(len(buf))
+		c.lastNS = now
+		before := c.ver.distinct
+		_, err := scanChanges(buf, c.stampKey, func(seq, stamp int64) {
+			c.ver.observe(seq)
+			if c.wantLat && stamp > 0 {
+				c.lat.add((now - stamp) / 1000)
+			}
+		})
 		if err != nil {
-			if !c.closing.Load() {
-				c.setProblem("disconnected: " + err.Error())
-			}
-			return
+			c.setProblem(err.Error())
 		}
-		bp := framePool.Get().(*[]byte)
-		buf, err := readMessage(r, *bp)
-		if err != nil {
-			*bp = buf[:0]
-			framePool.Put(bp)
-			if !c.closing.Load() {
-				c.setProblem("read: " + err.Error())
-			}
-			return
-		}
-		if typ == websocket.MessageText && bytes.HasPrefix(buf, changesPrefix) {
-			now := time.Now().UnixNano()
-			c.frames++
-			c.bytes += int64(len(buf))
-			c.lastNS = now
-			before := c.ver.distinct
-			_, err = scanChanges(buf, c.stampKey, func(seq, stamp int64) {
-				c.ver.observe(seq)
-				if c.wantLat && stamp > 0 {
-					c.lat.add((now - stamp) / 1000)
-				}
-			})
-			if err != nil {
-				c.setProblem(err.Error())
-			}
-			c.got.Add(c.ver.distinct - before)
-		} else {
-			var m ctrlMsg
-			if err := json.Unmarshal(buf, &m); err != nil {
-				c.setProblem(fmt.Sprintf("bad frame %.100q: %v", buf, err))
-			}
-			switch m.Type {
-			case "hello":
-				c.hello = m
-				close(c.helloc)
-			case "subscribed":
-				c.subHead = m.Head
-				close(c.subscribed)
-			case "reset":
-				c.setProblem("reset: " + m.Reason)
-			case "error":
-				c.setProblem("error " + m.Code + ": " + m.Message)
-			}
-		}
-		*bp = buf[:0]
-		framePool.Put(bp)
+		c.got.Add(c.ver.distinct - before)
+		return
+	}
+	var m ctrlMsg
+	if err := json.Unmarshal(buf, &m); err != nil {
+		c.setProblem(fmt.Sprintf("bad frame %.100q: %v", buf, err))
+	}
+	switch m.Type {
+	case "hello":
+		c.hello = m
+		close(c.helloc)
+	case "subscribed":
+		c.subHead = m.Head
+		close(c.subscribed)
+	case "reset":
+		c.setProblem("reset: " + m.Reason)
+	case "error":
+		c.setProblem("error " + m.Code + ": " + m.Message)
 	}
 }
 
@@ -493,11 +479,11 @@ var dialClient = &http.Client{Transport: &http.Transport{
 var eagerSubscribe bool
 
 func dialOne(ctx context.Context, url string, sub subSpec, wantLat bool) (*wsClient, error) {
-	var ws *websocket.Conn
+	var ws benchConn
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ws, _, err = websocket.Dial(dctx, url, &websocket.DialOptions{HTTPClient: dialClient})
+		ws, err = dialBench(dctx, url)
 		cancel()
 		if err == nil || ctx.Err() != nil {
 			break
@@ -508,7 +494,6 @@ func dialOne(ctx context.Context, url string, sub subSpec, wantLat bool) (*wsCli
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	ws.SetReadLimit(256 << 20)
 	c := &wsClient{ws: ws, wantLat: wantLat, stampKey: []byte(`"` + stampColumn + `":`),
 		helloc: make(chan struct{}), subscribed: make(chan struct{}), done: make(chan struct{})}
 	c.ver = newSeqVerifier(max(sub.since, 0))
@@ -517,7 +502,7 @@ func dialOne(ctx context.Context, url string, sub subSpec, wantLat bool) (*wsCli
 		msg += `,"since":` + strconv.FormatInt(sub.since, 10)
 	}
 	msg += `}`
-	go c.readLoop()
+	ws.start(c.onMessage, c.onEnd)
 	if !eagerSubscribe {
 		// Subscribe after hello, as the official client does. A message that reaches
 		// the server before its upgrade completes can lose its first byte
@@ -531,7 +516,7 @@ func dialOne(ctx context.Context, url string, sub subSpec, wantLat bool) (*wsCli
 			return nil, fmt.Errorf("no hello: %w", dctx.Err())
 		}
 	}
-	if err := ws.Write(dctx, websocket.MessageText, []byte(msg)); err != nil {
+	if err := ws.writeText(dctx, []byte(msg)); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -601,7 +586,7 @@ func (c *wsClient) problemText() string {
 
 func (c *wsClient) close() {
 	c.closing.Store(true)
-	c.ws.CloseNow()
+	c.ws.closeNow()
 	<-c.done
 }
 
@@ -610,7 +595,7 @@ func closeClients(cs []*wsClient) {
 	for _, c := range cs {
 		if c != nil {
 			c.closing.Store(true)
-			wg.Go(func() { c.ws.CloseNow() })
+			wg.Go(func() { c.ws.closeNow() })
 		}
 	}
 	wg.Wait()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,8 +95,9 @@ func waitDebugURL(logPath string, timeout time.Duration) string {
 }
 
 // cpuProfile starts collecting a CPU profile of the server for the given time, into
-// --pprof DIR/<scenario>-<what>.pprof. The returned function waits for it. Without
-// --pprof it does nothing.
+// --pprof DIR/<scenario>-<what>.pprof, and one of the load generator (this process)
+// until the returned function is called, into <scenario>-loadgen-<what>.pprof. The
+// returned function waits for both. Without --pprof it does nothing.
 func (e *env) cpuProfile(what string, d time.Duration) func() {
 	if e.debugURL == "" {
 		return func() {}
@@ -105,7 +107,21 @@ func (e *env) cpuProfile(what string, d time.Duration) func() {
 		defer close(done)
 		e.fetchProfile(fmt.Sprintf("profile?seconds=%d", max(int(d.Seconds()+0.5), 1)), what)
 	}()
-	return func() { <-done }
+	var self *os.File
+	if f, err := os.Create(filepath.Join(e.b.cfg.pprofDir, e.name+"-loadgen-"+what+".pprof")); err == nil {
+		if pprof.StartCPUProfile(f) == nil {
+			self = f
+		} else {
+			f.Close()
+		}
+	}
+	return func() {
+		if self != nil {
+			pprof.StopCPUProfile()
+			self.Close()
+		}
+		<-done
+	}
 }
 
 // fetchProfile saves the server's /debug/pprof/<query> into --pprof DIR.
