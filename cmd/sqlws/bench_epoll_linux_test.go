@@ -52,7 +52,7 @@ func TestPolledConnFrames(t *testing.T) {
 	stream = append(stream, 0x89, 2, 'p', '1')      // ping between fragments
 	stream = append(stream, 0x80, 2, 'd', 'e')      // final continuation
 	stream = append(stream, 0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70)
-	stream = append(stream, big...) // binary, 64-bit length
+	stream = append(stream, big...)              // binary, 64-bit length
 	stream = append(stream, 0x88, 2, 0x03, 0xE9) // close 1001
 	// Written in small pieces, so frames and headers straddle reads.
 	for i := 0; i < len(stream); i += 7 {
