@@ -43,6 +43,13 @@ type conn struct {
 	control    [][]byte                 // replies waiting to be written, in order
 	writing    bool                     // a writer goroutine is running
 	dirty      bool                     // woken while writing: look again before exiting
+	// pending is a frame the hub's pump began (or could not begin) writing without
+	// blocking, handed to the writer goroutine with the rest from pendingOff; when
+	// pendingLocked the pump wrote part of it and the frameConn's lock is held for
+	// the writer, so nothing can come between the two parts.
+	pending       *[]byte
+	pendingOff    int
+	pendingLocked bool
 	closed     bool
 	overflowed bool // too many unanswered requests: closing
 }
@@ -357,14 +364,6 @@ func (c *conn) queueLocked(msg []byte) {
 	c.control = append(c.control, msg)
 }
 
-// idle reports whether a wake could find nothing to do: no subscriptions and no
-// replies queued. Publish skips such connections.
-func (c *conn) idle() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.order) == 0 && len(c.control) == 0
-}
-
 // wake makes sure a writer goroutine will look for work.
 func (c *conn) wake() {
 	c.mu.Lock()
@@ -376,6 +375,10 @@ func (c *conn) wake() {
 		c.dirty = true
 		return
 	}
+	c.startWriterLocked()
+}
+
+func (c *conn) startWriterLocked() {
 	c.writing = true
 	c.hub.wg.Add(1)
 	go c.writeLoop()
@@ -396,6 +399,21 @@ func (c *conn) writeLoop() {
 	for {
 		c.mu.Lock()
 		c.dirty = false
+		if p := c.pending; p != nil {
+			rest, locked := (*p)[c.pendingOff:], c.pendingLocked
+			c.pending, c.pendingLocked = nil, false
+			c.mu.Unlock()
+			c.writeStart.Store(time.Now().UnixNano())
+			err := c.fc.finishWrite(rest, locked)
+			c.writeStart.Store(0)
+			framePool.Put(p)
+			if err != nil {
+				c.cancel()
+				c.finishWriting()
+				return
+			}
+			continue
+		}
 		if len(c.control) > 0 {
 			msgs := c.control
 			c.control = nil
@@ -410,7 +428,7 @@ func (c *conn) writeLoop() {
 		if buf == nil {
 			buf = framePool.Get().(*[]byte)
 		}
-		sent, reset, err := c.nextFrameLocked(&batch, buf)
+		sent, reset, err := c.nextFrameLocked(&batch, buf, false)
 		if err != nil {
 			c.mu.Unlock()
 			c.hub.opts.Logger.Warn("websocket: read history; will retry", "err", err)
@@ -459,8 +477,9 @@ func (c *conn) finishWriting() {
 // sent=false when every subscription is caught up or replies are waiting, or the
 // subscription that must be reset because history it needs was pruned (it is
 // removed). c.mu is held; it is released around history reads, which touch the
-// database, and anything that changed meanwhile is looked at again.
-func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool, reset *subscription, err error) {
+// database, and anything that changed meanwhile is looked at again. With windowOnly
+// (the pump) it never reads history: it returns errNeedsHistory instead.
+func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly bool) (sent bool, reset *subscription, err error) {
 	h := c.hub
 	for range len(c.order) {
 		if c.next >= len(c.order) {
@@ -472,6 +491,9 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool,
 			*batch = (*batch)[:0]
 			from := s.cursor
 			entries, cursor, res := h.read(*batch, from, s.tables)
+			if res == readHistory && windowOnly {
+				return false, nil, errNeedsHistory
+			}
 			if res == readHistory {
 				c.mu.Unlock()
 				entries, cursor, err = c.readHistory(from, s.tables)
@@ -504,7 +526,10 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte) (sent bool,
 	return false, nil, nil
 }
 
-var errPruned = errors.New("changes pruned")
+var (
+	errPruned       = errors.New("changes pruned")
+	errNeedsHistory = errors.New("subscription is behind the window")
+)
 
 // readHistory reads changes after cursor from the Source for a subscriber that is
 // behind the window. It returns as soon as it has matching changes, or once cursor

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 )
 
 // Buffer sizes for hijacked WebSocket connections. net/http hands a hijacker 4 KiB
@@ -49,6 +51,9 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	w.fc = &frameConn{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		w.fc.raw, _ = sc.SyscallConn()
+	}
 	return w.fc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.fc, connWriteBuffer)), nil
 }
 
@@ -68,6 +73,7 @@ func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // frame after which no data frame may follow.
 type frameConn struct {
 	net.Conn
+	raw       syscall.RawConn // for tryWrite; nil if the socket does not offer it
 	mu        sync.Mutex
 	closeSent bool
 }
@@ -90,6 +96,56 @@ func (f *frameConn) writeData(frame []byte) error {
 		return net.ErrClosed
 	}
 	_, err := f.Conn.Write(frame)
+	return err
+}
+
+// errWouldBlock is tryWrite's "not now": the socket's buffer is full, or a control
+// frame is being written.
+var errWouldBlock = errors.New("write would block")
+
+// tryWrite writes as much of frame as the socket takes without waiting. When it
+// wrote part of the frame it returns with f.mu still held (locked true): no other
+// frame may start until the rest is written with finishWrite, by whichever goroutine
+// continues. errWouldBlock means nothing was written.
+func (f *frameConn) tryWrite(frame []byte) (n int, locked bool, err error) {
+	if f.raw == nil || !f.mu.TryLock() {
+		return 0, false, errWouldBlock
+	}
+	if f.closeSent {
+		f.mu.Unlock()
+		return 0, false, net.ErrClosed
+	}
+	var werr error
+	err = f.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), frame)
+			if werr != syscall.EINTR {
+				return true // one attempt: never wait for the socket here
+			}
+		}
+	})
+	switch {
+	case err != nil:
+	case werr == syscall.EAGAIN:
+		n, err = 0, errWouldBlock
+	case werr != nil:
+		n, err = 0, werr
+	}
+	if n > 0 && n < len(frame) {
+		return n, true, nil
+	}
+	f.mu.Unlock()
+	return max(n, 0), false, err
+}
+
+// finishWrite writes the rest of a frame that tryWrite began (locked) or could not
+// begin, waiting for the socket as long as it takes.
+func (f *frameConn) finishWrite(rest []byte, locked bool) error {
+	if !locked {
+		return f.writeData(rest)
+	}
+	defer f.mu.Unlock()
+	_, err := f.Conn.Write(rest)
 	return err
 }
 

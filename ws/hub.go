@@ -9,6 +9,7 @@ package ws
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -48,6 +49,11 @@ type Options struct {
 	// ReadLimit is the largest client message accepted (default 64 KiB); a larger one
 	// closes the connection with 1009.
 	ReadLimit int64
+	// Pumps is how many goroutines write live frames (default: half of GOMAXPROCS, at
+	// least 1). Each takes up to a core while changes fan out; the rest stay free for
+	// requests. More pumps deliver faster to many subscribers on a big machine, at the
+	// cost of request latency while a change fans out.
+	Pumps int
 	// OriginPatterns are extra hosts allowed to open cross-origin WebSockets (see
 	// websocket.AcceptOptions). Same-origin is always allowed.
 	OriginPatterns []string
@@ -79,6 +85,9 @@ func (o *Options) setDefaults() {
 	if o.ReadLimit <= 0 {
 		o.ReadLimit = 64 << 10
 	}
+	if o.Pumps <= 0 {
+		o.Pumps = pumpsFor(runtime.GOMAXPROCS(0))
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -101,12 +110,15 @@ type Hub struct {
 	first int64   // seq of the oldest change in the window; head+1 when empty
 	head  int64   // seq of the newest published change
 	conns []*conn // registered connections
-	wake  []*conn // scratch for Publish
 	done  bool
 
-	watching     bool          // the watchdog runs (from the first connection on)
+	watching     bool          // the watchdog and the pumps run (from the first connection on)
 	stopWatchdog chan struct{} // closed by Close
 	watchdogDone chan struct{}
+
+	pumpWake  []chan struct{} // one per pump, buffered 1
+	stopPumps chan struct{}   // closed by Close
+	pumpsWG   sync.WaitGroup
 }
 
 // NewHub returns a hub whose stream is at head: the next change it expects is head+1.
@@ -118,6 +130,10 @@ func NewHub(src Source, head int64, opts Options) *Hub {
 		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
 		first: head + 1, head: head,
 		stopWatchdog: make(chan struct{}), watchdogDone: make(chan struct{}),
+		stopPumps: make(chan struct{}),
+	}
+	for range opts.Pumps {
+		h.pumpWake = append(h.pumpWake, make(chan struct{}, 1))
 	}
 	return h
 }
@@ -178,17 +194,8 @@ func (h *Hub) Publish(batch []models.Encoded) {
 		h.pushLocked(e)
 		h.head = e.Seq
 	}
-	wake := append(h.wake[:0], h.conns...)
-	h.wake = wake
 	h.mu.Unlock()
-	// Waking outside the lock: each wake only flips a flag or starts a writer, and
-	// connections without subscriptions are skipped.
-	for _, c := range wake {
-		if !c.idle() {
-			c.wake()
-		}
-	}
-	clear(wake) // keep no closed connection reachable from the scratch slice
+	h.wakePumps()
 }
 
 func (h *Hub) clearLocked() {
@@ -307,6 +314,10 @@ func (h *Hub) register(c *conn) bool {
 	if !h.watching {
 		h.watching = true
 		go h.watchdog()
+		for i, w := range h.pumpWake {
+			h.pumpsWG.Add(1)
+			go h.pump(i, w)
+		}
 	}
 	return true
 }
@@ -331,7 +342,9 @@ func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
 	if h.watching && !h.done { // Close may be called again
 		close(h.stopWatchdog)
+		close(h.stopPumps)
 		defer func() { <-h.watchdogDone }()
+		defer h.pumpsWG.Wait()
 	}
 	h.done = true
 	conns := append([]*conn(nil), h.conns...)

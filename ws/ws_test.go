@@ -261,3 +261,29 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 		return s.hub.Stats().Connections == 0
 	})
 }
+
+// A live subscriber that does not read for a while: its socket fills, the pump hands
+// a half-written frame to the connection's writer, which finishes it once the client
+// reads again, while the library's pings compete for the socket. Every change still
+// arrives once, in order, on the same connection.
+func TestLiveFramesSurviveFullSocket(t *testing.T) {
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
+		ws.Options{FrameChanges: 3, PingInterval: 20 * time.Millisecond, PingTimeout: 30 * time.Second})
+	c, _ := s.dial(t)
+	c.send(`{"type":"subscribe","id":1}`)
+	c.read(nil)                           // subscribed; the client reads nothing until all rows are in
+	insertRows(t, s.path, 1, 200, 200000) // 40 MB, all in the window: far more than socket buffers
+	got := c.changes(200)
+	for i, ch := range got {
+		if ch.Seq != int64(i+1) {
+			t.Fatalf("change %d has seq %d", i, ch.Seq)
+		}
+	}
+	insertRows(t, s.path, 201, 1, 10)
+	if ch := c.changes(1); ch[0].Seq != 201 {
+		t.Fatalf("after the backlog: seq %d", ch[0].Seq)
+	}
+	if n := s.hub.Stats().Connections; n != 1 {
+		t.Fatalf("%d connections, want 1", n)
+	}
+}
