@@ -36,13 +36,13 @@ type conn struct {
 	// hub's watchdog closes connections whose write has taken longer than WriteTimeout.
 	writeStart atomic.Int64
 
-	mu         sync.Mutex
-	subs       map[string]*subscription // by the id's JSON text
-	order      []*subscription          // round-robin order for fairness
-	next       int                      // next index in order to serve
-	control    [][]byte                 // replies waiting to be written, in order
-	writing    bool                     // a writer goroutine is running
-	dirty      bool                     // woken while writing: look again before exiting
+	mu      sync.Mutex
+	subs    map[string]*subscription // by the id's JSON text
+	order   []*subscription          // round-robin order for fairness
+	next    int                      // next index in order to serve
+	control [][]byte                 // replies waiting to be written, in order
+	writing bool                     // a writer goroutine is running
+	dirty   bool                     // woken while writing: look again before exiting
 	// pending is a frame the hub's pump began (or could not begin) writing without
 	// blocking, handed to the writer goroutine with the rest from pendingOff; when
 	// pendingLocked the pump wrote part of it and the frameConn's lock is held for
@@ -50,8 +50,8 @@ type conn struct {
 	pending       *[]byte
 	pendingOff    int
 	pendingLocked bool
-	closed     bool
-	overflowed bool // too many unanswered requests: closing
+	closed        bool
+	overflowed    bool // too many unanswered requests: closing
 }
 
 type subscription struct {
