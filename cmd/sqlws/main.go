@@ -92,6 +92,7 @@ type serveConfig struct {
 	origins        string
 	logLevel       string
 	debugAddr      string
+	pumps          int
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -113,6 +114,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins allowed to open WebSockets (same origin is always allowed)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames, each up to a core while a change fans out (0: half the cores, at least 1)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); keep it private")
 }
 
@@ -183,7 +185,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	hub := ws.NewHub(d, start, ws.Options{
 		WindowChanges: c.windowChanges, WindowBytes: c.windowBytes,
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
-		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Logger: log,
+		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
 	})
 	tailer := d.NewTailer(start, hub.Publish, db.TailerOptions{Poll: c.poll, Logger: log})
 
