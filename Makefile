@@ -25,6 +25,7 @@ test: deps-test
 FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./db
+	$(GO) test -run '^$$' -fuzz '^FuzzKeyFromImage$$' -fuzztime $(FUZZTIME) ./db
 
 deps-test:
 	@command -v sqlite3 >/dev/null 2>&1 || { apt-get update && apt-get install -y sqlite3; }

@@ -91,10 +91,24 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		seq, ts     int64
 		tbl, op     string
 		pk, old, nw sql.RawBytes
+		key         []byte // scratch for keys rebuilt from images
 	)
 	for rows.Next() {
 		if err := rows.Scan(&seq, &tbl, &op, &pk, &old, &nw, &ts); err != nil {
 			return nil, classify("read changelog", err)
+		}
+		if len(pk) > 0 && pk[0] == '[' { // key column positions (keyExpr)
+			image := nw
+			if op == "delete" {
+				image = old
+			}
+			var err error
+			if key, err = keyFromImage(key[:0], pk, image); err != nil {
+				// Only a hand-edited changelog gets here. The change still goes out,
+				// with a null key, rather than stopping the stream behind it.
+				key = key[:0]
+			}
+			pk = key
 		}
 		buf := make([]byte, 0, 64+len(tbl)+len(pk)+len(old)+len(nw))
 		buf = models.AppendChange(buf, seq, tbl, op, pk, old, nw, ts)

@@ -685,7 +685,13 @@ func decodeArray(raw []byte, n int) ([]any, error) {
 // with the changelog's head and oldest retained seq, in one read transaction.
 func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int) (ChangesPage, error) {
 	var p ChangesPage
-	err := d.readTx(ctx, "read changes", "", func(tx *sql.Tx) error {
+	// Prepared before the transaction takes its connection: preparing may need
+	// another one from the pool.
+	st, err := d.changesStmt(ctx)
+	if err != nil {
+		return p, classify("read changes", err)
+	}
+	err = d.readTx(ctx, "read changes", "", func(tx *sql.Tx) error {
 		var oldest sql.NullInt64
 		err := tx.QueryRowContext(ctx, headSQL+`, (SELECT min(seq) FROM sqlws_changes)`).Scan(&p.Head, &oldest)
 		if err != nil {
@@ -694,10 +700,6 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 		p.Oldest = p.Head + 1
 		if oldest.Valid {
 			p.Oldest = oldest.Int64
-		}
-		st, err := d.changesStmt(ctx)
-		if err != nil {
-			return err
 		}
 		p.Changes, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes)
 		return err

@@ -148,7 +148,7 @@ func countPKIndexes(ctx context.Context, q querier, table string) (int, error) {
 
 // plainColumn reports whether column col can only hold INTEGER, TEXT or NULL values,
 // which json_object writes exactly as they are: the rowid alias, and INT, INTEGER and
-// TEXT columns of a STRICT table. The triggers skip valueExpr's type dispatch for
+// TEXT columns of a STRICT table that are not generated. The triggers skip valueExpr's type dispatch for
 // them, which makes the trigger program smaller and every captured write cheaper.
 func (e *schemaEntry) plainColumn(col string) bool {
 	if col == e.aliasCol {
@@ -158,8 +158,8 @@ func (e *schemaEntry) plainColumn(col string) bool {
 		return false
 	}
 	c := e.Column(col)
-	if c == nil {
-		return false
+	if c == nil || c.Generated {
+		return false // SQLite does not type-check generated columns, even in STRICT tables
 	}
 	switch strings.ToUpper(c.Type) {
 	case "INT", "INTEGER", "TEXT":

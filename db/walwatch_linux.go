@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"sync"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -16,9 +17,10 @@ import (
 // watches the directory, not the file, because the WAL may be created or recreated
 // while sqlws runs.
 type walWatcher struct {
-	f    *os.File
-	C    chan struct{}
-	done chan struct{}
+	f         *os.File
+	C         chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // watchWAL starts watching; nil if inotify is unavailable (the tailer then polls).
@@ -76,8 +78,10 @@ func (w *walWatcher) loop(wal string) {
 
 // Close stops the watcher; its goroutine ends once the blocked read returns.
 func (w *walWatcher) Close() {
-	close(w.done)
-	w.f.Close()
+	w.closeOnce.Do(func() {
+		close(w.done)
+		w.f.Close()
+	})
 }
 
 // cString trims the NUL padding of an inotify event's name.

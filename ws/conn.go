@@ -29,6 +29,7 @@ type conn struct {
 	hub    *Hub
 	ws     *websocket.Conn
 	fc     *frameConn // the socket under ws; data frames are written here
+	shard  int        // the pump that writes its live frames
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Timer

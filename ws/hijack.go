@@ -14,11 +14,12 @@ import (
 
 // Buffer sizes for hijacked WebSocket connections. net/http hands a hijacker 4 KiB
 // read and write buffers; idle subscribers dominate a busy server's memory, so sqlws
-// swaps them for small ones. Client messages are tiny, and a frame larger than the
-// write buffer goes to the socket directly, so throughput does not suffer.
+// swaps them for small ones. Client messages are tiny, and only the library's control
+// frames (at most 127 bytes from a server) go through the write buffer: data frames
+// are written to the socket directly (frameConn).
 const (
 	connReadBuffer  = 512
-	connWriteBuffer = 1024
+	connWriteBuffer = 256
 )
 
 // smallBuffers wraps a ResponseWriter so that Hijack returns small buffers and drops
@@ -68,7 +69,7 @@ func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // subscribers (docs/performance.md).
 //
 // mu makes each frame one uninterrupted write: the library flushes every control
-// frame (at most 139 bytes, less than its 1 KiB buffer) in a single Write, so its
+// frame (at most 127 bytes, less than connWriteBuffer) in a single Write, so its
 // writes always start at a frame boundary, and closeSent can watch for the close
 // frame after which no data frame may follow.
 type frameConn struct {
@@ -117,19 +118,11 @@ func (f *frameConn) tryWrite(frame []byte) (n int, locked bool, err error) {
 	}
 	var werr error
 	err = f.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), frame)
-			if werr != syscall.EINTR {
-				return true // one attempt: never wait for the socket here
-			}
-		}
+		n, werr = writeOnce(fd, frame)
+		return true // one attempt: never wait for the socket here
 	})
-	switch {
-	case err != nil:
-	case werr == syscall.EAGAIN:
-		n, err = 0, errWouldBlock
-	case werr != nil:
-		n, err = 0, werr
+	if err == nil {
+		err = werr
 	}
 	if n > 0 && n < len(frame) {
 		return n, true, nil

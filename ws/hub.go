@@ -102,15 +102,16 @@ type Hub struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // connection goroutines
 
-	mu    sync.RWMutex
-	ring  []models.Encoded // circular buffer; ring[start] holds seq first
-	start int
-	n     int
-	bytes int
-	first int64   // seq of the oldest change in the window; head+1 when empty
-	head  int64   // seq of the newest published change
-	conns []*conn // registered connections
-	done  bool
+	mu        sync.RWMutex
+	ring      []models.Encoded // circular buffer; ring[start] holds seq first
+	start     int
+	n         int
+	bytes     int
+	first     int64   // seq of the oldest change in the window; head+1 when empty
+	head      int64   // seq of the newest published change
+	conns     []*conn // registered connections
+	nextShard int     // the pump the next connection is given to
+	done      bool
 
 	watching     bool          // the watchdog and the pumps run (from the first connection on)
 	stopWatchdog chan struct{} // closed by Close
@@ -309,6 +310,8 @@ func (h *Hub) register(c *conn) bool {
 	if h.done {
 		return false
 	}
+	c.shard = h.nextShard
+	h.nextShard = (h.nextShard + 1) % h.opts.Pumps
 	h.conns = append(h.conns, c)
 	h.wg.Add(1)
 	if !h.watching {

@@ -16,7 +16,9 @@ import "github.com/sqlws/sqlws/models"
 // (Options.Pumps) and costs no goroutine start, lock hand-off or wake-up per frame.
 
 // pump runs until the hub closes; one per Options.Pumps, each serving the connections
-// at positions shard, shard+Pumps, … of the hub's list.
+// register gave its shard number. (Not positions in the hub's list: unregister moves
+// connections within it, and a connection that moved between two pumps' snapshots
+// would be skipped by both.)
 func (h *Hub) pump(shard int, wake <-chan struct{}) {
 	defer h.pumpsWG.Done()
 	buf := framePool.Get().(*[]byte)
@@ -30,8 +32,10 @@ func (h *Hub) pump(shard int, wake <-chan struct{}) {
 		case <-wake:
 		}
 		h.mu.RLock()
-		for i := shard; i < len(h.conns); i += h.opts.Pumps {
-			conns = append(conns, h.conns[i])
+		for _, c := range h.conns {
+			if c.shard == shard {
+				conns = append(conns, c)
+			}
 		}
 		h.mu.RUnlock()
 		// One frame per connection per pass, so a connection with much to catch up on

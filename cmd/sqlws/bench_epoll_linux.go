@@ -53,7 +53,8 @@ func pollLoopFor() (*pollLoop, error) {
 	return loops[nextPoll.Add(1)%uint32(len(loops))], nil
 }
 
-// stopPollers ends the loops' goroutines; connections still registered are closed.
+// stopPollers ends the loops' goroutines; connections still registered are closed
+// and their onEnd called.
 // The bench calls it when it is done.
 func stopPollers() {
 	loopsMu.Lock()
@@ -65,11 +66,16 @@ func stopPollers() {
 		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(l.wakeFD, one[:])
 		<-l.done
+		// The loop has stopped, so finishing here races with nothing.
 		l.mu.Lock()
-		for fd := range l.conns {
-			unix.Close(fd)
+		left := make([]*polledConn, 0, len(l.conns))
+		for _, c := range l.conns {
+			left = append(left, c)
 		}
 		l.mu.Unlock()
+		for _, c := range left {
+			c.finish(net.ErrClosed)
+		}
 		unix.Close(l.epfd)
 		unix.Close(l.wakeFD)
 	}

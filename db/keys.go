@@ -1,0 +1,137 @@
+package db
+
+import "errors"
+
+// A change's key as the capture triggers store it: the positions of the key columns
+// among the row image's members, as a JSON array of integers ("[0]", "[2,0]"); see
+// keyExpr. keyFromImage turns it back into the key object clients get, {"id":5},
+// with each key member copied byte for byte from the image.
+
+var errBadKey = errors.New("change key does not match its row image")
+
+// keyFromImage appends to dst the JSON object of the members of image (a JSON object)
+// at the positions listed in pos (a JSON array of integers), in that order.
+func keyFromImage(dst, pos, image []byte) ([]byte, error) {
+	// Spans of the image's members, found once: keys have a few columns, images many.
+	var spans [8][2]int
+	members := spans[:0]
+	i := skipSpace(image, 0)
+	if i >= len(image) || image[i] != '{' {
+		return dst, errBadKey
+	}
+	i = skipSpace(image, i+1)
+	for i < len(image) && image[i] != '}' {
+		start := i
+		if image[i] != '"' {
+			return dst, errBadKey
+		}
+		var ok bool
+		if i, ok = skipString(image, i); !ok {
+			return dst, errBadKey
+		}
+		i = skipSpace(image, i)
+		if i >= len(image) || image[i] != ':' {
+			return dst, errBadKey
+		}
+		if i, ok = skipValue(image, skipSpace(image, i+1)); !ok {
+			return dst, errBadKey
+		}
+		members = append(members, [2]int{start, i})
+		i = skipSpace(image, i)
+		if i < len(image) && image[i] == ',' {
+			i = skipSpace(image, i+1)
+		}
+	}
+	if i >= len(image) {
+		return dst, errBadKey // no closing brace
+	}
+	dst = append(dst, '{')
+	n := 0
+	for j := 0; j < len(pos); j++ {
+		c := pos[j]
+		if c < '0' || c > '9' {
+			continue // '[', ',', ']'
+		}
+		p := 0
+		for ; j < len(pos) && pos[j] >= '0' && pos[j] <= '9'; j++ {
+			p = p*10 + int(pos[j]-'0')
+			if p >= len(members) {
+				return dst, errBadKey
+			}
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, image[members[p][0]:members[p][1]]...)
+		n++
+	}
+	if n == 0 {
+		return dst, errBadKey
+	}
+	return append(dst, '}'), nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the JSON string starting at b[i] ('"').
+func skipString(b []byte, i int) (int, bool) {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, true
+		}
+	}
+	return i, false
+}
+
+// skipValue returns the index after the JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return i, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		// Images nest only a few levels ({"$ldexp":[y,k]}); deeper is refused.
+		var stack [64]byte
+		depth := 0
+		for ; i < len(b); i++ {
+			switch c := b[i]; c {
+			case '"':
+				end, ok := skipString(b, i)
+				if !ok {
+					return end, false
+				}
+				i = end - 1
+			case '{', '[':
+				if depth == len(stack) {
+					return i, false
+				}
+				stack[depth] = c + 2 // '{'+2 is '}', '['+2 is ']'
+				depth++
+			case '}', ']':
+				if depth == 0 || stack[depth-1] != c {
+					return i, false
+				}
+				depth--
+				if depth == 0 {
+					return i + 1, true
+				}
+			}
+		}
+		return i, false
+	}
+	start := i
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
+	}
+	return i, i > start
+}
