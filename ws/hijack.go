@@ -77,6 +77,12 @@ type frameConn struct {
 	raw       syscall.RawConn // for tryWrite; nil if the socket does not offer it
 	mu        sync.Mutex
 	closeSent bool
+
+	// tryWrite's write callback and its arguments and results, under mu.
+	writeFn func(fd uintptr) bool
+	wbuf    []byte
+	wn      int
+	werr    error
 }
 
 func (f *frameConn) Write(p []byte) (int, error) {
@@ -116,14 +122,21 @@ func (f *frameConn) tryWrite(frame []byte) (n int, locked bool, err error) {
 		f.mu.Unlock()
 		return 0, false, net.ErrClosed
 	}
-	var werr error
-	err = f.raw.Write(func(fd uintptr) bool {
-		n, werr = writeOnce(fd, frame)
-		return true // one attempt: never wait for the socket here
-	})
-	if err == nil {
-		err = werr
+	if f.writeFn == nil {
+		// Made once per connection and fed through fields: a closure capturing
+		// frame and the results would be three allocations per frame.
+		f.writeFn = func(fd uintptr) bool {
+			f.wn, f.werr = writeOnce(fd, f.wbuf)
+			return true // one attempt: never wait for the socket here
+		}
 	}
+	f.wbuf = frame
+	// RawConn.Write, not the bare descriptor: it keeps the socket from being closed
+	// (and its number reused) during the write.
+	if err = f.raw.Write(f.writeFn); err == nil {
+		n, err = f.wn, f.werr
+	}
+	f.wbuf, f.werr = nil, nil
 	if n > 0 && n < len(frame) {
 		return n, true, nil
 	}
