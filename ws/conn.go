@@ -58,7 +58,7 @@ type conn struct {
 type subscription struct {
 	id     json.RawMessage
 	key    string
-	tables map[string]bool // nil: every table
+	tables *tableFilter    // nil: every table
 	cursor int64           // seq of the last change delivered or skipped
 }
 
@@ -219,17 +219,13 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 			return
 		}
 	}
-	var filter map[string]bool
 	for _, t := range tables {
 		if !h.src.Tracked(t) {
 			c.sendError(id, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", t))
 			return
 		}
-		if filter == nil {
-			filter = map[string]bool{}
-		}
-		filter[t] = true
 	}
+	filter := newTableFilter(tables)
 	var stream string
 	if len(m.Stream) > 0 && string(m.Stream) != "null" {
 		if err := json.Unmarshal(m.Stream, &stream); err != nil {
@@ -535,7 +531,7 @@ var (
 // readHistory reads changes after cursor from the Source for a subscriber that is
 // behind the window. It returns as soon as it has matching changes, or once cursor
 // reaches the window, where the window serves the rest without touching SQLite.
-func (c *conn) readHistory(cursor int64, tables map[string]bool) ([]models.Encoded, int64, error) {
+func (c *conn) readHistory(cursor int64, tables *tableFilter) ([]models.Encoded, int64, error) {
 	h := c.hub
 	for {
 		got, err := h.src.ReadChanges(c.ctx, cursor, h.opts.FrameChanges, h.opts.FrameBytes)
@@ -552,7 +548,7 @@ func (c *conn) readHistory(cursor int64, tables map[string]bool) ([]models.Encod
 		}
 		out := got[:0]
 		for _, e := range got {
-			if tables == nil || tables[e.Table] {
+			if tables.match(e.Table) {
 				out = append(out, e)
 			}
 		}

@@ -236,6 +236,39 @@ func (h *Hub) pushLocked(e models.Encoded) {
 	h.bytes += len(e.JSON)
 }
 
+// tableFilter is the tables a subscription wants. Most name one table, and comparing
+// one string is several times cheaper than a map lookup, which had been an eighth of
+// the server's CPU when fanning out large batches (W2).
+type tableFilter struct {
+	one  string          // the table, when there is one
+	many map[string]bool // the tables, when there are several
+}
+
+func newTableFilter(tables []string) *tableFilter {
+	switch len(tables) {
+	case 0:
+		return nil
+	case 1:
+		return &tableFilter{one: tables[0]}
+	}
+	f := &tableFilter{many: map[string]bool{}}
+	for _, t := range tables {
+		f.many[t] = true
+	}
+	return f
+}
+
+// match reports whether changes of table t pass; a nil filter passes all.
+func (f *tableFilter) match(t string) bool {
+	switch {
+	case f == nil:
+		return true
+	case f.many != nil:
+		return f.many[t]
+	}
+	return t == f.one
+}
+
 // readResult says where a cursor stands.
 type readResult uint8
 
@@ -247,7 +280,7 @@ const (
 // read appends to dst the window's changes after cursor in tables (nil: all), up to the
 // frame limits, and returns the new cursor: the seq of the last change examined, so
 // filtered-out changes are skipped once. The returned JSON slices are immutable.
-func (h *Hub) read(dst []models.Encoded, cursor int64, tables map[string]bool) ([]models.Encoded, int64, readResult) {
+func (h *Hub) read(dst []models.Encoded, cursor int64, tables *tableFilter) ([]models.Encoded, int64, readResult) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if cursor >= h.head {
@@ -259,7 +292,7 @@ func (h *Hub) read(dst []models.Encoded, cursor int64, tables map[string]bool) (
 	bytes := 0
 	for i := int(cursor + 1 - h.first); i < h.n; i++ {
 		e := h.ring[(h.start+i)%len(h.ring)]
-		if tables == nil || tables[e.Table] {
+		if tables.match(e.Table) {
 			if len(dst) >= h.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > h.opts.FrameBytes) {
 				break
 			}

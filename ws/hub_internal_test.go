@@ -44,9 +44,13 @@ func TestWindowEvictsByCountAndBytes(t *testing.T) {
 func TestWindowFilterSkipsAndGapRestarts(t *testing.T) {
 	h := NewHub(nil, 0, Options{})
 	h.Publish([]models.Encoded{enc(1, "a"), enc(2, "b"), enc(3, "a"), enc(4, "b")})
-	got, cur, _ := h.read(nil, 0, map[string]bool{"b": true})
+	got, cur, _ := h.read(nil, 0, newTableFilter([]string{"b"}))
 	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
 		t.Fatalf("filtered read: %v cursor %d", got, cur)
+	}
+	got, cur, _ = h.read(nil, 0, newTableFilter([]string{"b", "c", "b"}))
+	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
+		t.Fatalf("read filtered by two tables: %v cursor %d", got, cur)
 	}
 	// Duplicates are ignored; a jump restarts the window at the new seq.
 	h.Publish([]models.Encoded{enc(3, "a"), enc(10, "a")})
