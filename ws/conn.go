@@ -58,8 +58,8 @@ type conn struct {
 type subscription struct {
 	id     json.RawMessage
 	key    string
-	tables *tableFilter    // nil: every table
-	cursor int64           // seq of the last change delivered or skipped
+	tables *tableFilter // nil: every table
+	cursor int64        // seq of the last change delivered or skipped
 }
 
 // ServeHTTP upgrades GET /ws and hands the connection to its own goroutine, then
