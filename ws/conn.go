@@ -22,9 +22,10 @@ import (
 const maxPendingControl = 1024
 
 // conn is one WebSocket connection. Its reads run on one goroutine (run) for the
-// life of the connection.
-// Writes run on a writer goroutine that exists only while there is something to
-// send, so an idle connection costs one goroutine.
+// life of the connection. Live frames are written by its hub's pump (pump.go) when
+// the socket takes them at once; replies, history and frames that must wait for the
+// socket are written by a writer goroutine that exists only while there is something
+// to send. An idle connection costs one goroutine.
 type conn struct {
 	hub    *Hub
 	ws     *websocket.Conn
