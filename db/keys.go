@@ -12,7 +12,28 @@ var errBadKey = errors.New("change key does not match its row image")
 // keyFromImage appends to dst the JSON object of the members of image (a JSON object)
 // at the positions listed in pos (a JSON array of integers), in that order.
 func keyFromImage(dst, pos, image []byte) ([]byte, error) {
-	// Spans of the image's members, found once: keys have a few columns, images many.
+	// The positions first, so the image is scanned only as far as the last of them:
+	// usually the key is the first member and the rest of the row is never looked at.
+	var posBuf [8]int
+	want := posBuf[:0]
+	last := -1
+	for j := 0; j < len(pos); j++ {
+		if pos[j] < '0' || pos[j] > '9' {
+			continue // '[', ',', ']', spaces
+		}
+		p := 0
+		for ; j < len(pos) && pos[j] >= '0' && pos[j] <= '9'; j++ {
+			p = p*10 + int(pos[j]-'0')
+			if p > 1<<20 {
+				return dst, errBadKey
+			}
+		}
+		want = append(want, p)
+		last = max(last, p)
+	}
+	if last < 0 {
+		return dst, errBadKey
+	}
 	var spans [8][2]int
 	members := spans[:0]
 	i := skipSpace(image, 0)
@@ -20,11 +41,11 @@ func keyFromImage(dst, pos, image []byte) ([]byte, error) {
 		return dst, errBadKey
 	}
 	i = skipSpace(image, i+1)
-	for i < len(image) && image[i] != '}' {
-		start := i
-		if image[i] != '"' {
-			return dst, errBadKey
+	for len(members) <= last {
+		if i >= len(image) || image[i] != '"' {
+			return dst, errBadKey // fewer members than the key needs, or not a member
 		}
+		start := i
 		var ok bool
 		if i, ok = skipString(image, i); !ok {
 			return dst, errBadKey
@@ -40,33 +61,16 @@ func keyFromImage(dst, pos, image []byte) ([]byte, error) {
 		i = skipSpace(image, i)
 		if i < len(image) && image[i] == ',' {
 			i = skipSpace(image, i+1)
+		} else if len(members) <= last {
+			return dst, errBadKey
 		}
-	}
-	if i >= len(image) {
-		return dst, errBadKey // no closing brace
 	}
 	dst = append(dst, '{')
-	n := 0
-	for j := 0; j < len(pos); j++ {
-		c := pos[j]
-		if c < '0' || c > '9' {
-			continue // '[', ',', ']'
-		}
-		p := 0
-		for ; j < len(pos) && pos[j] >= '0' && pos[j] <= '9'; j++ {
-			p = p*10 + int(pos[j]-'0')
-			if p >= len(members) {
-				return dst, errBadKey
-			}
-		}
+	for n, p := range want {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, image[members[p][0]:members[p][1]]...)
-		n++
-	}
-	if n == 0 {
-		return dst, errBadKey
 	}
 	return append(dst, '}'), nil
 }
@@ -100,11 +104,12 @@ func skipValue(b []byte, i int) (int, bool) {
 	case '"':
 		return skipString(b, i)
 	case '{', '[':
-		// Images nest only a few levels ({"$ldexp":[y,k]}); deeper is refused.
-		var stack [64]byte
+		// Counting brackets is enough to find the end: SQLite writes well-formed JSON,
+		// and strings (where brackets mean nothing) are skipped whole. No depth limit:
+		// a TEXT column written with json() can nest as deep as the application likes.
 		depth := 0
 		for ; i < len(b); i++ {
-			switch c := b[i]; c {
+			switch b[i] {
 			case '"':
 				end, ok := skipString(b, i)
 				if !ok {
@@ -112,15 +117,8 @@ func skipValue(b []byte, i int) (int, bool) {
 				}
 				i = end - 1
 			case '{', '[':
-				if depth == len(stack) {
-					return i, false
-				}
-				stack[depth] = c + 2 // '{'+2 is '}', '['+2 is ']'
 				depth++
 			case '}', ']':
-				if depth == 0 || stack[depth-1] != c {
-					return i, false
-				}
 				depth--
 				if depth == 0 {
 					return i + 1, true

@@ -3,6 +3,7 @@ package db
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -14,6 +15,10 @@ func TestKeyFromImage(t *testing.T) {
 		{`[1]`, `{"a":[1,{"x":"]"}],"k\u00e9":{"$ldexp":[0.5,2]}}`, `{"k\u00e9":{"$ldexp":[0.5,2]}}`},
 		{`[ 0 , 1 ]`, ` { "a" : -1.5e3 , "b" : null } `, `{"a" : -1.5e3,"b" : null}`},
 		{`[10]`, `{"c0":0,"c1":1,"c2":2,"c3":3,"c4":4,"c5":5,"c6":6,"c7":7,"c8":8,"c9":9,"c10":10}`, `{"c10":10}`},
+		// A value nested deeper than anything sqlws writes itself (json() in a TEXT column).
+		{`[1]`, `{"a":` + strings.Repeat("[", 200) + strings.Repeat("]", 200) + `,"id":7}`, `{"id":7}`},
+		// Only members up to the last key position are looked at.
+		{`[0]`, `{"id":1,"rest":`, `{"id":1}`},
 	} {
 		got, err := keyFromImage(nil, []byte(c.pos), []byte(c.image))
 		if err != nil || string(got) != c.want {
@@ -23,11 +28,12 @@ func TestKeyFromImage(t *testing.T) {
 	for _, c := range []struct{ pos, image string }{
 		{`[1]`, `{"id":5}`},        // no such member
 		{`[]`, `{"id":5}`},         // no key
-		{`[0]`, `{"id":5`},         // truncated
+		{`[0]`, `{"id":`},          // truncated
+		{`[1]`, `{"id":5`},         // truncated before the key member
 		{`[0]`, `{"id":"5}`},       // unterminated string
 		{`[0]`, `["id",5]`},        // not an object
 		{`[0]`, ``},                // no image (a delete's new)
-		{`[0]`, `{"id":{"a":[1}}`}, // unbalanced
+		{`[0]`, `{"id":{"a":[1}`},  // unbalanced
 	} {
 		if got, err := keyFromImage(nil, []byte(c.pos), []byte(c.image)); err == nil {
 			t.Errorf("keyFromImage(%s, %s) = %s, want an error", c.pos, c.image, got)
