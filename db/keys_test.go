@@ -26,14 +26,14 @@ func TestKeyFromImage(t *testing.T) {
 		}
 	}
 	for _, c := range []struct{ pos, image string }{
-		{`[1]`, `{"id":5}`},        // no such member
-		{`[]`, `{"id":5}`},         // no key
-		{`[0]`, `{"id":`},          // truncated
-		{`[1]`, `{"id":5`},         // truncated before the key member
-		{`[0]`, `{"id":"5}`},       // unterminated string
-		{`[0]`, `["id",5]`},        // not an object
-		{`[0]`, ``},                // no image (a delete's new)
-		{`[0]`, `{"id":{"a":[1}`},  // unbalanced
+		{`[1]`, `{"id":5}`},       // no such member
+		{`[]`, `{"id":5}`},        // no key
+		{`[0]`, `{"id":`},         // truncated
+		{`[1]`, `{"id":5`},        // truncated before the key member
+		{`[0]`, `{"id":"5}`},      // unterminated string
+		{`[0]`, `["id",5]`},       // not an object
+		{`[0]`, ``},               // no image (a delete's new)
+		{`[0]`, `{"id":{"a":[1}`}, // unbalanced
 	} {
 		if got, err := keyFromImage(nil, []byte(c.pos), []byte(c.image)); err == nil {
 			t.Errorf("keyFromImage(%s, %s) = %s, want an error", c.pos, c.image, got)
