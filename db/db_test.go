@@ -591,7 +591,10 @@ func TestPlainColumnShortcuts(t *testing.T) {
 		INSERT INTO s VALUES (1, 42, 'x"y', 0.1, x'ab', 1.5), (2, NULL, NULL, NULL, NULL, x'00');
 		INSERT INTO q VALUES ('text-key', 1), (7.5, 2);
 		INSERT INTO wide (id, c0, c69) VALUES (9, 'first', NULL);
-		INSERT INTO g (id, a) VALUES (1, 1);`)
+		INSERT INTO g (id, a) VALUES (1, 1);
+		INSERT INTO s (id, t, a) VALUES (3, json('{"x":[1]}'), json('[2]'));
+		INSERT INTO q VALUES (9, json('{"y":3}'));
+		UPDATE wide SET c1 = json('[4]') WHERE id = 9;`)
 	want := []struct{ pk, image string }{
 		{`{"id":1}`, `{"id":1,"i":42,"t":"x\"y","r":0.1,"b":{"$blob":"AB"},"a":1.5}`},
 		{`{"id":2}`, `{"id":2,"i":null,"t":null,"r":null,"b":null,"a":{"$blob":"00"}}`},
@@ -599,8 +602,22 @@ func TestPlainColumnShortcuts(t *testing.T) {
 		{`{"id":7.5}`, `{"id":7.5,"v":2}`},
 	}
 	ch := readAll(t, d, 0)
-	if len(ch) != len(want)+2 {
-		t.Fatalf("got %d changes, want %d", len(ch), len(want)+2)
+	if len(ch) != len(want)+5 {
+		t.Fatalf("got %d changes, want %d", len(ch), len(want)+5)
+	}
+	// Text written as json(…) is captured as the string the table holds, not as JSON:
+	// STRICT TEXT, ANY, an ordinary column and a wide table's.
+	for i, w := range []string{
+		`{"id":3,"i":null,"t":"{\"x\":[1]}","r":null,"b":null,"a":"[2]"}`,
+		`{"id":9,"v":"{\"y\":3}"}`,
+	} {
+		if got := string(ch[6+i].New); got != w {
+			t.Errorf("json() text: new %s, want %s", got, w)
+		}
+	}
+	var wideRow map[string]any
+	if err := json.Unmarshal(ch[8].New, &wideRow); err != nil || wideRow["c1"] != "[4]" {
+		t.Errorf("json() text in a wide table: new %s", ch[8].New)
 	}
 	// Generated columns are not type-checked, even in STRICT tables.
 	if g := string(ch[5].New); g != `{"id":1,"a":1,"b":{"$blob":"00"},"r":0.5}` {

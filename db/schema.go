@@ -146,26 +146,37 @@ func countPKIndexes(ctx context.Context, q querier, table string) (int, error) {
 	return n, rows.Err()
 }
 
-// plainColumn reports whether column col can only hold INTEGER, TEXT or NULL values,
-// which json_object writes exactly as they are: the rowid alias, and INT, INTEGER and
-// TEXT columns of a STRICT table that are not generated. The triggers skip valueExpr's type dispatch for
-// them, which makes the trigger program smaller and every captured write cheaper.
-func (e *schemaEntry) plainColumn(col string) bool {
-	if col == e.aliasCol {
-		return col != ""
+// valueKind is what a column can hold, as far as the capture triggers care.
+type valueKind uint8
+
+const (
+	kindAny     valueKind = iota // any storage class: the triggers dispatch on typeof
+	kindInteger                  // INTEGER or NULL: written as it is
+	kindText                     // TEXT or NULL: written as it is, minus a JSON subtype
+)
+
+// valueKind reports what column col can hold: the rowid alias only integers, and
+// INT/INTEGER and TEXT columns of a STRICT table only that type (or NULL), unless
+// generated. The triggers skip valueExpr's type dispatch for those, which makes the
+// trigger program smaller and every captured write cheaper.
+func (e *schemaEntry) valueKind(col string) valueKind {
+	if col == e.aliasCol && col != "" {
+		return kindInteger
 	}
 	if !e.Strict {
-		return false
+		return kindAny
 	}
 	c := e.Column(col)
 	if c == nil || c.Generated {
-		return false // SQLite does not type-check generated columns, even in STRICT tables
+		return kindAny // SQLite does not type-check generated columns, even in STRICT tables
 	}
 	switch strings.ToUpper(c.Type) {
-	case "INT", "INTEGER", "TEXT":
-		return true
+	case "INT", "INTEGER":
+		return kindInteger
+	case "TEXT":
+		return kindText
 	}
-	return false
+	return kindAny
 }
 
 // uniqueIndexes lists the column lists of a table's UNIQUE indexes, other than its

@@ -44,8 +44,15 @@ func valueExpr(ref string) string {
 		` WHEN CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + ` THEN json(printf('%!.15g',` + ref + `))` +
 		` ELSE json(printf('%!.17g',` + ref + `)) END` +
 		` WHEN 'blob' THEN json_object('$blob',hex(` + ref + `))` +
+		` WHEN 'text' THEN ` + textExpr(ref) +
 		` ELSE ` + ref + ` END`
 }
+
+// textExpr is a TEXT reference without its JSON subtype. A value written as json(…)
+// keeps that subtype in NEW while the trigger runs, and json_object would embed it as
+// JSON instead of the string the table holds (and that later images, read from disk,
+// show). Concatenation makes a new value without the subtype.
+func textExpr(ref string) string { return `''||` + ref }
 
 // pow2 is SQL that multiplies the preceding expression by 2^k exactly: a chain of
 // multiplications or divisions by integer powers of two, each exact in binary floating
@@ -72,8 +79,8 @@ const maxObjectPairs = 63
 
 // objectExpr is SQL for a JSON object with the given keys and encoded values: one
 // json_object call when it fits, else text concatenation, which has no such limit.
-// plain[i] marks a value that can only be INTEGER, TEXT or NULL (see plainColumn).
-func objectExpr(keys, refs []string, plain []bool) string {
+// kinds[i] says what column i can hold (see schemaEntry.valueKind).
+func objectExpr(keys, refs []string, kinds []valueKind) string {
 	var b strings.Builder
 	if len(keys) <= maxObjectPairs {
 		b.WriteString("json_object(")
@@ -83,9 +90,12 @@ func objectExpr(keys, refs []string, plain []bool) string {
 			}
 			b.WriteString(quoteLiteral(keys[i]))
 			b.WriteString(",")
-			if plain[i] {
+			switch kinds[i] {
+			case kindInteger:
 				b.WriteString(refs[i])
-			} else {
+			case kindText:
+				b.WriteString(textExpr(refs[i]))
+			default:
 				b.WriteString(valueExpr(refs[i]))
 			}
 		}
@@ -101,9 +111,12 @@ func objectExpr(keys, refs []string, plain []bool) string {
 		b.WriteString("||")
 		b.WriteString(quoteLiteral(sep + string(models.AppendJSONString(nil, keys[i])) + ":"))
 		b.WriteString("||")
-		if plain[i] {
+		switch kinds[i] {
+		case kindInteger:
 			b.WriteString("json_quote(" + refs[i] + ")") // 'null' for NULL, unlike CAST
-		} else {
+		case kindText:
+			b.WriteString("json_quote(" + textExpr(refs[i]) + ")")
+		default:
 			b.WriteString(valueTextExpr(refs[i]))
 		}
 	}
@@ -114,7 +127,7 @@ func objectExpr(keys, refs []string, plain []bool) string {
 // valueTextExpr is valueExpr as JSON text, for building objects by concatenation.
 func valueTextExpr(ref string) string {
 	return `CASE typeof(` + ref + `) WHEN 'integer' THEN CAST(` + ref + ` AS TEXT)` +
-		` WHEN 'text' THEN json_quote(` + ref + `) WHEN 'null' THEN 'null'` +
+		` WHEN 'text' THEN json_quote(` + textExpr(ref) + `) WHEN 'null' THEN 'null'` +
 		` ELSE ` + valueExpr(ref) + ` END`
 }
 
@@ -123,18 +136,18 @@ func valueTextExpr(ref string) string {
 // key, and an update may change it.
 func rowExpr(t *schemaEntry, alias string) string {
 	var keys, refs []string
-	var plain []bool
+	var kinds []valueKind
 	if len(t.PrimaryKey) == 0 {
 		keys = append(keys, t.rowidName)
 		refs = append(refs, alias+"."+t.rowidName)
-		plain = append(plain, true)
+		kinds = append(kinds, kindInteger)
 	}
 	for _, c := range t.Columns {
 		keys = append(keys, c.Name)
 		refs = append(refs, alias+"."+quoteIdent(c.Name))
-		plain = append(plain, t.plainColumn(c.Name))
+		kinds = append(kinds, t.valueKind(c.Name))
 	}
-	return objectExpr(keys, refs, plain)
+	return objectExpr(keys, refs, kinds)
 }
 
 // keyExpr is what the triggers store as a change's key: a constant JSON array of the
