@@ -17,8 +17,11 @@ import (
 // and 3.40 prints REALs with 15 digits and infinity as the invalid token Inf, so every
 // value goes through valueExpr.
 
-// tsExpr is the commit-time wall clock in unix milliseconds.
-const tsExpr = `CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)`
+// tsExpr is the statement's wall clock in unix milliseconds, rounded. julianday()
+// without an argument reads the clock SQLite fixed for the statement directly;
+// julianday('now') parses its argument first, and that parse was a sixth of the
+// whole cost of capturing a row (W5, BenchmarkCapture).
+const tsExpr = `CAST((julianday() - 2440587.5) * 86400000 + 0.5 AS INTEGER)`
 
 // valueExpr encodes column reference ref losslessly as a JSON value: INTEGER and TEXT
 // as json_object writes them, REAL with the fewest of 15 or 17 significant digits that
