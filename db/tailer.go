@@ -229,4 +229,3 @@ func batchBytes(b []models.Encoded) int {
 	}
 	return n
 }
-
