@@ -62,11 +62,11 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // frameConn is the socket under a WebSocket connection. coder/websocket writes its
-// control frames (pong, ping, close) through it; the connection's writer sends data
-// frames, encoded once and shared by every subscriber they go to, with writeData.
-// Going around the library's Write for data saves its per-message locks, writer
-// reset and copy into its buffer: a sixth of the server's CPU per frame at 1,000
-// subscribers (docs/performance.md).
+// control frames (pong, ping, close) through it; sqlws writes data frames, built with
+// their header in front of the payload in one buffer, with tryWrite (the pump) and
+// writeData (the connection's writer). Going around the library's Write for data
+// saves its per-message locks, writer reset and copy into its buffer: about a fifth
+// of the server's CPU per frame at 1,000 subscribers (docs/performance.md).
 //
 // mu makes each frame one uninterrupted write: the library flushes every control
 // frame (at most 127 bytes, less than connWriteBuffer) in a single Write, so its
