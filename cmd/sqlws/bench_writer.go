@@ -115,6 +115,7 @@ type writerResult struct {
 	Head       int64   `json:"head"`       // changelog head after the last commit (0 without sqlws)
 	MaxTxnUS   int64   `json:"max_txn_us"` // slowest transaction, BEGIN to COMMIT
 	CPUSec     float64 `json:"cpu_sec"`    // filled in by the parent
+	busyNS     int64   // summed writing time when runs are accumulated (addWriter)
 }
 
 // benchWriter is the child process: `sqlws bench writer …`.
