@@ -43,8 +43,8 @@ func watchWAL(dbPath string) *walWatcher {
 // waits until the tailer has taken the previous wake-up before reading again: while it
 // does not read, the kernel merges the writer's further identical events into one, so
 // a writer committing thousands of times a second costs one wake-up per drain rather
-// than one per frame written (which had cost a fifth of a core in the server and
-// slowed that writer).
+// than one per frame written (those wake-ups had been a fifth of the server's CPU
+// beside a busy writer).
 func (w *walWatcher) loop(wal string) {
 	buf := make([]byte, 16*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
 	for {
