@@ -197,7 +197,7 @@ func (e *schemaEntry) rowJSON(sel []string) string {
 		}
 		b.WriteString(quoteLiteral(c.Name))
 		b.WriteString(",")
-		b.WriteString(valueExpr(quoteIdent(c.Name)))
+		b.WriteString(valueExpr(quoteIdent(c.Name), columnAffinity(&c, e.Strict)))
 		n++
 	}
 	b.WriteString(")")
@@ -245,7 +245,7 @@ func (e *schemaEntry) returningKey() string {
 	}
 	refs := make([]string, len(e.PrimaryKey))
 	for i, k := range e.PrimaryKey {
-		refs[i] = valueExpr(quoteIdent(k))
+		refs[i] = valueExpr(quoteIdent(k), columnAffinity(e.Column(k), e.Strict))
 	}
 	return "json_array(" + strings.Join(refs, ",") + ")"
 }
@@ -466,7 +466,7 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 		if i > 0 {
 			b.WriteString(",")
 		}
-		b.WriteString(valueExpr(s.ref))
+		b.WriteString(valueExpr(s.ref, affBlob)) // the class order only affects speed
 	}
 	b.WriteString(") FROM ")
 	b.WriteString(quoteIdent(e.Name))

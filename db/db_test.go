@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -330,6 +331,65 @@ func TestPruneByCountAndAge(t *testing.T) {
 	}
 }
 
+// With the safety-net poll off (an hour), commits of other processes still reach the
+// tailer: the WAL watch, one-shot and re-armed before every poll, must wake it for each
+// one. Two writers: a connection held open (the WAL file stays, the watch is re-armed
+// on it) and sqlite3 CLI runs (each deletes the WAL file when it exits, so the next
+// one creates it anew and the directory watch must catch that).
+func TestTailerWakesForEveryOutsideCommit(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the WAL watch is Linux-only; elsewhere the tailer polls")
+	}
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, v INTEGER);`)
+	d := open(t, path, db.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan int64, 1024)
+	tl := d.NewTailer(0, func(b []models.Encoded) {
+		for _, e := range b {
+			got <- e.Seq
+		}
+	}, db.TailerOptions{IdlePoll: time.Hour})
+	done := make(chan struct{})
+	go func() { tl.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	w, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.SetMaxOpenConns(1)
+	var seq int64
+	expect := func(how string) {
+		t.Helper()
+		seq++
+		select {
+		case s := <-got:
+			if s != seq {
+				t.Fatalf("%s: seq %d, want %d", how, s, seq)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s: commit %d never reached the tailer (missed wake-up)", how, seq)
+		}
+	}
+	for i := range 10 {
+		// After each delivery the tailer re-polls a few times, 2 ms apart, in case
+		// the commit that woke it was not visible yet. Writing after that burst is
+		// over is the point of the test: only the watch can notice this commit.
+		time.Sleep(30 * time.Millisecond)
+		if i%2 == 0 {
+			if _, err := w.Exec("INSERT INTO a(v) VALUES (?)", i); err != nil {
+				t.Fatal(err)
+			}
+			expect("held connection")
+		} else {
+			testenv.SQLite(t, path, fmt.Sprintf("INSERT INTO a(v) VALUES (%d);", i))
+			expect("sqlite3 CLI")
+		}
+	}
+}
+
 func TestStreamIDStableAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	d1 := open(t, path, db.Options{})
@@ -415,6 +475,82 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 
 // SQLite before 3.48 refuses functions with over 127 arguments; a json_object over a
 // wide table's columns would make the schema unreadable to the 3.40 CLI.
+// The capture triggers test a column's storage classes in an order that depends on its
+// affinity. Whatever the order, every class in every affinity must be captured as the
+// value the table holds, read back here through database/sql, independently of the
+// triggers' SQL.
+func TestEveryClassInEveryAffinity(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, i INTEGER, t TEXT, r REAL, n NUMERIC, b BLOB, u);`)
+	d := open(t, path, db.Options{})
+	vals := []string{"7", "-2.5", "'txt'", "'12'", "x'0aff'", "NULL", "1e300", "-1e-310", "9e999", "0.1", "json('[1]')"}
+	var sql strings.Builder
+	for i, v := range vals {
+		fmt.Fprintf(&sql, "INSERT INTO a VALUES (%d, %s, %[2]s, %[2]s, %[2]s, %[2]s, %[2]s);\n", i+1, v)
+	}
+	testenv.SQLite(t, path, sql.String())
+	ch := readAll(t, d, 0)
+	if len(ch) != len(vals) {
+		t.Fatalf("got %d changes, want %d", len(ch), len(vals))
+	}
+	direct, err := sqlOpen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	cols := []string{"i", "t", "r", "n", "b", "u"}
+	for k, c := range ch {
+		var image map[string]json.RawMessage
+		if err := json.Unmarshal(c.New, &image); err != nil {
+			t.Fatal(err)
+		}
+		stored := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for j := range stored {
+			ptrs[j] = &stored[j]
+		}
+		if err := direct.QueryRow(`SELECT i, t, r, n, b, u FROM a WHERE id = ?`, k+1).Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for j, col := range cols {
+			if want := storedJSON(stored[j]); string(image[col]) != want {
+				t.Errorf("value %s in column %s: captured %s, stored %s", vals[k], col, image[col], want)
+			}
+		}
+	}
+}
+
+// storedJSON is how sqlws's row images write a value database/sql read.
+func storedJSON(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return "null"
+	case int64:
+		return fmt.Sprint(v)
+	case float64:
+		if math.IsInf(v, 0) {
+			if v > 0 {
+				return `{"$real":"Infinity"}`
+			}
+			return `{"$real":"-Infinity"}`
+		}
+		b, _ := json.Marshal(v)
+		if !strings.ContainsAny(string(b), ".e") {
+			return string(b) + ".0" // SQLite writes a REAL with a decimal point
+		}
+		return string(b)
+	case string:
+		b, _ := json.Marshal(v)
+		return string(b)
+	case []byte:
+		return fmt.Sprintf(`{"$blob":"%X"}`, v)
+	}
+	return fmt.Sprintf("unexpected %T", v)
+}
+
+func sqlOpen(path string) (*sql.DB, error) {
+	return sql.Open("sqlite", "file:"+path+"?mode=ro")
+}
+
 func TestWideTableWritableFromOldCLI(t *testing.T) {
 	var cols, vals []string
 	for i := range 80 {

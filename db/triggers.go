@@ -27,29 +27,69 @@ const tsExpr = `CAST((julianday() - 2440587.5) * 86400000 + 0.5 AS INTEGER)`
 // as json_object writes them, REAL with the fewest of 15 or 17 significant digits that
 // round-trip, infinities and BLOBs as tagged objects. NULL is null.
 //
+// It tests the storage classes in the order aff makes likely (the class the column's
+// affinity stores first): every test is a string comparison each captured row pays.
+// The REAL and BLOB encodings are built as JSON text and parsed once by json(), not
+// from nested json_object calls: each function call takes its own registers, and a
+// trigger's registers are allocated and released for every row it captures, taken
+// branch or not. Both cut the writer's cost of capture (W5, BenchmarkCapture).
+func valueExpr(ref string, aff affinity) string {
+	var b strings.Builder
+	b.WriteString("CASE typeof(" + ref + ")")
+	for _, class := range classOrder(aff) {
+		b.WriteString(" WHEN '" + class + "' THEN ")
+		switch class {
+		case "integer":
+			b.WriteString(ref)
+		case "text":
+			b.WriteString(textExpr(ref))
+		case "real":
+			b.WriteString("json(" + realText(ref) + ")")
+		case "blob":
+			b.WriteString("json(" + blobText(ref) + ")")
+		}
+	}
+	b.WriteString(" ELSE " + ref + " END") // NULL
+	return b.String()
+}
+
+// classOrder is the order in which valueExpr tests the storage classes of a column
+// with affinity aff (https://sqlite.org/datatype3.html): TEXT affinity stores numbers
+// as text, REAL affinity integers as REAL.
+func classOrder(aff affinity) []string {
+	switch aff {
+	case affText:
+		return []string{"text", "blob", "integer", "real"}
+	case affReal:
+		return []string{"real", "text", "integer", "blob"}
+	}
+	return []string{"integer", "text", "real", "blob"}
+}
+
+// realText is SQL for the JSON text of REAL ref.
+//
 // SQLite before 3.43 prints doubles with long-double arithmetic that is exact only for
 // moderate magnitudes (about 1e±100); beyond 2^±300 the trigger scales the value by an
 // exact power of two and writes {"$ldexp":[y,k]}, which models.FixReals turns back
 // into the exact JSON number y·2^k before any client sees it.
-func valueExpr(ref string) string {
+func realText(ref string) string {
 	ldexp := func(scaled string, k int) string {
-		return fmt.Sprintf(`json_object('$ldexp',json_array(json(printf('%%!.17g',%s)),%d))`, scaled, k)
+		return fmt.Sprintf(`'{"$ldexp":['||printf('%%!.17g',%s)||',%d]}'`, scaled, k)
 	}
-	return `CASE typeof(` + ref + `)` +
-		` WHEN 'real' THEN CASE` +
-		` WHEN ` + ref + ` = 9e999 THEN json_object('$real','Infinity')` +
-		` WHEN ` + ref + ` = -9e999 THEN json_object('$real','-Infinity')` +
+	return `CASE` +
+		` WHEN ` + ref + ` = 9e999 THEN '{"$real":"Infinity"}'` +
+		` WHEN ` + ref + ` = -9e999 THEN '{"$real":"-Infinity"}'` +
 		` WHEN abs(` + ref + `)` + pow2(-600) + ` >= 1 THEN ` + ldexp(ref+pow2(-700), 700) +
 		` WHEN abs(` + ref + `)` + pow2(-300) + ` >= 1 THEN ` + ldexp(ref+pow2(-300), 300) +
-		` WHEN ` + ref + ` = 0 THEN json(printf('%!.15g',` + ref + `))` +
+		` WHEN ` + ref + ` = 0 THEN printf('%!.15g',` + ref + `)` +
 		` WHEN abs(` + ref + `)` + pow2(600) + ` <= 1 THEN ` + ldexp(ref+pow2(750), -750) +
 		` WHEN abs(` + ref + `)` + pow2(300) + ` <= 1 THEN ` + ldexp(ref+pow2(300), -300) +
-		` WHEN CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + ` THEN json(printf('%!.15g',` + ref + `))` +
-		` ELSE json(printf('%!.17g',` + ref + `)) END` +
-		` WHEN 'blob' THEN json_object('$blob',hex(` + ref + `))` +
-		` WHEN 'text' THEN ` + textExpr(ref) +
-		` ELSE ` + ref + ` END`
+		` WHEN CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + ` THEN printf('%!.15g',` + ref + `)` +
+		` ELSE printf('%!.17g',` + ref + `) END`
 }
+
+// blobText is SQL for the JSON text of BLOB ref: hex digits need no escaping.
+func blobText(ref string) string { return `'{"$blob":"'||hex(` + ref + `)||'"}'` }
 
 // textExpr is a TEXT reference without its JSON subtype. A value written as json(…)
 // keeps that subtype in NEW while the trigger runs, and json_object would embed it as
@@ -80,47 +120,54 @@ func pow2(k int) string {
 // limit makes the whole schema unreadable to those versions.
 const maxObjectPairs = 63
 
-// objectExpr is SQL for a JSON object with the given keys and encoded values: one
-// json_object call when it fits, else text concatenation, which has no such limit.
-// kinds[i] says what column i can hold (see schemaEntry.valueKind).
-func objectExpr(keys, refs []string, kinds []valueKind) string {
+// imageCol is one member of a row image: its key, the SQL that reads it, what the
+// column can hold (see schemaEntry.valueKind) and its affinity.
+type imageCol struct {
+	key, ref string
+	kind     valueKind
+	aff      affinity
+}
+
+// objectExpr is SQL for a JSON object of cols: one json_object call when it fits,
+// else text concatenation, which has no such limit.
+func objectExpr(cols []imageCol) string {
 	var b strings.Builder
-	if len(keys) <= maxObjectPairs {
+	if len(cols) <= maxObjectPairs {
 		b.WriteString("json_object(")
-		for i := range keys {
+		for i, c := range cols {
 			if i > 0 {
 				b.WriteString(",")
 			}
-			b.WriteString(quoteLiteral(keys[i]))
+			b.WriteString(quoteLiteral(c.key))
 			b.WriteString(",")
-			switch kinds[i] {
+			switch c.kind {
 			case kindInteger:
-				b.WriteString(refs[i])
+				b.WriteString(c.ref)
 			case kindText:
-				b.WriteString(textExpr(refs[i]))
+				b.WriteString(textExpr(c.ref))
 			default:
-				b.WriteString(valueExpr(refs[i]))
+				b.WriteString(valueExpr(c.ref, c.aff))
 			}
 		}
 		b.WriteString(")")
 		return b.String()
 	}
 	b.WriteString("('{'")
-	for i := range keys {
+	for i, c := range cols {
 		sep := ","
 		if i == 0 {
 			sep = ""
 		}
 		b.WriteString("||")
-		b.WriteString(quoteLiteral(sep + string(models.AppendJSONString(nil, keys[i])) + ":"))
+		b.WriteString(quoteLiteral(sep + string(models.AppendJSONString(nil, c.key)) + ":"))
 		b.WriteString("||")
-		switch kinds[i] {
+		switch c.kind {
 		case kindInteger:
-			b.WriteString("json_quote(" + refs[i] + ")") // 'null' for NULL, unlike CAST
+			b.WriteString("json_quote(" + c.ref + ")") // 'null' for NULL, unlike CAST
 		case kindText:
-			b.WriteString("json_quote(" + textExpr(refs[i]) + ")")
+			b.WriteString("json_quote(" + textExpr(c.ref) + ")")
 		default:
-			b.WriteString(valueTextExpr(refs[i]))
+			b.WriteString(valueTextExpr(c.ref))
 		}
 	}
 	b.WriteString("||'}')")
@@ -131,26 +178,22 @@ func objectExpr(keys, refs []string, kinds []valueKind) string {
 func valueTextExpr(ref string) string {
 	return `CASE typeof(` + ref + `) WHEN 'integer' THEN CAST(` + ref + ` AS TEXT)` +
 		` WHEN 'text' THEN json_quote(` + textExpr(ref) + `) WHEN 'null' THEN 'null'` +
-		` ELSE ` + valueExpr(ref) + ` END`
+		` WHEN 'real' THEN ` + realText(ref) + ` ELSE ` + blobText(ref) + ` END`
 }
 
 // rowExpr is a JSON object of every column of the row that alias (NEW or OLD) names.
 // A table without a declared key has its rowid first, as REST rows do: it is the row's
 // key, and an update may change it.
 func rowExpr(t *schemaEntry, alias string) string {
-	var keys, refs []string
-	var kinds []valueKind
+	var cols []imageCol
 	if len(t.PrimaryKey) == 0 {
-		keys = append(keys, t.rowidName)
-		refs = append(refs, alias+"."+t.rowidName)
-		kinds = append(kinds, kindInteger)
+		cols = append(cols, imageCol{t.rowidName, alias + "." + t.rowidName, kindInteger, affInteger})
 	}
-	for _, c := range t.Columns {
-		keys = append(keys, c.Name)
-		refs = append(refs, alias+"."+quoteIdent(c.Name))
-		kinds = append(kinds, t.valueKind(c.Name))
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		cols = append(cols, imageCol{c.Name, alias + "." + quoteIdent(c.Name), t.valueKind(c.Name), columnAffinity(c, t.Strict)})
 	}
-	return objectExpr(keys, refs, kinds)
+	return objectExpr(cols)
 }
 
 // keyExpr is what the triggers store as a change's key: a constant JSON array of the
