@@ -17,7 +17,7 @@ type TailerOptions struct {
 	// commits wake it at once regardless.
 	Poll time.Duration
 	// IdlePoll is the safety-net poll interval while the WAL file is watched (Linux
-	// inotify wakes the tailer on every write). Default 100ms.
+	// inotify wakes the tailer on the first write after each poll). Default 100ms.
 	IdlePoll time.Duration
 	// Batch is the most changes read per statement. Default 1000.
 	Batch int
@@ -101,7 +101,8 @@ func (t *Tailer) Run(ctx context.Context) error {
 	syncRetry := t.opts.Poll
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
-	if w := watchWAL(t.db.path); w != nil {
+	w := watchWAL(t.db.path)
+	if w != nil {
 		defer w.Close()
 		walWrites = w.C
 		interval = max(t.opts.IdlePoll, t.opts.Poll)
@@ -113,6 +114,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
+		if w != nil {
+			w.Arm() // before the poll: a commit after it must wake us
+		}
 		var dv int64
 		sv := schemaVersion
 		// Without a cancelable context database/sql starts no watcher goroutine per

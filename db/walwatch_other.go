@@ -8,3 +8,5 @@ type walWatcher struct{ C chan struct{} }
 func watchWAL(string) *walWatcher { return nil }
 
 func (w *walWatcher) Close() {}
+
+func (w *walWatcher) Arm() {}
