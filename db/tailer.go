@@ -187,9 +187,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 		case <-walWrites:
 			burst = 5
 			// Coalesce: a writer committing in a tight loop would otherwise cost a wake,
-			// a poll and a read per commit. Waiting out a millisecond after the last
-			// drain batches them at little cost in latency.
-			if d := time.Until(lastDrain.Add(time.Millisecond)); d > 0 {
+			// a poll and a read per commit. Reading at most once per coalesceWAL
+			// batches them; a commit after a quiet spell is read at once.
+			if d := time.Until(lastDrain.Add(coalesceWAL)); d > 0 {
 				timer.Reset(d)
 				select {
 				case <-ctx.Done():
@@ -203,6 +203,13 @@ func (t *Tailer) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// coalesceWAL is the shortest time between two reads woken by other processes'
+// commits. Under a writer committing thousands of times a second, 3 ms instead of 1 ms
+// cut the server's CPU from 17 % to 12 % of a core and the writer's loss of throughput
+// to sqlws from about 10 % to 2-4 % (both share two cores; W5, 1-row transactions).
+// The cost is at most that much latency, and only while commits arrive faster.
+const coalesceWAL = 3 * time.Millisecond
 
 // drain reads and delivers everything after t.last, a batch per statement. The
 // statements run without ctx (as the poll does: with a cancelable context the driver
