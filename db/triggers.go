@@ -24,15 +24,15 @@ import (
 const tsExpr = `CAST((julianday() - 2440587.5) * 86400000 + 0.5 AS INTEGER)`
 
 // valueExpr encodes column reference ref losslessly as a JSON value: INTEGER and TEXT
-// as json_object writes them, REAL with the fewest of 15 or 17 significant digits that
-// round-trip, infinities and BLOBs as tagged objects. NULL is null.
+// as json_object writes them, REAL exactly (realExpr), infinities and BLOBs as tagged
+// objects. NULL is null.
 //
 // It tests the storage classes in the order aff makes likely (the class the column's
 // affinity stores first): every test is a string comparison each captured row pays.
-// The REAL and BLOB encodings are built as JSON text and parsed once by json(), not
-// from nested json_object calls: each function call takes its own registers, and a
-// trigger's registers are allocated and released for every row it captures, taken
-// branch or not. Both cut the writer's cost of capture (W5, BenchmarkCapture).
+// Tagged values are built as JSON text and parsed once by json(), not from nested
+// json_object calls: each function call takes its own registers, and a trigger's
+// registers are allocated and released for every row it captures, taken branch or
+// not. Both cut the writer's cost of capture (W5, BenchmarkCapture).
 func valueExpr(ref string, aff affinity) string {
 	var b strings.Builder
 	b.WriteString("CASE typeof(" + ref + ")")
@@ -44,7 +44,7 @@ func valueExpr(ref string, aff affinity) string {
 		case "text":
 			b.WriteString(textExpr(ref))
 		case "real":
-			b.WriteString("json(" + realText(ref) + ")")
+			b.WriteString(realExpr(ref))
 		case "blob":
 			b.WriteString("json(" + blobText(ref) + ")")
 		}
@@ -66,13 +66,35 @@ func classOrder(aff affinity) []string {
 	return []string{"integer", "text", "real", "blob"}
 }
 
-// realText is SQL for the JSON text of REAL ref.
+// realExpr is REAL ref as an exact JSON value: ref itself where SQLite's own rendering
+// is exact (json_object writes it with 15 significant digits), else JSON text.
+func realExpr(ref string) string {
+	return `CASE WHEN ` + realPlain(ref) + ` THEN ` + ref + ` ELSE json(` + realTagged(ref) + `) END`
+}
+
+// realText is realExpr as JSON text, for building objects by concatenation (CAST AS
+// TEXT writes the same 15 digits as json_object).
+func realText(ref string) string {
+	return `CASE WHEN ` + realPlain(ref) + ` THEN CAST(` + ref + ` AS TEXT) ELSE ` + realTagged(ref) + ` END`
+}
+
+// realPlain is true when 15 significant digits render REAL ref exactly: zero, or a
+// moderate magnitude whose 15 digits read back as the same double. It is the common
+// case and is tested first, with one printf; the bounds are plain decimal literals,
+// since an imprecisely parsed bound only moves a value to realTagged, which is exact
+// for any value.
+func realPlain(ref string) string {
+	return `(` + ref + ` = 0 OR (abs(` + ref + `) > 1e-90 AND abs(` + ref + `) < 1e90 AND CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + `))`
+}
+
+// realTagged is SQL for the JSON text of any REAL ref other than zero: 17 significant
+// digits, or a tag for what JSON numbers and old printf cannot carry.
 //
 // SQLite before 3.43 prints doubles with long-double arithmetic that is exact only for
 // moderate magnitudes (about 1e±100); beyond 2^±300 the trigger scales the value by an
 // exact power of two and writes {"$ldexp":[y,k]}, which models.FixReals turns back
 // into the exact JSON number y·2^k before any client sees it.
-func realText(ref string) string {
+func realTagged(ref string) string {
 	ldexp := func(scaled string, k int) string {
 		return fmt.Sprintf(`'{"$ldexp":['||printf('%%!.17g',%s)||',%d]}'`, scaled, k)
 	}
@@ -81,10 +103,8 @@ func realText(ref string) string {
 		` WHEN ` + ref + ` = -9e999 THEN '{"$real":"-Infinity"}'` +
 		` WHEN abs(` + ref + `)` + pow2(-600) + ` >= 1 THEN ` + ldexp(ref+pow2(-700), 700) +
 		` WHEN abs(` + ref + `)` + pow2(-300) + ` >= 1 THEN ` + ldexp(ref+pow2(-300), 300) +
-		` WHEN ` + ref + ` = 0 THEN printf('%!.15g',` + ref + `)` +
 		` WHEN abs(` + ref + `)` + pow2(600) + ` <= 1 THEN ` + ldexp(ref+pow2(750), -750) +
 		` WHEN abs(` + ref + `)` + pow2(300) + ` <= 1 THEN ` + ldexp(ref+pow2(300), -300) +
-		` WHEN CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + ` THEN printf('%!.15g',` + ref + `)` +
 		` ELSE printf('%!.17g',` + ref + `) END`
 }
 
