@@ -27,22 +27,28 @@ import (
 //	go test -run '^$' -bench Capture ./db
 func BenchmarkCapture(b *testing.B) {
 	const table = "CREATE TABLE r (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, payload TEXT NOT NULL)"
+	// The capture timestamp, as the triggers write it; the no-ts variant replaces it
+	// with 0 to show what the writer's clock costs.
+	const tsSQL = "CAST((julianday() - 2440587.5) * 86400000 + 0.5 AS INTEGER)"
 	variants := []struct {
 		name    string
 		schema  string
 		capture bool
+		noTS    bool
 	}{
-		{"plain", table, false},
+		{"plain", table, false, false},
 		// The reference W5 quotes: json_object of the new row into an AUTOINCREMENT log
 		// (no key, no timestamp; REALs lossy, BLOBs fail).
 		{"naive", table + `;
 			CREATE TABLE naive_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, op TEXT NOT NULL, old TEXT, new TEXT);
 			CREATE TRIGGER naive AFTER INSERT ON r BEGIN
 				INSERT INTO naive_log (tbl, op, new) VALUES ('r', 'insert', json_object('id', NEW.id, 'n', NEW.n, 'payload', NEW.payload));
-			END`, false},
-		{"captured", table, true},
-		{"captured-strict", table + " STRICT", true},
-		{"captured-real", strings.Replace(table, "n INTEGER", "n REAL", 1), true},
+			END`, false, false},
+		{"captured", table, true, false},
+		{"captured-strict", table + " STRICT", true, false},
+		{"captured-real", strings.Replace(table, "n INTEGER", "n REAL", 1), true, false},
+		// Not something sqlws offers: the capture triggers without the timestamp.
+		{"captured-no-ts", table, true, true},
 	}
 	for _, txn := range []int{1, 1000} {
 		b.Run(fmt.Sprintf("txn=%d", txn), func(b *testing.B) {
@@ -64,6 +70,13 @@ func BenchmarkCapture(b *testing.B) {
 						b.Fatal(err)
 					}
 					d.Close()
+				}
+				if v.noTS {
+					trig := testenv.SQLite(b, path, "SELECT sql FROM sqlite_master WHERE name = 'sqlws_insert_r'")
+					if !strings.Contains(trig, tsSQL) {
+						b.Fatalf("the insert trigger has no %s: %s", tsSQL, trig)
+					}
+					testenv.SQLite(b, path, "DROP TRIGGER sqlws_insert_r; "+strings.Replace(strings.TrimSpace(trig), tsSQL, "0", 1)+";")
 				}
 				w, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 				if err != nil {
