@@ -561,7 +561,11 @@ func TestWideTableWritableFromOldCLI(t *testing.T) {
 		case 1:
 			vals = append(vals, fmt.Sprintf("'t%d'", i))
 		case 2:
-			vals = append(vals, "NULL")
+			if r, ok := wideReals[i]; ok {
+				vals = append(vals, r[0])
+			} else {
+				vals = append(vals, "NULL")
+			}
 		default:
 			vals = append(vals, "x'0A'")
 		}
@@ -581,6 +585,20 @@ func TestWideTableWritableFromOldCLI(t *testing.T) {
 		string(row[`c2 "q"`]) != "null" || string(row[`c3 "q"`]) != `{"$blob":"0A"}` {
 		t.Fatalf("wide row: %d keys, %s", len(row), ch[1].New)
 	}
+	// REALs take the concatenated object's own path (realText).
+	for i, r := range wideReals {
+		if got := string(row[fmt.Sprintf(`c%d "q"`, i)]); got != r[1] {
+			t.Errorf("wide row: REAL %s captured as %s, want %s", r[0], got, r[1])
+		}
+	}
+}
+
+// wideReals are the REALs TestWideTableWritableFromOldCLI writes (SQL, then the JSON
+// sqlws sends), by column.
+var wideReals = map[int][2]string{
+	6: {"0.5", "0.5"}, 14: {"(0.1+0.2)", "0.30000000000000004"}, 22: {"1e300", "1e+300"},
+	30: {"0.0", "0.0"}, 38: {"5e-324", "5e-324"}, 46: {"9e999", `{"$real":"Infinity"}`},
+	54: {"7.0", "7.0"},
 }
 
 // Doubles of every magnitude written by the 3.40 CLI, whose printf is inexact at
