@@ -626,9 +626,20 @@ func TestRealsFromCLIAreExact(t *testing.T) {
 		want = append(want, v)
 		fmt.Fprintf(&sql, "INSERT INTO f VALUES(%d, ieee754_from_blob(x'%016x'));\n", i+1, math.Float64bits(v))
 	}
+	// 3.40 reads this value's 15-digit rendering back as the value itself, though it
+	// is one unit off: a round-trip check in the trigger let it through inexactly.
+	// Whole numbers below 10^15 take SQLite's own rendering.
+	for _, v := range []float64{4.2045684222591796e+84, 7, -123456789012345, 999999999999999, 1e15, 0.1, 1234567.5} {
+		want = append(want, v)
+		fmt.Fprintf(&sql, "INSERT INTO f VALUES(%d, ieee754_from_blob(x'%016x'));\n", len(want), math.Float64bits(v))
+	}
 	sql.WriteString("COMMIT;")
 	testenv.SQLite(t, path, sql.String())
-	for i, c := range readAll(t, d, 0) {
+	got := readAll(t, d, 0)
+	if len(got) != len(want) {
+		t.Fatalf("got %d changes, want %d", len(got), len(want))
+	}
+	for i, c := range got {
 		var row struct{ V float64 }
 		if err := json.Unmarshal(c.New, &row); err != nil {
 			t.Fatalf("%s: %v", c.New, err)

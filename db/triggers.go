@@ -25,7 +25,7 @@ const tsExpr = `CAST((julianday() - 2440587.5) * 86400000 + 0.5 AS INTEGER)`
 
 // valueExpr encodes column reference ref losslessly as a JSON value: INTEGER and TEXT
 // as json_object writes them, REAL exactly (realExpr), infinities and BLOBs as tagged
-// objects. NULL is null.
+// objects. NULL is null. Readers pass images through models.AppendRowJSON.
 //
 // It tests the storage classes in the order aff makes likely (the class the column's
 // affinity stores first): every test is a string comparison each captured row pays.
@@ -78,22 +78,24 @@ func realText(ref string) string {
 	return `CASE WHEN ` + realPlain(ref) + ` THEN CAST(` + ref + ` AS TEXT) ELSE ` + realTagged(ref) + ` END`
 }
 
-// realPlain is true when 15 significant digits render REAL ref exactly: zero, or a
-// moderate magnitude whose 15 digits read back as the same double. It is the common
-// case and is tested first, with one printf; the bounds are plain decimal literals,
-// since an imprecisely parsed bound only moves a value to realTagged, which is exact
-// for any value.
+// realPlain is true when SQLite's own rendering of REAL ref (15 significant digits) is
+// exact without checking it: a whole number below 10^15, such as the 7.0 a REAL
+// column makes of 7, which keeps its decimal point. Any other REAL goes through
+// realTagged. A check that the 15 digits read back as the same double would be wrong:
+// SQLite before 3.43 also reads decimals inexactly, and a value one unit off could
+// pass it (seen at magnitudes of 1e±33 and beyond).
 func realPlain(ref string) string {
-	return `(` + ref + ` = 0 OR (abs(` + ref + `) > 1e-90 AND abs(` + ref + `) < 1e90 AND CAST(printf('%!.15g',` + ref + `) AS REAL) = ` + ref + `))`
+	return `(abs(` + ref + `) < 1e15 AND ` + ref + ` = CAST(` + ref + ` AS INTEGER))`
 }
 
-// realTagged is SQL for the JSON text of any REAL ref other than zero: 17 significant
-// digits, or a tag for what JSON numbers and old printf cannot carry.
+// realTagged is SQL for the JSON text of a REAL ref: {"$ldexp":[y,k]} with y printed
+// to 17 significant digits, which models.AppendRowJSON turns into the exact JSON
+// number y·2^k, written as the shortest decimal that reads back as the same double
+// (0.1, not 0.10000000000000001). Infinities get their own tag.
 //
 // SQLite before 3.43 prints doubles with long-double arithmetic that is exact only for
 // moderate magnitudes (about 1e±100); beyond 2^±300 the trigger scales the value by an
-// exact power of two and writes {"$ldexp":[y,k]}, which models.FixReals turns back
-// into the exact JSON number y·2^k before any client sees it.
+// exact power of two first (k ≠ 0).
 func realTagged(ref string) string {
 	ldexp := func(scaled string, k int) string {
 		return fmt.Sprintf(`'{"$ldexp":['||printf('%%!.17g',%s)||',%d]}'`, scaled, k)
@@ -105,7 +107,7 @@ func realTagged(ref string) string {
 		` WHEN abs(` + ref + `)` + pow2(-300) + ` >= 1 THEN ` + ldexp(ref+pow2(-300), 300) +
 		` WHEN abs(` + ref + `)` + pow2(600) + ` <= 1 THEN ` + ldexp(ref+pow2(750), -750) +
 		` WHEN abs(` + ref + `)` + pow2(300) + ` <= 1 THEN ` + ldexp(ref+pow2(300), -300) +
-		` ELSE printf('%!.17g',` + ref + `) END`
+		` ELSE ` + ldexp(ref, 0) + ` END`
 }
 
 // blobText is SQL for the JSON text of BLOB ref: hex digits need no escaping.

@@ -69,9 +69,10 @@ func appendRaw(dst, raw []byte) []byte {
 var ldexpTag = []byte(`{"$ldexp":[`)
 
 // AppendRowJSON appends JSON written by SQLite (row images, keys) to dst, finished for
-// clients: every {"$ldexp":[y,k]} — how the capture triggers write doubles of extreme
-// magnitude, which old SQLite cannot print exactly — becomes the JSON number y·2^k,
-// formatted as the shortest decimal that parses back to the same float64; and invalid
+// clients: every {"$ldexp":[y,k]} — how the capture triggers write REALs other than
+// small whole numbers, since old SQLite neither prints nor reads every double exactly
+// — becomes the JSON number y·2^k, formatted as the shortest decimal that parses back
+// to the same float64 (appendFloat); and invalid
 // UTF-8 (SQLite copies TEXT bytes through unchecked) becomes U+FFFD, because browsers
 // must drop a WebSocket whose text frame is not UTF-8. Anything else is copied.
 func AppendRowJSON(dst, raw []byte) []byte {
@@ -93,7 +94,7 @@ func ExpandReals(dst, raw []byte) []byte {
 		rest := raw[i+len(ldexpTag):]
 		end := bytes.Index(rest, []byte("]}"))
 		if v, ok := parseLdexp(rest, end); ok {
-			dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
+			dst = appendFloat(dst, v)
 			raw = rest[end+2:]
 			continue
 		}
@@ -101,6 +102,23 @@ func ExpandReals(dst, raw []byte) []byte {
 		dst = append(dst, ldexpTag...)
 		raw = rest
 	}
+}
+
+// appendFloat writes f as the shortest decimal that reads back as f, in the notation
+// JavaScript and encoding/json use: plain from 1e-6 to 1e21, exponent outside
+// (1234567.5, not 1.2345675e+06).
+func appendFloat(dst []byte, f float64) []byte {
+	abs := math.Abs(f)
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		dst = strconv.AppendFloat(dst, f, 'e', -1, 64)
+		// e-07 → e-7, as encoding/json writes it.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+		return dst
+	}
+	return strconv.AppendFloat(dst, f, 'f', -1, 64)
 }
 
 func parseLdexp(rest []byte, end int) (float64, bool) {

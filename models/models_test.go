@@ -18,6 +18,9 @@ func TestAppendRowJSON(t *testing.T) {
 		{`{"$ldexp":"not ours"}`, `{"$ldexp":"not ours"}`},
 		{`{"a":{"$ldexp":[1,5000]}}`, `{"a":{"$ldexp":[1,5000]}}`}, // would overflow: left alone
 		{"{\"a\":\"\xffA\"}", "{\"a\":\"\uFFFDA\"}"},
+		// 17 digits, unscaled: the shortest exact decimal, in JavaScript's notation.
+		{`[{"$ldexp":[0.10000000000000001,0]},{"$ldexp":[1234567.5,0]},{"$ldexp":[-9.9999999999999995e-08,0]}]`, `[0.1,1234567.5,-1e-7]`},
+		{`[{"$ldexp":[1e+21,0]},{"$ldexp":[0.30000000000000004,0]},{"$ldexp":[100000000000000000000,0]}]`, `[1e+21,0.30000000000000004,100000000000000000000]`},
 	} {
 		got := string(models.AppendRowJSON(nil, []byte(tc.in)))
 		if got != tc.want {
