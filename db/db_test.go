@@ -333,9 +333,8 @@ func TestPruneByCountAndAge(t *testing.T) {
 
 // With the safety-net poll off (an hour), commits of other processes still reach the
 // tailer: the WAL watch, one-shot and re-armed before every poll, must wake it for each
-// one. Two writers: a connection held open (the WAL file stays, the watch is re-armed
-// on it) and sqlite3 CLI runs (each deletes the WAL file when it exits, so the next
-// one creates it anew and the directory watch must catch that).
+// one. Two writers take turns: a connection held open and sqlite3 CLI runs. (sqlws's
+// own connections keep the WAL file in place; TestWALWatcher covers its re-creation.)
 func TestTailerWakesForEveryOutsideCommit(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the WAL watch is Linux-only; elsewhere the tailer polls")
@@ -374,10 +373,11 @@ func TestTailerWakesForEveryOutsideCommit(t *testing.T) {
 		}
 	}
 	for i := range 10 {
-		// After each delivery the tailer re-polls a few times, 2 ms apart, in case
-		// the commit that woke it was not visible yet. Writing after that burst is
-		// over is the point of the test: only the watch can notice this commit.
-		time.Sleep(30 * time.Millisecond)
+		// After each wake-up the tailer re-polls for a while (2, 4, … 64 ms later) in
+		// case the commit that woke it was not visible yet. Writing after those polls
+		// is the point of the test: only the watch can notice this commit. (Sleeping
+		// too little would only let the test pass without the watch, never fail.)
+		time.Sleep(150 * time.Millisecond)
 		if i%2 == 0 {
 			if _, err := w.Exec("INSERT INTO a(v) VALUES (?)", i); err != nil {
 				t.Fatal(err)
@@ -473,8 +473,6 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 	}
 }
 
-// SQLite before 3.48 refuses functions with over 127 arguments; a json_object over a
-// wide table's columns would make the schema unreadable to the 3.40 CLI.
 // The capture triggers test a column's storage classes in an order that depends on its
 // affinity. Whatever the order, every class in every affinity must be captured as the
 // value the table holds, read back here through database/sql, independently of the
@@ -551,6 +549,8 @@ func sqlOpen(path string) (*sql.DB, error) {
 	return sql.Open("sqlite", "file:"+path+"?mode=ro")
 }
 
+// SQLite before 3.48 refuses functions with over 127 arguments; a json_object over a
+// wide table's columns would make the schema unreadable to the 3.40 CLI.
 func TestWideTableWritableFromOldCLI(t *testing.T) {
 	var cols, vals []string
 	for i := range 80 {

@@ -107,15 +107,27 @@ func (t *Tailer) Run(ctx context.Context) error {
 		walWrites = w.C
 		interval = max(t.opts.IdlePoll, t.opts.Poll)
 	}
-	// burst counts quick re-polls after a WAL write: the write that woke us may be a
-	// frame of a commit that is not visible yet.
-	burst := 0
+	// burst is the wait before the next quick re-poll after a WAL write, doubling up to
+	// the idle interval (0: none pending). The write that woke us may belong to a
+	// commit that is not visible yet: SQLite makes a commit visible only after its
+	// last frame is written and, with synchronous=FULL, synced, and that raises no
+	// event. Doubling covers a slow sync without polling fast for long.
+	var burst time.Duration
+	armFailed := false // the watch could not be set: poll meanwhile
 	var lastDrain time.Time
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
 		if w != nil {
-			w.Arm() // before the poll: a commit after it must wake us
+			// Before the poll: a commit after it must wake us.
+			if err := w.Arm(); err != nil {
+				if !armFailed {
+					t.opts.Logger.Warn("tail changelog: cannot watch the WAL file; polling instead", "err", err, "every", t.opts.Poll)
+				}
+				armFailed = true
+			} else {
+				armFailed = false
+			}
 		}
 		var dv int64
 		sv := schemaVersion
@@ -164,15 +176,18 @@ func (t *Tailer) Run(ctx context.Context) error {
 					t.opts.Logger.Warn("tail changelog; will retry", "err", err)
 				} else {
 					dataVersion = dv
-					burst = 0
 					lastDrain = time.Now()
 				}
-			} else if burst > 0 {
-				burst--
 			}
 		}
 		wait := interval
 		if burst > 0 {
+			wait = burst
+			if burst *= 2; burst >= interval {
+				burst = 0
+			}
+		}
+		if armFailed {
 			wait = t.opts.Poll
 		}
 		if needSync {
@@ -185,7 +200,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 			return nil
 		case <-timer.C:
 		case <-walWrites:
-			burst = 5
+			burst = t.opts.Poll
 			// Coalesce: a writer committing in a tight loop would otherwise cost a wake,
 			// a poll and a read per commit. Reading at most once per coalesceWAL
 			// batches them; a commit after a quiet spell is read at once.

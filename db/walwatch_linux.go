@@ -4,6 +4,7 @@ package db
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -37,6 +38,10 @@ type walWatcher struct {
 // watchWAL starts watching; nil if inotify is unavailable (the tailer then polls).
 // The WAL file is not watched until the first Arm.
 func watchWAL(dbPath string) *walWatcher {
+	// SQLite opens a symlinked database at its target, and puts the WAL beside it.
+	if p, err := filepath.EvalSymlinks(dbPath); err == nil {
+		dbPath = p
+	}
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK) // non-blocking: Close interrupts Read
 	if err != nil {
 		return nil
@@ -53,16 +58,24 @@ func watchWAL(dbPath string) *walWatcher {
 
 // Arm sets the one-shot watch on the WAL file unless it is set already. The tailer
 // calls it before it polls, so a write after the poll read the database always wakes
-// it. A missing WAL file is not an error: its creation wakes the tailer.
-func (w *walWatcher) Arm() {
+// it. A missing WAL file is not an error: its creation wakes the tailer. Any other
+// error (the user's inotify watch limit reached, say) means commits will not wake the
+// tailer until a later Arm succeeds; the tailer polls meanwhile.
+func (w *walWatcher) Arm() error {
 	if w.armed.Load() {
-		return
+		return nil
 	}
 	// Set before the watch exists: if it fires at once, loop's clearing must win.
 	w.armed.Store(true)
-	if _, err := unix.InotifyAddWatch(w.fd, w.wal, unix.IN_MODIFY|unix.IN_ONESHOT); err != nil {
+	_, err := unix.InotifyAddWatch(w.fd, w.wal, unix.IN_MODIFY|unix.IN_ONESHOT)
+	if err != nil {
 		w.armed.Store(false)
+		if err == unix.ENOENT {
+			return nil
+		}
+		return fmt.Errorf("watch %s: %w", w.wal, err)
 	}
+	return nil
 }
 
 // loop reads events until Close; it owns w.C's sends.
@@ -82,7 +95,11 @@ func (w *walWatcher) loop(wal string) {
 				break
 			}
 			off = nameEnd
-			if ev.Wd != w.dirWD {
+			if ev.Mask&unix.IN_Q_OVERFLOW != 0 {
+				// Events were dropped, one on the WAL perhaps: read, to be sure.
+				w.armed.Store(false)
+				wake = true
+			} else if ev.Wd != w.dirWD {
 				// The WAL file's watch: it fired (IN_MODIFY), or it is gone
 				// (IN_IGNORED after firing, or the file was deleted).
 				w.armed.Store(false)
