@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -28,21 +30,28 @@ const maxPendingControl = 1024
 // to send. An idle connection costs one goroutine.
 type conn struct {
 	hub    *Hub
+	id     uint64 // for logs
 	ws     *websocket.Conn
 	fc     *frameConn // the socket under ws; data frames are written here
 	shard  int        // the pump that writes its live frames
 	ctx    context.Context
 	cancel context.CancelFunc
-	ping   *time.Timer
 	// writeStart is when the frame being written started (unix ns), 0 when none: the
 	// hub's watchdog closes connections whose write has taken longer than WriteTimeout.
 	writeStart atomic.Int64
+	// Liveness, driven by the hub's watchdog (unix ns): when the next ping is due, and
+	// when the unanswered ping was sent (0: none outstanding).
+	nextPing atomic.Int64
+	pingSent atomic.Int64
+	// ending is set by the first end; endDone is closed once the socket is closed.
+	ending  atomic.Bool
+	endDone chan struct{}
 
 	mu      sync.Mutex
 	subs    map[string]*subscription // by the id's JSON text
 	order   []*subscription          // round-robin order for fairness
 	next    int                      // next index in order to serve
-	control [][]byte                 // replies waiting to be written, in order
+	control [][]byte                 // complete frames (replies, pings) waiting to be written, in order
 	writing bool                     // a writer goroutine is running
 	dirty   bool                     // woken while writing: look again before exiting
 	// pending is a frame the hub's pump began (or could not begin) writing without
@@ -67,29 +76,32 @@ type subscription struct {
 // returns, so net/http releases its per-connection state (buffers, request) while
 // the WebSocket lives on.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &conn{hub: h, id: h.connIDs.Add(1), subs: map[string]*subscription{}, endDone: make(chan struct{})}
 	sb := &smallBuffers{ResponseWriter: w}
-	wsc, err := websocket.Accept(sb, r, &websocket.AcceptOptions{OriginPatterns: h.opts.OriginPatterns})
+	wsc, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
+		OriginPatterns: h.opts.OriginPatterns,
+		// Off explicitly, not by default: data frames are written around the library
+		// (frameConn), uncompressed, and must never follow a negotiated extension.
+		CompressionMode: websocket.CompressionDisabled,
+		OnPongReceived:  func(context.Context, []byte) { c.pong() },
+	})
 	if err != nil {
 		return // Accept has written the HTTP error
 	}
 	wsc.SetReadLimit(h.opts.ReadLimit)
-	ctx, cancel := context.WithCancel(h.ctx)
-	c := &conn{hub: h, ws: wsc, fc: sb.fc, ctx: ctx, cancel: cancel, subs: map[string]*subscription{}}
+	c.ws, c.fc = wsc, sb.fc
+	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.nextPing.Store(time.Now().Add(h.opts.PingInterval).UnixNano())
 	if !h.register(c) {
-		cancel()
+		c.cancel()
 		wsc.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	// Writes carry no context (see write). A write stuck on a full socket ends when
-	// the socket closes: by the watchdog, by a close handshake (shutdown, ping
-	// timeout), or when the reader's context is cancelled, which closes the socket.
-	// Closing it here on every cancel would reset a peer that is still sending (the
-	// rest of an oversized message, say) before it reads the close frame.
 	go c.run()
 }
 
-// run owns the connection: it sends hello, then reads client messages until the
-// connection ends.
+// run owns the connection: it sends hello, reads client messages until the
+// connection ends, and then makes sure the socket is closed, however it ended.
 func (c *conn) run() {
 	h := c.hub
 	defer h.wg.Done()
@@ -101,8 +113,8 @@ func (c *conn) run() {
 
 	pos, err := c.position()
 	if err != nil {
-		h.opts.Logger.Warn("websocket hello", "err", err)
-		c.ws.Close(websocket.StatusTryAgainLater, "database unavailable")
+		h.opts.Logger.Warn("websocket hello: read position", "conn", c.id, "err", err)
+		c.end(CloseUnavailable, websocket.StatusTryAgainLater, "database unavailable")
 		return
 	}
 	hello, _ := json.Marshal(models.Hello{Type: models.TypeHello, Version: models.ProtocolVersion,
@@ -110,11 +122,8 @@ func (c *conn) run() {
 	// hello goes through the writer so it cannot interleave with a frame the writer
 	// starts because of a Publish that raced with this connection's start.
 	c.queue(hello)
-	// Armed only after c.ping is set, which pingPeer reads.
-	c.ping = time.AfterFunc(time.Hour, c.pingPeer)
-	c.ping.Reset(h.opts.PingInterval)
-	defer c.ping.Stop()
-	c.readLoop()
+	err = c.readLoop()
+	c.end(readEnd(err))
 }
 
 // position reads the stream position on a short-lived goroutine. The connection's
@@ -141,16 +150,28 @@ func (c *conn) markClosed() {
 	c.mu.Unlock()
 }
 
-// readLoop handles client messages until the connection ends.
-func (c *conn) readLoop() {
+// errInvalidUTF8 ends a connection whose peer sent a text message that is not UTF-8,
+// which RFC 6455 answers with 1007.
+var errInvalidUTF8 = errors.New("text message is not valid UTF-8")
+
+// readLoop handles client messages until the connection ends, and returns why it
+// ended. Reads are bounded only by the hub's hard stop: a graceful close must be able
+// to read the peer's answer, so nothing else cancels them (end sets a deadline).
+func (c *conn) readLoop() error {
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		typ, data, err := c.ws.Read(c.hub.ctx)
 		if err != nil {
-			return // the library has closed the socket (1009 for an oversized message)
+			return err
+		}
+		if c.ending.Load() {
+			return net.ErrClosed // closing: handle nothing more
 		}
 		if typ != websocket.MessageText {
 			c.sendError(nil, errors.E(errors.Invalid, "binary frames are not accepted; send JSON text"))
 			continue
+		}
+		if !utf8.Valid(data) {
+			return errInvalidUTF8
 		}
 		c.handle(data)
 	}
@@ -191,7 +212,16 @@ func (c *conn) handle(data []byte) {
 	}
 }
 
-// parseID accepts a JSON string or number and returns its compact JSON text.
+// Bounds on what one request may ask the server to hold or echo.
+const (
+	maxIDBytes     = 256  // a subscription id is echoed on every reply: keep it short
+	maxTableNames  = 1000 // tables in one subscription
+	maxEchoedBytes = 128  // of a client-supplied name quoted back in an error message
+)
+
+// parseID accepts a JSON string or an integer and returns its compact JSON text.
+// Numbers must be plain integers: anything else (1.5, 1e400) has no single canonical
+// text to echo back.
 func parseID(raw json.RawMessage) (json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -201,14 +231,40 @@ func parseID(raw json.RawMessage) (json.RawMessage, error) {
 	case '"':
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
-			return nil, errors.E(errors.Invalid, `"id" must be a string or a number`)
+			return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
 		}
 		out, _ := json.Marshal(s) // canonical form, so "a" and "\u0061" are one id
+		if len(out) > maxIDBytes {
+			return nil, errors.Errorf(errors.Invalid, `"id" is longer than %d bytes`, maxIDBytes)
+		}
 		return out, nil
 	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		if len(raw) > maxIDBytes {
+			return nil, errors.Errorf(errors.Invalid, `"id" is longer than %d bytes`, maxIDBytes)
+		}
+		digits := raw
+		if digits[0] == '-' {
+			digits = digits[1:]
+		}
+		if len(digits) == 0 || bytes.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+			return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
+		}
 		return raw, nil
 	}
-	return nil, errors.E(errors.Invalid, `"id" must be a string or a number`)
+	return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
+}
+
+// echo shortens a client-supplied name for an error message: a message must not
+// carry back whatever a client sent.
+func echo(s string) string {
+	if len(s) <= maxEchoedBytes {
+		return s
+	}
+	cut := maxEchoedBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
@@ -219,10 +275,14 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 			c.sendError(id, errors.E(errors.Invalid, `"tables" must be an array of table names`))
 			return
 		}
+		if len(tables) > maxTableNames {
+			c.sendError(id, errors.Errorf(errors.Invalid, `"tables" names more than %d tables`, maxTableNames))
+			return
+		}
 	}
 	for _, t := range tables {
 		if !h.src.Tracked(t) {
-			c.sendError(id, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", t))
+			c.sendError(id, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", echo(t)))
 			return
 		}
 	}
@@ -344,22 +404,37 @@ func (c *conn) queue(msg []byte) {
 	c.wake()
 }
 
+// queueLocked queues a reply (a JSON message) to be written as a text frame.
 func (c *conn) queueLocked(msg []byte) {
 	if len(c.control) >= maxPendingControl {
-		// The client sends requests without reading the replies. End the read loop now
-		// (cancel) so it cannot queue more, and close once, from a tracked goroutine.
+		// The client sends requests without reading the replies. The read loop stops
+		// handling messages once the close begins, so nothing more is queued.
 		if !c.overflowed {
 			c.overflowed = true
-			c.cancel()
-			c.hub.wg.Add(1) // the conn's own goroutine still holds the count, so no race with Wait
-			go func() {
-				defer c.hub.wg.Done()
-				c.ws.Close(websocket.StatusPolicyViolation, "too many unanswered requests")
-			}()
+			c.endAsync(CloseFlood, websocket.StatusPolicyViolation, "too many unanswered requests")
 		}
 		return
 	}
-	c.control = append(c.control, msg)
+	c.control = append(c.control, textFrame(msg))
+}
+
+// pingFrame is the ping the server sends; its payload is not checked on the pong.
+var pingFrame = []byte{0x89, 0}
+
+// sendPing queues a ping and notes when it went out; the watchdog ends the connection
+// if no pong follows within the ping timeout.
+func (c *conn) sendPing(now int64) {
+	c.pingSent.Store(now)
+	c.mu.Lock()
+	c.control = append(c.control, pingFrame)
+	c.mu.Unlock()
+	c.wake()
+}
+
+// pong notes a pong: the peer is alive, and the next ping is due an interval later.
+func (c *conn) pong() {
+	c.pingSent.Store(0)
+	c.nextPing.Store(time.Now().Add(c.hub.opts.PingInterval).UnixNano())
 }
 
 // wake makes sure a writer goroutine will look for work.
@@ -406,8 +481,8 @@ func (c *conn) writeLoop() {
 			c.writeStart.Store(0)
 			framePool.Put(p)
 			if err != nil {
-				c.cancel()
 				c.finishWriting()
+				c.end(CloseWriteFailed, 0, err.Error())
 				return
 			}
 			continue
@@ -416,8 +491,8 @@ func (c *conn) writeLoop() {
 			msgs := c.control
 			c.control = nil
 			c.mu.Unlock()
-			for _, m := range msgs {
-				if !c.write(textFrame(m)) {
+			for _, f := range msgs {
+				if !c.write(f) {
 					return
 				}
 			}
@@ -594,36 +669,18 @@ func (c *conn) write(frame []byte) bool {
 	err := c.fc.writeData(frame)
 	c.writeStart.Store(0)
 	if err != nil {
-		c.cancel()
 		c.finishWriting()
+		c.end(CloseWriteFailed, 0, err.Error())
 		return false
 	}
 	return true
 }
 
-// pingPeer pings and reschedules itself; a peer that does not answer is closed.
-func (c *conn) pingPeer() {
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opts.PingTimeout)
-	err := c.ws.Ping(ctx)
-	cancel()
-	if err != nil {
-		if c.ctx.Err() == nil {
-			c.ws.Close(websocket.StatusPolicyViolation, "ping timeout")
-			c.cancel()
-		}
-		return
-	}
-	if c.ctx.Err() == nil {
-		c.ping.Reset(c.hub.opts.PingInterval)
-	}
-}
-
 // goAway closes the connection politely for shutdown.
 func (c *conn) goAway() {
-	c.hub.wg.Add(1)
+	c.hub.wg.Add(1) // the conn's own goroutine still holds the count, so no race with Wait
 	go func() {
 		defer c.hub.wg.Done()
-		c.ws.Close(websocket.StatusGoingAway, "server shutting down")
-		c.cancel()
+		c.end(CloseShutdown, websocket.StatusGoingAway, "server shutting down")
 	}()
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Buffer sizes for hijacked WebSocket connections. net/http hands a hijacker 4 KiB
@@ -39,6 +40,12 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		nc.Close()
 		return nil, nil, err
 	}
+	// net/http's ReadTimeout and WriteTimeout bound a request by deadlines on the
+	// socket, which stay set after a hijack: a WebSocket must not inherit them.
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
 	// Bytes the client sent right after the upgrade request (say, a subscribe written
 	// on open) may already sit in net/http's reader. websocket.Accept keeps only what
 	// the returned reader has *buffered*, so they must be in its buffer, not behind it.
@@ -52,7 +59,12 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		}
 	}
 	w.fc = &frameConn{Conn: nc}
-	if sc, ok := nc.(syscall.Conn); ok {
+	// The non-blocking fast path writes to the descriptor itself, which is only right
+	// for a plain socket: a TLS connection (say) must encrypt what goes through it.
+	switch sc := nc.(type) {
+	case *net.TCPConn:
+		w.fc.raw, _ = sc.SyscallConn()
+	case *net.UnixConn:
 		w.fc.raw, _ = sc.SyscallConn()
 	}
 	return w.fc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.fc, connWriteBuffer)), nil

@@ -11,7 +11,10 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/sqlws/sqlws/models"
 )
@@ -120,6 +123,9 @@ type Hub struct {
 	pumpWake  []chan struct{} // one per pump, buffered 1
 	stopPumps chan struct{}   // closed by Close
 	pumpsWG   sync.WaitGroup
+
+	connIDs atomic.Uint64 // the last connection id given out
+	closes  closeCounts
 }
 
 // NewHub returns a hub whose stream is at head: the next change it expects is head+1.
@@ -139,12 +145,13 @@ func NewHub(src Source, head int64, opts Options) *Hub {
 	return h
 }
 
-// watchdog closes connections whose current write has been blocked for longer than
-// WriteTimeout: their client stopped reading. One goroutine checks every connection
-// a few times per timeout, instead of a timer per frame.
+// watchdog keeps every connection honest, so that no connection needs a timer or a
+// goroutine of its own for it: it closes those whose current write has been blocked
+// longer than WriteTimeout (their client stopped reading), pings those due a ping,
+// and closes those that did not answer a ping within PingTimeout.
 func (h *Hub) watchdog() {
 	defer close(h.watchdogDone)
-	t := time.NewTicker(min(h.opts.WriteTimeout/4, time.Second))
+	t := time.NewTicker(watchdogTick(h.opts))
 	defer t.Stop()
 	var conns []*conn
 	for {
@@ -156,15 +163,43 @@ func (h *Hub) watchdog() {
 		h.mu.RLock()
 		conns = append(conns[:0], h.conns...)
 		h.mu.RUnlock()
-		limit := time.Now().Add(-h.opts.WriteTimeout).UnixNano()
+		now := time.Now().UnixNano()
+		writeLimit := now - int64(h.opts.WriteTimeout)
 		for _, c := range conns {
-			if s := c.writeStart.Load(); s != 0 && s < limit {
-				h.opts.Logger.Info("websocket: slow consumer disconnected", "write_timeout", h.opts.WriteTimeout)
-				c.ws.CloseNow() // fails the blocked write; the writer then cancels the conn
+			switch s, p := c.writeStart.Load(), c.pingSent.Load(); {
+			case s != 0 && s < writeLimit:
+				// A socket that blocked this long cannot carry a close frame either.
+				c.endAsync(CloseSlowConsumer, 0, "write timeout")
+			case p != 0 && now-p > int64(h.opts.PingTimeout):
+				c.endAsync(ClosePingTimeout, websocket.StatusPolicyViolation, "ping timeout")
+			case p == 0 && now >= c.nextPing.Load():
+				c.sendPing(now)
 			}
 		}
 		clear(conns)
 	}
+}
+
+// watchdogTick is how often the watchdog looks: often enough that a write timeout,
+// a ping interval and a ping timeout are each kept to within a quarter or so.
+func watchdogTick(o Options) time.Duration {
+	return max(10*time.Millisecond, min(o.WriteTimeout/4, o.PingInterval/2, o.PingTimeout/4, time.Second))
+}
+
+// goTracked runs f on a goroutine that Close waits for, unless the hub is closing
+// (Close then ends every connection itself).
+func (h *Hub) goTracked(f func()) {
+	h.mu.Lock()
+	if h.done {
+		h.mu.Unlock()
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
 }
 
 // Head is the seq of the newest change published.
@@ -326,13 +361,19 @@ type Stats struct {
 	Head        int64
 	WindowLen   int
 	WindowBytes int
+	// Closes counts ended connections by reason (index by CloseReason).
+	Closes [numCloseReasons]uint64
 }
 
 // Stats returns a snapshot of the hub.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return Stats{Connections: len(h.conns), WindowFirst: h.first, Head: h.head, WindowLen: h.n, WindowBytes: h.bytes}
+	st := Stats{Connections: len(h.conns), WindowFirst: h.first, Head: h.head, WindowLen: h.n, WindowBytes: h.bytes}
+	h.mu.RUnlock()
+	for i := range st.Closes {
+		st.Closes[i] = h.closes[i].Load()
+	}
+	return st
 }
 
 // register adds c and counts its goroutine in wg. Both happen under h.mu, which

@@ -103,7 +103,7 @@ func (c *conn) pumpOne(batch *[]models.Encoded, buf **[]byte) bool {
 	default:
 		// The socket failed: end the connection as a failed write does.
 		c.closed = true // no writer will start; run's deferred markClosed agrees
-		c.cancel()
+		c.endAsync(CloseWriteFailed, 0, err.Error())
 		return false
 	}
 }
