@@ -112,7 +112,7 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	fs.BoolVar(&c.verbose, "v", false, "print progress")
 	fs.StringVar(&c.pprofDir, "pprof", "", "save server CPU profiles of each measured phase (and W3 heap and goroutine profiles) into this directory; starts servers with --debug-addr")
 	fs.BoolVar(&eagerSubscribe, "eager-subscribe", false, "subscribe as soon as the socket opens instead of after hello (reproduces a lost-first-byte race in the server's upgrade)")
-	fs.StringVar(&benchClientKind, "client", defaultClientKind, "subscribers' WebSocket client: epoll (Linux: a minimal RFC 6455 client read by one epoll loop per core, a quarter less CPU per frame here) or coder (github.com/coder/websocket, a reader goroutine per connection)")
+	fs.StringVar(&benchClientKind, "client", defaultClientKind, "subscribers' WebSocket client: coder (github.com/coder/websocket, a reader goroutine per connection, as a stock Go client) or epoll (Linux: a minimal RFC 6455 client read by one epoll loop per core, a quarter less CPU per frame here)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
