@@ -1,6 +1,7 @@
 # sqlws — see README.md. `make run` and `make test` do all their own set-up.
 GO        ?= go
 BIN       ?= bin/sqlws
+BENCH_BIN ?= bin/sqlws-bench
 DEMO_DB   ?= sqlws-demo.db
 ADDR      ?= 127.0.0.1:8080
 STATICCHECK_VERSION ?= v0.8.2
@@ -9,6 +10,7 @@ STATICCHECK_VERSION ?= v0.8.2
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sqlws
+	$(GO) build -o $(BENCH_BIN) ./cmd/sqlws-bench
 
 # Serves a demo database created on first run (a `todos` table with a few rows).
 run: build
@@ -37,10 +39,10 @@ deps-test:
 bench: bench-go bench-load
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./db ./ws ./web
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./db ./ws ./web ./cmd/sqlws-bench
 
 bench-load: build
-	./$(BIN) bench --short
+	./$(BENCH_BIN) --sqlws $(BIN) --short
 
 lint:
 	$(GO) vet ./...

@@ -34,7 +34,6 @@ Usage:
   sqlws serve --db PATH [flags]        serve WebSocket changes, REST and the dashboard
   sqlws migrate status|up|down --db PATH
   sqlws uninstall --db PATH            remove sqlws's triggers and tables
-  sqlws bench [flags]                  run the load benchmarks (see docs/performance.md)
 
 Run 'sqlws COMMAND -h' for a command's flags.
 `
@@ -54,8 +53,6 @@ func main() {
 		err = migrate(ctx, os.Args[2:], os.Stdout)
 	case "uninstall":
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
-	case "bench":
-		err = bench(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return

@@ -1,6 +1,6 @@
 package main
 
-// The load side of `sqlws bench`: many cheap WebSocket subscribers in one process, a
+// The load side of `sqlws-bench`: many cheap WebSocket subscribers in one process, a
 // frame scanner that pulls only seq and the writer's stamp out of changes frames, the
 // per-subscriber verifier (lost, duplicated, out-of-order) and a latency histogram.
 

@@ -1,6 +1,6 @@
 package main
 
-// Processes around `sqlws bench`: the server it starts (its own binary with serve), the
+// Processes around `sqlws-bench`: the server it starts (sqlws serve, --sqlws), the
 // /proc sampler that watches the server's RSS and CPU, the machine description that
 // goes with every result, and the open-files limit that 10,000 sockets need.
 

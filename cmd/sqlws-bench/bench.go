@@ -1,10 +1,10 @@
 package main
 
-// `sqlws bench` runs the load scenarios of docs/performance.md against a server it
-// starts (its own binary, `serve`, on a fresh temporary database per scenario run) or
-// against a running one (--target URL --db PATH), and prints a table and optionally
-// JSON. Writes come from a separate writer process (`sqlws bench writer`, see
-// bench_writer.go). Every scenario verifies what it measures — each subscriber must get
+// `sqlws-bench` runs the load scenarios of docs/performance.md against a server it
+// starts (the sqlws binary of --sqlws, `serve`, on a fresh temporary database per
+// scenario run) or against a running one (--target URL --db PATH), and prints a table
+// and optionally JSON. Writes come from a separate writer process (`sqlws-bench
+// writer`, see bench_writer.go). Every scenario verifies what it measures — each subscriber must get
 // every change exactly once and in order — and a run with a lost, duplicated or
 // out-of-order change fails with a non-zero exit. Missing a performance target does
 // not fail the run; it prints MISS.
@@ -24,7 +24,7 @@ import (
 	"time"
 )
 
-const benchUsage = `Usage: sqlws bench [flags]
+const benchUsage = `Usage: sqlws-bench [--sqlws PATH] [flags]
 
 Runs the load scenarios and prints figures against the targets (docs/performance.md):
 
@@ -35,8 +35,9 @@ Runs the load scenarios and prints figures against the targets (docs/performance
   W5  write throughput with capture ÷ without (1-row and 1,000-row transactions)
   W6  REST create p50 with N subscribers ÷ with none
 
-By default each scenario run starts this binary's 'serve' on a fresh temporary
-database at 127.0.0.1:0. With --target URL --db PATH it uses a running server instead
+By default each scenario run starts the sqlws binary's 'serve' (--sqlws; default: the
+sqlws beside this binary, else sqlws on PATH) on a fresh temporary database at
+127.0.0.1:0. With --target URL --db PATH it uses a running server instead
 (PATH must be the database that server serves, on this machine; nothing else may write
 to it during the run). Lost, duplicated or out-of-order changes fail the run (exit 1);
 a missed target only prints MISS.
@@ -58,6 +59,7 @@ type benchConfig struct {
 	w2Rows     int64
 	w4Rows     int64
 	serverArgs []string
+	sqlws      string
 	keep       bool
 	verbose    bool
 	pprofDir   string
@@ -87,7 +89,7 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	var c benchConfig
 	var scen, serverArgs string
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("sqlws-bench", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), benchUsage)
 		fs.PrintDefaults()
@@ -104,12 +106,13 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes per written row")
 	fs.Int64Var(&c.w2Rows, "w2-rows", 0, "rows the W2 writer writes (default: 1e6 × duration ÷ subs)")
 	fs.Int64Var(&c.w4Rows, "w4-rows", 0, "changes W4 resumes over (default 1,000,000; 100,000 with --short)")
+	fs.StringVar(&c.sqlws, "sqlws", "", "the sqlws binary whose serve the scenarios start (default: sqlws in this binary's directory, else on PATH)")
 	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for the started server (e.g. \"--window-changes 200000\")")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary databases and server logs")
 	fs.BoolVar(&c.verbose, "v", false, "print progress")
 	fs.StringVar(&c.pprofDir, "pprof", "", "save server CPU profiles of each measured phase (and W3 heap and goroutine profiles) into this directory; starts servers with --debug-addr")
 	fs.BoolVar(&eagerSubscribe, "eager-subscribe", false, "subscribe as soon as the socket opens instead of after hello (reproduces a lost-first-byte race in the server's upgrade)")
-	fs.StringVar(&benchClientKind, "client", defaultClientKind, "subscribers' WebSocket client: epoll (Linux: a minimal RFC 6455 client read by one epoll loop per core, a quarter less CPU per frame here) or coder (github.com/coder/websocket, a reader goroutine per connection)")
+	fs.StringVar(&benchClientKind, "client", defaultClientKind, "subscribers' WebSocket client: coder (github.com/coder/websocket, a reader goroutine per connection, as a stock Go client) or epoll (Linux: a minimal RFC 6455 client read by one epoll loop per core, a quarter less CPU per frame here)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -132,6 +135,9 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if c.target != "" && serverArgs != "" {
 		return fmt.Errorf("--server-args applies only to a server the bench starts")
+	}
+	if c.target != "" && c.sqlws != "" {
+		return fmt.Errorf("--sqlws applies only to a server the bench starts")
 	}
 	c.serverArgs = strings.Fields(serverArgs)
 	if c.subs <= 0 {
@@ -160,7 +166,13 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find own binary: %w", err)
 	}
+	if c.target == "" {
+		if c.sqlws, err = findSqlws(c.sqlws, exe); err != nil {
+			return err
+		}
+	}
 	b := &bencher{cfg: &c, exe: exe, out: out, started: time.Now()}
+	b.logf("server binary %s", c.sqlws)
 	b.nofile = raiseNoFile()
 	b.machine = readMachine()
 	if c.target != "" {
@@ -185,7 +197,7 @@ func pick[T any](short bool, s, full T) T {
 
 type bencher struct {
 	cfg     *benchConfig
-	exe     string
+	exe     string // this binary, re-executed as the writer and REST helpers
 	out     io.Writer
 	started time.Time
 	machine machineInfo
@@ -328,12 +340,12 @@ func (b *bencher) runScenario(ctx context.Context, id string) runResult {
 
 func (b *bencher) run(ctx context.Context, args []string) error {
 	rep := benchReport{Date: b.started.UTC().Format(time.RFC3339), Machine: b.machine,
-		Command: "sqlws bench " + strings.Join(args, " "), Mode: "self-started server per scenario run", OK: true}
+		Command: "sqlws-bench " + strings.Join(args, " "), Mode: "self-started server per scenario run", OK: true}
 	if b.cfg.target != "" {
 		rep.Mode = "target " + b.cfg.target + " (" + b.cfg.db + ")"
 	}
 	m := b.machine
-	fmt.Fprintf(b.out, "sqlws bench  %s\nmachine: nproc %d, %s, %.1f GiB, kernel %s, %s, loadavg %s, nofile %d\n\n",
+	fmt.Fprintf(b.out, "sqlws-bench  %s\nmachine: nproc %d, %s, %.1f GiB, kernel %s, %s, loadavg %s, nofile %d\n\n",
 		rep.Date, m.NProc, m.CPUModel, m.MemTotalG, m.Kernel, m.GoVersion, m.LoadStart, b.nofile)
 
 	for _, id := range b.cfg.scenarios {

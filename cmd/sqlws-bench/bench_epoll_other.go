@@ -7,9 +7,7 @@ import (
 	"net"
 )
 
-// The epoll client is Linux-only; elsewhere the bench uses coder/websocket's.
-const defaultClientKind = "coder"
-
+// The epoll client is Linux-only.
 func newPolledConn(nc net.Conn, rest []byte) (benchConn, error) {
 	nc.Close()
 	return nil, errors.New("--client epoll needs Linux; use --client coder")

@@ -16,7 +16,7 @@ import (
 // would share a Go scheduler with the thousand WebSocket readers, and the latency
 // measured would be mostly its wait for a turn behind them, not the server's.
 
-// restChildResult is what `sqlws bench rest` prints as JSON.
+// restChildResult is what `sqlws-bench rest` prints as JSON.
 type restChildResult struct {
 	Latencies []int64 `json:"latencies_us"`
 	Rows      int64   `json:"rows"`
@@ -24,9 +24,9 @@ type restChildResult struct {
 	SeqErrs   int64   `json:"seq_errs"`
 }
 
-// benchRest is the hidden `sqlws bench rest` child: restPhase, results on out.
+// benchRest is the hidden `sqlws-bench rest` child: restPhase, results on out.
 func benchRest(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("bench rest", flag.ContinueOnError)
+	fs := flag.NewFlagSet("sqlws-bench rest", flag.ContinueOnError)
 	url := fs.String("url", "", "rows URL to POST to")
 	d := fs.Duration("duration", 10*time.Second, "how long to post")
 	rate := fs.Float64("rate", 100, "posts per second")
@@ -46,7 +46,7 @@ func benchRest(ctx context.Context, args []string, out io.Writer) error {
 
 // runRestChild runs restPhase in a child process and rebuilds its result.
 func runRestChild(ctx context.Context, exe, url string, d time.Duration, rate float64, payload int, after int64) (restResult, error) {
-	cmd := exec.CommandContext(ctx, exe, "bench", "rest", "--url", url, "--duration", d.String(),
+	cmd := exec.CommandContext(ctx, exe, "rest", "--url", url, "--duration", d.String(),
 		"--rate", fmt.Sprint(rate), "--payload", fmt.Sprint(payload), "--after", fmt.Sprint(after))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -18,8 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const defaultClientKind = "epoll"
-
 // pollLoop reads the sockets registered with it: one epoll instance, level-triggered,
 // one read(2) per ready socket per wake-up. Its goroutine runs until stopPollers.
 type pollLoop struct {

@@ -60,7 +60,7 @@ func (b *bencher) newEnv(ctx context.Context, name string, serverArgs ...string)
 		if b.cfg.pprofDir != "" {
 			args = append(args, "--debug-addr", "127.0.0.1:0")
 		}
-		e.srv, err = startServer(ctx, b.exe, e.db, filepath.Join(dir, "server.log"), args)
+		e.srv, err = startServer(ctx, b.cfg.sqlws, e.db, filepath.Join(dir, "server.log"), args)
 		if err != nil {
 			e.close()
 			return nil, err

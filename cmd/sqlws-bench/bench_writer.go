@@ -1,6 +1,6 @@
 package main
 
-// The writer of `sqlws bench` runs as a separate process (`sqlws bench writer …`, a
+// The writer of `sqlws-bench` runs as a separate process (`sqlws-bench writer …`, a
 // hidden subcommand) that writes to the database file directly through
 // modernc.org/sqlite, as any other program would: one connection, WAL,
 // synchronous=NORMAL, busy_timeout. Every row carries the wall clock at which it was
@@ -99,7 +99,7 @@ type writerSpec struct {
 }
 
 func (s writerSpec) args() []string {
-	return []string{"bench", "writer", "--db", s.DB, "--table", s.Table,
+	return []string{"writer", "--db", s.DB, "--table", s.Table,
 		"--rows", strconv.FormatInt(s.Rows, 10), "--duration", s.Duration.String(),
 		"--rate", strconv.FormatFloat(s.Rate, 'f', -1, 64), "--txn", strconv.Itoa(s.Txn),
 		"--payload", strconv.Itoa(s.Payload), "--cpuprofile", s.Profile}
@@ -118,10 +118,10 @@ type writerResult struct {
 	busyNS     int64   // summed writing time when runs are accumulated (addWriter)
 }
 
-// benchWriter is the child process: `sqlws bench writer …`.
+// benchWriter is the child process: `sqlws-bench writer …`.
 func benchWriter(ctx context.Context, args []string, out io.Writer) error {
 	var s writerSpec
-	fs := flag.NewFlagSet("bench writer", flag.ContinueOnError)
+	fs := flag.NewFlagSet("sqlws-bench writer", flag.ContinueOnError)
 	fs.StringVar(&s.DB, "db", "", "database file")
 	fs.StringVar(&s.Table, "table", benchTable, "table to insert into")
 	fs.Int64Var(&s.Rows, "rows", 0, "rows to write (0: until --duration)")
