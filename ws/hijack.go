@@ -60,8 +60,13 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.fc = &frameConn{Conn: nc}
 	// The non-blocking fast path writes to the descriptor itself, which is only right
-	// for a plain socket: a TLS connection (say) must encrypt what goes through it.
-	switch sc := nc.(type) {
+	// for a plain socket: a TLS connection (say) must encrypt what goes through it. A
+	// wrapper that only counts connections (web.Listener) offers the socket it wraps.
+	sock := nc
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		sock = u.NetConn()
+	}
+	switch sc := sock.(type) {
 	case *net.TCPConn:
 		w.fc.raw, _ = sc.SyscallConn()
 	case *net.UnixConn:

@@ -90,6 +90,9 @@ type serveConfig struct {
 	logLevel       string
 	debugAddr      string
 	pumps          int
+	maxConns       int
+	requestTimeout time.Duration
+	idleTimeout    time.Duration
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -113,6 +116,9 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames, each up to a core while a change fans out (0: half the cores, at least 1)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); keep it private")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "most open client connections, HTTP and WebSocket; more are answered 503 (0: the descriptor limit less a reserve for SQLite)")
+	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "longest a REST request may take to arrive (body included) and its response to be written")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 30*time.Second, "close an idle keep-alive HTTP connection after this")
 }
 
 func splitList(s string) []string {
@@ -186,13 +192,21 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 	tailer := d.NewTailer(start, hub.Publish, db.TailerOptions{Poll: c.poll, Logger: log})
 
-	ln, err := net.Listen("tcp", c.addr)
+	tcpln, err := net.Listen("tcp", c.addr)
 	if err != nil {
 		return err
 	}
+	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, Logger: log})
+	// Every phase of a plain HTTP exchange is bounded, so a client that sends slowly,
+	// reads slowly or idles cannot hold a connection; a WebSocket clears these
+	// deadlines when it is upgraded and is bounded by pings and its write timeout.
 	srv := &http.Server{
 		Handler:           web.NewRouter(web.Config{DB: d, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log}),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
+		ReadTimeout:       c.requestTimeout,
+		WriteTimeout:      c.requestTimeout,
+		IdleTimeout:       c.idleTimeout,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
@@ -226,6 +240,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("debug endpoints", "addr", "http://"+dln.Addr().String()+"/debug/pprof/")
 	}
 
+	log.Debug("accepting", "addr", ln.Addr().String(), "max_conns", ln.MaxConns())
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
 	// Exactly one line on stdout (scripts wait for it); the hint goes to stderr.

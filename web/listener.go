@@ -1,0 +1,175 @@
+package web
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ListenerOptions configure NewListener.
+type ListenerOptions struct {
+	// MaxConns caps open client connections (HTTP and WebSocket alike). Zero derives it
+	// from the process's descriptor limit less Reserve, so the server never runs itself
+	// out of descriptors by accepting. Over the cap a new connection is answered 503
+	// and closed; connections already open are unaffected.
+	MaxConns int
+	// Reserve is how many descriptors are kept free for everything that is not a
+	// client connection: SQLite's database, WAL and shared-memory files for every
+	// pooled connection, the WAL watch, logs. Default 64.
+	Reserve int
+	Logger  *slog.Logger
+}
+
+// Listener accepts connections for the HTTP server without ever letting clients
+// exhaust the process's file descriptors, and without spinning when something else
+// has. It counts open connections and refuses those over MaxConns with a short 503;
+// when accept itself fails for lack of descriptors it frees a spare descriptor it
+// holds for the purpose, accepts and refuses the waiting connection (so the client
+// gets an answer instead of hanging in the backlog), and backs off, logging once per
+// episode rather than once per failed accept.
+type Listener struct {
+	net.Listener
+	max  int64
+	open atomic.Int64
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	spare   *os.File // released to make room for one accept when descriptors run out
+	closed  chan struct{}
+	closeMu sync.Once
+}
+
+// NewListener wraps ln.
+func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
+	if opts.Reserve <= 0 {
+		opts.Reserve = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	l := &Listener{Listener: ln, log: opts.Logger, closed: make(chan struct{})}
+	l.max = int64(opts.MaxConns)
+	if l.max <= 0 {
+		l.max = int64(fdLimit() - opts.Reserve)
+		if l.max < 16 {
+			l.max = 16
+		}
+	}
+	l.spare, _ = os.Open(os.DevNull)
+	return l
+}
+
+// MaxConns is the connection cap in force.
+func (l *Listener) MaxConns() int { return int(l.max) }
+
+// Open is the number of client connections open now.
+func (l *Listener) Open() int { return int(l.open.Load()) }
+
+// Accept returns the next connection the server may serve.
+func (l *Listener) Accept() (net.Conn, error) {
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			if backoff > 0 {
+				l.log.Info("accepting connections again")
+				backoff = 0
+			}
+			if l.open.Load() >= l.max {
+				refuse(c, "too many connections")
+				continue
+			}
+			l.open.Add(1)
+			return &countedConn{Conn: c, l: l}, nil
+		}
+		if !isOutOfFDs(err) {
+			return nil, err
+		}
+		if backoff == 0 {
+			l.log.Warn("out of file descriptors: refusing new connections until some close",
+				"err", err, "open_connections", l.open.Load(), "max_conns", l.max)
+			backoff = 5 * time.Millisecond
+		} else {
+			backoff = min(2*backoff, time.Second)
+		}
+		l.refuseOne()
+		select {
+		case <-l.closed:
+			return nil, net.ErrClosed
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// refuseOne frees the spare descriptor, accepts one waiting connection into it and
+// refuses it, then takes the spare again.
+func (l *Listener) refuseOne() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.spare == nil {
+		return
+	}
+	l.spare.Close()
+	l.spare = nil
+	if tl, ok := l.Listener.(*net.TCPListener); ok {
+		tl.SetDeadline(time.Now()) // never wait here: only a connection already queued
+		if c, err := tl.Accept(); err == nil {
+			refuse(c, "out of file descriptors")
+		}
+		tl.SetDeadline(time.Time{})
+	}
+	l.spare, _ = os.Open(os.DevNull)
+}
+
+// Close stops accepting.
+func (l *Listener) Close() error {
+	l.closeMu.Do(func() { close(l.closed) })
+	l.mu.Lock()
+	if l.spare != nil {
+		l.spare.Close()
+		l.spare = nil
+	}
+	l.mu.Unlock()
+	return l.Listener.Close()
+}
+
+// refusal is what a refused connection reads: a complete HTTP response in the error
+// envelope, so a client (or a WebSocket handshake) sees why.
+const refusalBody = `{"error":{"code":"unavailable","message":"the server has too many connections; retry"}}`
+
+var refusal = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n" +
+	"Connection: close\r\nContent-Length: " + strconv.Itoa(len(refusalBody)) + "\r\n\r\n" + refusalBody)
+
+func refuse(c net.Conn, _ string) {
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.Write(refusal)
+	c.Close()
+}
+
+func isOutOfFDs(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// countedConn gives back its place when closed, once however often Close is called.
+type countedConn struct {
+	net.Conn
+	l      *Listener
+	closed atomic.Bool
+}
+
+func (c *countedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.open.Add(-1)
+	}
+	return c.Conn.Close()
+}
+
+// NetConn is the accepted socket itself, for code that needs its type (the
+// WebSocket layer writes to plain sockets directly).
+func (c *countedConn) NetConn() net.Conn { return c.Conn }
