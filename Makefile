@@ -16,7 +16,8 @@ build:
 run: build
 	./$(BIN) serve --db $(DEMO_DB) --addr $(ADDR) --demo
 
-# Everything CI runs. Installs the sqlite3 CLI and Chromium when missing.
+# Everything CI runs. Installs the sqlite3 CLI, Chromium, Node.js and Node's ws
+# package (an independent WebSocket client for the protocol tests) when missing.
 test: deps-test
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -35,6 +36,8 @@ fuzz:
 deps-test:
 	@command -v sqlite3 >/dev/null 2>&1 || { apt-get update && apt-get install -y sqlite3; }
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; }
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || { apt-get update && apt-get install -y nodejs npm; }
+	@test -f e2e/testdata/nodews/node_modules/ws/package.json || (cd e2e/testdata/nodews && npm ci --no-audit --no-fund)
 
 bench: bench-go bench-load
 

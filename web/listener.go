@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// maxAcceptBackoff caps the wait between accepts while descriptors are exhausted:
+// long enough not to spin, short enough that a waiting client hears 503 promptly.
+const maxAcceptBackoff = 250 * time.Millisecond
+
 // ListenerOptions configure NewListener.
 type ListenerOptions struct {
 	// MaxConns caps open client connections (HTTP and WebSocket alike). Zero derives it
@@ -96,7 +100,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 				"err", err, "open_connections", l.open.Load(), "max_conns", l.max)
 			backoff = 5 * time.Millisecond
 		} else {
-			backoff = min(2*backoff, time.Second)
+			backoff = min(2*backoff, maxAcceptBackoff)
 		}
 		l.refuseOne()
 		select {
@@ -118,7 +122,9 @@ func (l *Listener) refuseOne() {
 	l.spare.Close()
 	l.spare = nil
 	if tl, ok := l.Listener.(*net.TCPListener); ok {
-		tl.SetDeadline(time.Now()) // never wait here: only a connection already queued
+		// Only a connection already queued: a deadline already past would fail before
+		// even trying, so give the one attempt a moment.
+		tl.SetDeadline(time.Now().Add(5 * time.Millisecond))
 		if c, err := tl.Accept(); err == nil {
 			refuse(c, "out of file descriptors")
 		}

@@ -172,6 +172,18 @@ type Server struct {
 // a data race. If the test failed, the server's stderr is logged.
 func StartServer(t testing.TB, dbPath string, extraArgs ...string) *Server {
 	t.Helper()
+	return startServer(t, 0, dbPath, extraArgs)
+}
+
+// StartServerLimited is StartServer with the server's limit on open file
+// descriptors (soft and hard) set to nofile, through util-linux's prlimit.
+func StartServerLimited(t testing.TB, nofile int, dbPath string, extraArgs ...string) *Server {
+	t.Helper()
+	return startServer(t, nofile, dbPath, extraArgs)
+}
+
+func startServer(t testing.TB, nofile int, dbPath string, extraArgs []string) *Server {
+	t.Helper()
 	bin := Binary(t)
 	args := append([]string{"serve", "--db", dbPath, "--addr", "127.0.0.1:0"}, extraArgs...)
 	s := &Server{
@@ -183,6 +195,10 @@ func StartServer(t testing.TB, dbPath string, extraArgs ...string) *Server {
 	}
 	ready := make(chan string, 1)
 	s.cmd = exec.Command(bin, args...)
+	if nofile > 0 {
+		lim := fmt.Sprintf("--nofile=%d:%d", nofile, nofile)
+		s.cmd = exec.Command("prlimit", append([]string{lim, "--", bin}, args...)...)
+	}
 	s.stdout = &lineWatcher{prefix: ListeningPrefix, found: ready}
 	s.cmd.Stdout = s.stdout
 	s.cmd.Stderr = s.stderr
@@ -292,6 +308,24 @@ func (s *Server) Restart(t testing.TB) *Server {
 		s.Stop()
 	}
 	return StartServer(t, s.DB, s.Args...)
+}
+
+// Sockets counts the server process's open socket descriptors (its listener
+// included), from /proc/PID/fd.
+func (s *Server) Sockets() int {
+	s.t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", s.PID())
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		s.t.Fatalf("list server descriptors: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n
 }
 
 // RSS returns the server's resident set size in bytes, from /proc/PID/status.
