@@ -45,12 +45,17 @@ func Head(ctx context.Context, q interface {
 // once as its protocol JSON. It stops early after maxBytes of encoded output (at least
 // one change is always returned), which bounds memory for wide rows. It runs as one
 // short statement and holds no transaction afterwards.
+//
+// The changes are consecutive, after+1 onwards: at the first seq that does not follow
+// the one before (retention pruned it, or someone deleted rows by hand), it stops and
+// returns what came before with models.ErrGap. A reader must never step over a hole
+// silently.
 func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
 	st, err := d.changesStmt(ctx)
 	if err != nil {
 		return nil, classify("read changelog", err)
 	}
-	return readChanges(ctx, st, after, limit, maxBytes)
+	return readChanges(ctx, st, after, limit, maxBytes, true)
 }
 
 // changesSQL reads a page of the changelog. It is prepared once (per reader
@@ -75,8 +80,10 @@ func (d *DB) changesStmt(ctx context.Context) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// readChanges runs st (changesSQL, prepared) and encodes the rows.
-func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int) ([]models.Encoded, error) {
+// readChanges runs st (changesSQL, prepared) and encodes the rows. With contiguous it
+// stops at a hole (see ReadChanges); without, it reads across holes, for the tailer,
+// whose window restarts at a jump (Hub.Publish) so that readers find the hole here.
+func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int, contiguous bool) ([]models.Encoded, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -98,6 +105,10 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		if err := rows.Scan(&seq, &rtbl, &rop, &pk, &old, &nw, &ts); err != nil {
 			return nil, classify("read changelog", err)
 		}
+		if contiguous && seq != after+1 {
+			return out, models.ErrGap
+		}
+		after = seq
 		// Runs of changes to one table share its name, and op is one of three: no
 		// string allocated per row for either (a twentieth of a resume's CPU).
 		if string(rtbl) != tbl {

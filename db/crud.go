@@ -63,6 +63,9 @@ type ChangesPage struct {
 	Changes []models.Encoded
 	Head    int64
 	Oldest  int64
+	// Gap is set when the changelog has a hole after the last of Changes (or right
+	// after since, when there are none): the reader cannot continue past it.
+	Gap bool
 }
 
 func unknownTable(name string) error {
@@ -701,7 +704,10 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 		if oldest.Valid {
 			p.Oldest = oldest.Int64
 		}
-		p.Changes, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes)
+		p.Changes, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
+		if errors.Is(err, models.ErrGap) {
+			p.Gap, err = true, nil
+		}
 		return err
 	})
 	return p, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -207,7 +208,8 @@ func TestUninstallAndMigrateDownLeaveWritesWorking(t *testing.T) {
 			} else {
 				// Each step down drops the capture triggers first, so writes keep working
 				// at every step; all steps down remove every sqlws object.
-				for range 2 {
+				st, _ := d.MigrateStatus(context.Background())
+				for range st {
 					if err = d.MigrateDown(context.Background()); err != nil {
 						break
 					}
@@ -326,7 +328,10 @@ func TestPruneByCountAndAge(t *testing.T) {
 		t.Fatalf("after pruning all: %+v, want head 1200 oldest 1201", pos)
 	}
 	testenv.SQLite(t, path, "INSERT INTO a VALUES (5000);")
-	if ch := readAll(t, d, 0); len(ch) != 1 || ch[0].Seq != 1201 {
+	if _, err := d.ReadChanges(ctx, 0, 10, 0); !errors.Is(err, models.ErrGap) {
+		t.Fatalf("reading from 0 across the pruned changes: %v, want models.ErrGap", err)
+	}
+	if ch := readAll(t, d, 1200); len(ch) != 1 || ch[0].Seq != 1201 {
 		t.Fatalf("after pruning all, next change = %+v, want seq 1201", ch)
 	}
 }

@@ -115,7 +115,7 @@ func (d *DB) Uninstall(ctx context.Context) error {
 		if _, err := dropTriggers(ctx, tx); err != nil {
 			return err
 		}
-		for _, t := range []string{"sqlws_changes", "sqlws_meta", "sqlws_pending", VersionTable} {
+		for _, t := range []string{"sqlws_changes", "sqlws_meta", "sqlws_pending", "sqlws_drops", VersionTable} {
 			if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS "+quoteIdent(t)); err != nil {
 				return err
 			}

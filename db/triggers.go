@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -335,7 +336,10 @@ func replaceSQL(t *schemaEntry) replaceStmts {
 // SyncResult says what SyncTriggers changed.
 type SyncResult struct {
 	Created, Dropped int
-	Tables           []string // tracked tables after the sync
+	// Gone are tables captured before this sync that have since stopped existing as
+	// the table sqlws captured (recorded in sqlws_drops).
+	Gone   []models.Drop
+	Tables []string // tracked tables after the sync
 	// Missing are --tables entries that do not exist; Skipped are tables that cannot be
 	// captured. Neither stops the others from being captured.
 	Missing []string
@@ -363,10 +367,10 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	// fail; if sqlws was uninstalled (or migrated down) under a running server, stop
 	// capturing rather than reinstall.
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('sqlws_changes', 'sqlws_pending')`).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('sqlws_changes', 'sqlws_pending', 'sqlws_drops')`).Scan(&n); err != nil {
 		return res, classify("sync triggers", err)
 	}
-	if n != 2 {
+	if n != 3 {
 		return res, errors.E(errors.Unavailable, "sqlws tables are missing (uninstalled or migrated down?); run migrate up or restart serve")
 	}
 
@@ -412,6 +416,9 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	if err != nil {
 		return res, err
 	}
+	if res.Gone, err = d.recordGone(ctx, tx, have); err != nil {
+		return res, err
+	}
 	for name, h := range have {
 		if (inScope[h.table] || len(d.opts.Tables) == 0) && want[name] != h.sql {
 			if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
@@ -436,6 +443,58 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	d.tables = entries
 	d.mu.Unlock()
 	return res, nil
+}
+
+// recordGone finds the tables this process captured whose insert trigger is gone or
+// now belongs to another table: SQLite drops a table's triggers with it, and moves
+// them with a rename, so that is how a DROP TABLE (also one followed by a CREATE of
+// the same name, a different table) or a rename away shows, whatever did it and
+// however long ago. ALTER TABLE ADD/DROP COLUMN keeps the triggers. Each is recorded
+// at the current head, in this transaction, for every process and every replay.
+func (d *DB) recordGone(ctx context.Context, tx *sql.Tx, have map[string]trigger) ([]models.Drop, error) {
+	d.mu.RLock()
+	var gone []string
+	for name := range d.tables {
+		if h, ok := have[triggerName(name, "insert")]; !ok || h.table != name {
+			gone = append(gone, name)
+		}
+	}
+	d.mu.RUnlock()
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	sort.Strings(gone)
+	head, err := Head(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]models.Drop, 0, len(gone))
+	for _, name := range gone {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO sqlws_drops (seq, tbl) VALUES (?, ?)", head, name); err != nil {
+			return nil, classify("record dropped table", err)
+		}
+		out = append(out, models.Drop{Table: name, Seq: head})
+	}
+	return out, nil
+}
+
+// DropsAfter returns the recorded table drops after rowid after (0: all), and the
+// rowid of the last one, for a reader that follows them.
+func (d *DB) DropsAfter(ctx context.Context, after int64) ([]models.Drop, int64, error) {
+	rows, err := d.reader.QueryContext(ctx, "SELECT rowid, seq, tbl FROM sqlws_drops WHERE rowid > ? ORDER BY rowid", after)
+	if err != nil {
+		return nil, after, classify("read dropped tables", err)
+	}
+	defer rows.Close()
+	var out []models.Drop
+	for rows.Next() {
+		var dr models.Drop
+		if err := rows.Scan(&after, &dr.Seq, &dr.Table); err != nil {
+			return nil, after, classify("read dropped tables", err)
+		}
+		out = append(out, dr)
+	}
+	return out, after, classify("read dropped tables", rows.Err())
 }
 
 type trigger struct{ table, sql string }

@@ -6,6 +6,7 @@ package models
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -181,6 +182,36 @@ func AppendJSONString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// ErrGap reports a hole in the changelog: the change after the last one read is
+// missing (pruned, or deleted by hand). Readers stop at it; clients get a reset.
+var ErrGap = errors.New("changelog has a gap")
+
+// ResetReason says whether a client can resume the stream after since, and if not,
+// why: "" when it can, else ResetStream (the client's stream is another database's),
+// ResetFuture (since is beyond the head: the client saw changes this database does
+// not have, e.g. it was restored from a backup) or ResetPruned (changes after since
+// are no longer retained). clientStream "" matches any stream. These are the rules
+// of every path that resumes: the WebSocket and /api/changes.
+func ResetReason(serverStream, clientStream string, p Position, since int64) string {
+	switch {
+	case clientStream != "" && clientStream != serverStream:
+		return ResetStream
+	case since > p.Head:
+		return ResetFuture
+	case since < p.Oldest-1:
+		return ResetPruned
+	}
+	return ""
+}
+
+// Drop records that a captured table stopped existing (dropped, renamed away, or
+// dropped and created again) when the changelog head was Seq: every change of the old
+// table has a seq <= Seq, and a subscription naming it ends there.
+type Drop struct {
+	Table string
+	Seq   int64
 }
 
 // Position is a change stream's extent: Head is the last assigned seq (0 if none

@@ -368,21 +368,17 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	stream := a.db.StreamID()
-	if s := v.Get("stream"); s != "" && s != stream {
-		a.gone(w, models.ResetStream, "stream differs: this is another database's change stream; reload")
-		return
-	}
 	p, err := a.db.ChangesSince(r.Context(), since, limit, changesMaxBytes)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	switch {
-	case since > p.Head:
-		a.gone(w, models.ResetFuture, "since is beyond the head of this database's changelog; reload")
-		return
-	case since < p.Oldest-1:
-		a.gone(w, models.ResetPruned, "changes after since were pruned by retention; reload")
+	reason := models.ResetReason(stream, v.Get("stream"), models.Position{Head: p.Head, Oldest: p.Oldest}, since)
+	if reason == "" && p.Gap && len(p.Changes) == 0 {
+		reason = models.ResetPruned // a hole right after since: those changes are gone
+	}
+	if reason != "" {
+		a.gone(w, reason)
 		return
 	}
 	n := 96
@@ -407,8 +403,13 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, b)
 }
 
-// gone answers 410 with a reset reason as the error code.
-func (a *api) gone(w http.ResponseWriter, reason, msg string) {
+// gone answers 410 with a reset reason as the error code: the HTTP form of a reset.
+func (a *api) gone(w http.ResponseWriter, reason string) {
+	msg := map[string]string{
+		models.ResetStream: "stream differs: this is another database's change stream; reload",
+		models.ResetFuture: "since is beyond the head of this database's changelog; reload",
+		models.ResetPruned: "changes after since are no longer in the changelog; reload",
+	}[reason]
 	writeJSON(w, http.StatusGone, map[string]any{"error": map[string]string{"code": reason, "message": msg}})
 }
 

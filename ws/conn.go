@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"slices"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,6 +73,14 @@ type subscription struct {
 	key    string
 	tables *tableFilter // nil: every table
 	cursor int64        // seq of the last change delivered or skipped
+	since  int64        // cursor at the start
+	// Table drops (see dropLimit): how many of the hub's drops were known when the
+	// subscription started (dropBase) and when limit was last computed (dropsSeen);
+	// limit is the seq where a dropped table it names ends (MaxInt64: none), and
+	// dropTable that table.
+	dropBase, dropsSeen int32
+	limit               int64
+	dropTable           string
 }
 
 // ServeHTTP upgrades GET /ws and hands the connection to its own goroutine, then
@@ -322,23 +333,17 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 		c.sendError(id, errors.E(errors.Unavailable, "database unavailable; retry", err))
 		return
 	}
-	if stream != "" && stream != h.src.StreamID() {
-		c.sendReset(id, models.ResetStream, pos.Head)
+	if !hasSince {
+		since = pos.Head // live from the current head
+	}
+	if reason := models.ResetReason(h.src.StreamID(), stream, pos, since); reason != "" {
+		c.sendReset(id, reason, pos.Head)
 		return
 	}
-	cursor := pos.Head // no since: live from the current head
-	if hasSince {
-		switch {
-		case since > pos.Head:
-			c.sendReset(id, models.ResetFuture, pos.Head)
-			return
-		case since < pos.Oldest-1:
-			c.sendReset(id, models.ResetPruned, pos.Head)
-			return
-		}
-		cursor = since
-	}
-	s := &subscription{id: id, key: string(id), tables: filter, cursor: cursor}
+	cursor := since
+	n := h.dropsN.Load()
+	s := &subscription{id: id, key: string(id), tables: filter, cursor: cursor, since: cursor,
+		dropBase: n, dropsSeen: -1, limit: math.MaxInt64}
 	ack, _ := json.Marshal(models.Subscribed{Type: models.TypeSubscribed, ID: id, Head: pos.Head})
 
 	c.mu.Lock()
@@ -501,10 +506,10 @@ func (c *conn) writeLoop() {
 		if buf == nil {
 			buf = framePool.Get().(*[]byte)
 		}
-		sent, reset, err := c.nextFrameLocked(&batch, buf, false)
+		sent, err := c.nextFrameLocked(&batch, buf, false)
 		if err != nil {
 			c.mu.Unlock()
-			c.hub.opts.Logger.Warn("websocket: read history; will retry", "err", err)
+			c.hub.opts.Logger.Warn("websocket: read history; will retry", "conn", c.id, "err", err)
 			// The database is busy or closed; try again shortly rather than lose data.
 			select {
 			case <-c.ctx.Done():
@@ -514,7 +519,7 @@ func (c *conn) writeLoop() {
 			}
 			continue
 		}
-		if !sent && reset == nil {
+		if !sent {
 			if c.dirty || len(c.control) > 0 {
 				c.mu.Unlock()
 				continue
@@ -522,14 +527,6 @@ func (c *conn) writeLoop() {
 			c.writing = false
 			c.mu.Unlock()
 			return
-		}
-		if reset != nil {
-			// Queued, not written: replies keep their order through the control queue.
-			msg, _ := json.Marshal(models.Reset{Type: models.TypeReset, ID: reset.id, Reason: models.ResetPruned,
-				Stream: c.hub.src.StreamID(), Head: c.hub.Head()})
-			c.queueLocked(msg)
-			c.mu.Unlock()
-			continue
 		}
 		c.mu.Unlock()
 		frame := *buf
@@ -547,12 +544,13 @@ func (c *conn) finishWriting() {
 
 // nextFrameLocked builds the next changes frame into buf, serving subscriptions
 // round-robin so one busy subscription does not starve the others. It returns
-// sent=false when every subscription is caught up or replies are waiting, or the
-// subscription that must be reset because history it needs was pruned (it is
-// removed). c.mu is held; it is released around history reads, which touch the
-// database, and anything that changed meanwhile is looked at again. With windowOnly
-// (the pump) it never reads history: it returns errNeedsHistory instead.
-func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly bool) (sent bool, reset *subscription, err error) {
+// sent=false when every subscription is caught up or replies are waiting. A
+// subscription that cannot go on — history it needs was pruned, or a table it names
+// was dropped and it has everything up to the drop — is removed, and its reset or
+// error queued as a reply. c.mu is held; it is released around history reads, which
+// touch the database, and anything that changed meanwhile is looked at again. With
+// windowOnly (the pump) it never reads history: it returns errNeedsHistory instead.
+func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly bool) (sent bool, err error) {
 	h := c.hub
 	for range len(c.order) {
 		if c.next >= len(c.order) {
@@ -561,34 +559,39 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly 
 		s := c.order[c.next]
 		c.next++
 		for {
+			limit := c.dropLimit(s)
+			if s.cursor >= limit {
+				c.endSubscriptionLocked(s, nil)
+				return false, nil
+			}
 			*batch = (*batch)[:0]
 			from := s.cursor
-			entries, cursor, res := h.read(*batch, from, s.tables)
+			entries, cursor, res := h.read(*batch, from, s.tables, limit)
 			if res == readHistory && windowOnly {
-				return false, nil, errNeedsHistory
+				return false, errNeedsHistory
 			}
 			if res == readHistory {
 				c.mu.Unlock()
-				entries, cursor, err = c.readHistory(from, s.tables)
+				entries, cursor, err = c.readHistory(from, s.tables, limit)
 				c.mu.Lock()
 				if c.subs[s.key] != s || len(c.control) > 0 {
 					// Unsubscribed or replaced meanwhile, or a reply (say, a new
 					// subscription's ack) must go out first: start over.
-					return false, nil, nil
+					return false, nil
 				}
 				if err == errPruned {
-					c.removeLocked(s)
-					return false, s, nil
+					c.endSubscriptionLocked(s, err)
+					return false, nil
 				}
 				if err != nil {
-					return false, nil, err
+					return false, err
 				}
 			}
 			s.cursor = cursor
 			*batch = entries
 			if len(entries) > 0 {
 				*buf = appendFrame((*buf)[:frameHeaderMax], s.id, entries)
-				return true, nil, nil
+				return true, nil
 			}
 			if cursor == from {
 				break // caught up
@@ -596,7 +599,40 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly 
 			// Skipped changes of other tables without finding one: keep going.
 		}
 	}
-	return false, nil, nil
+	return false, nil
+}
+
+// endSubscriptionLocked removes s and queues why it ended: a reset (pruned) when
+// history it needs is gone, else error table_dropped for the table it names that
+// was dropped.
+func (c *conn) endSubscriptionLocked(s *subscription, why error) {
+	c.removeLocked(s)
+	var msg []byte
+	if why == errPruned {
+		msg, _ = json.Marshal(models.Reset{Type: models.TypeReset, ID: s.id, Reason: models.ResetPruned,
+			Stream: c.hub.src.StreamID(), Head: c.hub.Head()})
+	} else {
+		msg, _ = json.Marshal(models.ErrorMessage{Type: models.TypeError, ID: s.id, Code: codeTableDropped,
+			Message: fmt.Sprintf("table %q was dropped; this subscription has every change it made", echo(s.dropTable))})
+	}
+	c.queueLocked(msg)
+}
+
+// codeTableDropped ends a subscription whose table was dropped.
+const codeTableDropped = "table_dropped"
+
+// dropLimit is the last seq s may read: the seq at which a table it names was
+// dropped (its changes end there), or math.MaxInt64. Recomputed only when the hub
+// learns of a drop.
+func (c *conn) dropLimit(s *subscription) int64 {
+	if s.tables == nil {
+		return math.MaxInt64 // every table: drops end nothing
+	}
+	if n := c.hub.dropsN.Load(); n != s.dropsSeen {
+		s.dropsSeen = n
+		s.limit, s.dropTable = c.hub.dropLimit(s)
+	}
+	return s.limit
 }
 
 var (
@@ -607,20 +643,27 @@ var (
 // readHistory reads changes after cursor from the Source for a subscriber that is
 // behind the window. It returns as soon as it has matching changes, or once cursor
 // reaches the window, where the window serves the rest without touching SQLite.
-func (c *conn) readHistory(cursor int64, tables *tableFilter) ([]models.Encoded, int64, error) {
+func (c *conn) readHistory(cursor int64, tables *tableFilter, limit int64) ([]models.Encoded, int64, error) {
 	h := c.hub
 	for {
 		got, err := h.src.ReadChanges(c.ctx, cursor, h.opts.FrameChanges, h.opts.FrameBytes)
-		if err != nil {
+		gap := errors.Is(err, models.ErrGap)
+		if err != nil && !gap {
 			return nil, cursor, err
 		}
-		if len(got) == 0 || got[0].Seq != cursor+1 {
+		if len(got) == 0 {
 			// Everything after cursor up to the window should be in the changelog; a
-			// hole means retention (or a restore) removed it.
-			if len(got) == 0 && cursor >= h.Head() {
+			// hole means retention (or someone by hand, or a restore) removed it.
+			if !gap && cursor >= h.Head() {
 				return nil, cursor, nil
 			}
 			return nil, cursor, errPruned
+		}
+		if i := sort.Search(len(got), func(i int) bool { return got[i].Seq > limit }); i < len(got) {
+			got, gap = got[:i], true // a drop ends the subscription there: as good as a gap
+			if len(got) == 0 {
+				return nil, limit, nil
+			}
 		}
 		out := got[:0]
 		for _, e := range got {
@@ -629,7 +672,9 @@ func (c *conn) readHistory(cursor int64, tables *tableFilter) ([]models.Encoded,
 			}
 		}
 		cursor = got[len(got)-1].Seq
-		if len(out) > 0 || h.inWindow(cursor) {
+		// At a gap, what came before it goes out first; the next read finds the gap
+		// at once and resets the subscription.
+		if len(out) > 0 || gap || h.inWindow(cursor) {
 			return out, cursor, nil
 		}
 	}

@@ -9,6 +9,7 @@ package ws
 import (
 	"context"
 	"log/slog"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,12 @@ type Hub struct {
 
 	connIDs atomic.Uint64 // the last connection id given out
 	closes  closeCounts
+
+	// drops are the captured tables that stopped existing, in the order the hub
+	// learned of them (under mu); dropsN is their number, read without the lock on
+	// every frame to see whether anything changed.
+	drops  []models.Drop
+	dropsN atomic.Int32
 }
 
 // NewHub returns a hub whose stream is at head: the next change it expects is head+1.
@@ -312,10 +319,45 @@ const (
 	readHistory                   // cursor is before the window: read the Source
 )
 
+// TableDropped tells the hub that captured tables stopped existing (see
+// models.Drop): a subscription naming one receives its changes up to the drop's seq,
+// then error table_dropped, and ends. Subscriptions to every table go on.
+func (h *Hub) TableDropped(drops []models.Drop) {
+	if len(drops) == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.drops = append(h.drops, drops...)
+	h.dropsN.Store(int32(len(h.drops)))
+	h.mu.Unlock()
+	h.wakePumps() // subscriptions at the head end now, not at the next change
+}
+
+// dropLimit is where s must stop because a table it names was dropped: the lowest
+// seq of the drops that apply to it, and that table; math.MaxInt64 if none. A drop
+// the hub learned of after s started applies (s was following the old table); one
+// it knew of before applies only if s started before the drop's seq (it resumes
+// from the old table's history), else s is following the table created since.
+func (h *Hub) dropLimit(s *subscription) (int64, string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	limit, table := int64(math.MaxInt64), ""
+	for i, d := range h.drops {
+		if !s.tables.match(d.Table) || (int32(i) < s.dropBase && s.since >= d.Seq) {
+			continue
+		}
+		if d.Seq < limit {
+			limit, table = d.Seq, d.Table
+		}
+	}
+	return limit, table
+}
+
 // read appends to dst the window's changes after cursor in tables (nil: all), up to the
-// frame limits, and returns the new cursor: the seq of the last change examined, so
-// filtered-out changes are skipped once. The returned JSON slices are immutable.
-func (h *Hub) read(dst []models.Encoded, cursor int64, tables *tableFilter) ([]models.Encoded, int64, readResult) {
+// frame limits and no further than seq limit, and returns the new cursor: the seq of
+// the last change examined, so filtered-out changes are skipped once. The returned
+// JSON slices are immutable.
+func (h *Hub) read(dst []models.Encoded, cursor int64, tables *tableFilter, limit int64) ([]models.Encoded, int64, readResult) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if cursor >= h.head {
@@ -327,6 +369,9 @@ func (h *Hub) read(dst []models.Encoded, cursor int64, tables *tableFilter) ([]m
 	bytes := 0
 	for i := int(cursor + 1 - h.first); i < h.n; i++ {
 		e := h.ring[(h.start+i)%len(h.ring)]
+		if e.Seq > limit {
+			break
+		}
 		if tables.match(e.Table) {
 			if len(dst) >= h.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > h.opts.FrameBytes) {
 				break

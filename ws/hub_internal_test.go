@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"syscall"
 	"testing"
@@ -25,10 +26,10 @@ func TestWindowEvictsByCountAndBytes(t *testing.T) {
 		}
 	}
 	// A cursor before the window goes to history; inside reads exactly what follows.
-	if _, _, res := h.read(nil, 20, nil); res != readHistory {
+	if _, _, res := h.read(nil, 20, nil, math.MaxInt64); res != readHistory {
 		t.Fatalf("cursor 20 with window 26..30: %v, want history", res)
 	}
-	got, cur, res := h.read(nil, 27, nil)
+	got, cur, res := h.read(nil, 27, nil, math.MaxInt64)
 	if res != readOK || cur != 30 || len(got) != 3 || got[0].Seq != 28 {
 		t.Fatalf("read after 27: %d entries cursor %d res %v", len(got), cur, res)
 	}
@@ -44,11 +45,11 @@ func TestWindowEvictsByCountAndBytes(t *testing.T) {
 func TestWindowFilterSkipsAndGapRestarts(t *testing.T) {
 	h := NewHub(nil, 0, Options{})
 	h.Publish([]models.Encoded{enc(1, "a"), enc(2, "b"), enc(3, "a"), enc(4, "b")})
-	got, cur, _ := h.read(nil, 0, newTableFilter([]string{"b"}))
+	got, cur, _ := h.read(nil, 0, newTableFilter([]string{"b"}), math.MaxInt64)
 	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
 		t.Fatalf("filtered read: %v cursor %d", got, cur)
 	}
-	got, cur, _ = h.read(nil, 0, newTableFilter([]string{"b", "c", "b"}))
+	got, cur, _ = h.read(nil, 0, newTableFilter([]string{"b", "c", "b"}), math.MaxInt64)
 	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
 		t.Fatalf("read filtered by two tables: %v cursor %d", got, cur)
 	}
@@ -57,7 +58,7 @@ func TestWindowFilterSkipsAndGapRestarts(t *testing.T) {
 	if first, head, n, _ := h.window(); first != 10 || head != 10 || n != 1 {
 		t.Fatalf("after jump: first=%d head=%d n=%d", first, head, n)
 	}
-	if _, _, res := h.read(nil, 4, nil); res != readHistory {
+	if _, _, res := h.read(nil, 4, nil, math.MaxInt64); res != readHistory {
 		t.Fatal("a cursor before a jump must read history, where the gap is detected")
 	}
 }
@@ -69,7 +70,7 @@ func TestFrameLimits(t *testing.T) {
 		b = append(b, enc(s, "t"))
 	}
 	h.Publish(b)
-	got, cur, _ := h.read(nil, 0, nil)
+	got, cur, _ := h.read(nil, 0, nil, math.MaxInt64)
 	if len(got) != 3 || cur != 3 {
 		t.Fatalf("frame of %d, cursor %d", len(got), cur)
 	}
@@ -99,7 +100,7 @@ func TestFanOutAllocations(t *testing.T) {
 		}
 		h.Publish(batch)
 		for i := range cursors {
-			scratch, cursors[i], _ = h.read(scratch[:0], cursors[i], nil)
+			scratch, cursors[i], _ = h.read(scratch[:0], cursors[i], nil, math.MaxInt64)
 			buf = appendFrame(buf[:0], id, scratch)
 		}
 	}
@@ -138,7 +139,7 @@ func BenchmarkFanOut(b *testing.B) {
 				}
 				h.Publish(batch)
 				for i := range cursors {
-					scratch, cursors[i], _ = h.read(scratch[:0], cursors[i], nil)
+					scratch, cursors[i], _ = h.read(scratch[:0], cursors[i], nil, math.MaxInt64)
 					buf = appendFrame(buf[:0], []byte(`1`), scratch)
 				}
 			}

@@ -79,8 +79,9 @@ func (c *conn) pumpOne(batch *[]models.Encoded, buf **[]byte) bool {
 		c.startWriterLocked()
 		return false
 	}
-	sent, _, err := c.nextFrameLocked(batch, *buf, true)
-	if err != nil { // behind the window
+	sent, err := c.nextFrameLocked(batch, *buf, true)
+	if err != nil || (!sent && len(c.control) > 0) {
+		// Behind the window, or a subscription ended and its reply is queued.
 		c.startWriterLocked()
 		return false
 	}

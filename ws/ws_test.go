@@ -46,7 +46,7 @@ func start(t *testing.T, schema string, opts ws.Options) *server {
 	}
 	pos, _ := d.Position(ctx)
 	hub := ws.NewHub(d, pos.Head, opts)
-	tl := d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{})
+	tl := d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{Dropped: hub.TableDropped})
 	done := make(chan struct{})
 	go func() { tl.Run(ctx); close(done) }()
 	srv := httptest.NewServer(hub)

@@ -190,7 +190,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
 	})
-	tailer := d.NewTailer(start, hub.Publish, db.TailerOptions{Poll: c.poll, Logger: log})
+	tailer := d.NewTailer(start, hub.Publish, db.TailerOptions{Poll: c.poll, Dropped: hub.TableDropped, Logger: log})
 
 	tcpln, err := net.Listen("tcp", c.addr)
 	if err != nil {
