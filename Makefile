@@ -5,8 +5,9 @@ BENCH_BIN ?= bin/sqlws-bench
 DEMO_DB   ?= sqlws-demo.db
 ADDR      ?= 127.0.0.1:8080
 STATICCHECK_VERSION ?= v0.8.2
+GOIMPORTS_VERSION   ?= v0.52.0
 
-.PHONY: build run test test-go fuzz bench bench-go bench-load lint screenshot deps deps-test clean
+.PHONY: build run test test-go fuzz bench bench-go bench-load lint check screenshot deps deps-test clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sqlws
@@ -50,6 +51,14 @@ bench-load: build
 lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# What CI checks besides the tests: go.mod and go.sum tidy (no direct requirement
+# marked indirect), staticcheck clean, and every file formatted with its imports
+# grouped (standard library, others, this module), as goimports -local writes them.
+check: lint
+	$(GO) mod tidy -diff
+	@bad=$$($(GO) run golang.org/x/tools/cmd/goimports@$(GOIMPORTS_VERSION) -local github.com/sqlws/sqlws -l $$(git ls-files '*.go')); \
+	  if [ -n "$$bad" ]; then echo "goimports -local github.com/sqlws/sqlws needed: $$bad"; exit 1; fi
 
 screenshot: deps-test
 	SQLWS_SCREENSHOT=1 $(GO) test -count=1 -run 'TestBrowserScreenshot' ./e2e
