@@ -83,7 +83,7 @@ func checkErr(t *testing.T, err error, kind errors.Kind, code string, want ...st
 		t.Fatalf("error %v: kind %v, want %v", err, errors.KindOf(err), kind)
 	}
 	_, c, msg := errors.Public(err)
-	if c != code {
+	if string(c) != code {
 		t.Fatalf("error %v: code %q, want %q", err, c, code)
 	}
 	for _, w := range want {

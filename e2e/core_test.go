@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // TestCoreInsertUpdateDelete: CLI writes arrive with the right op, pk, old and new,
@@ -22,7 +23,7 @@ func TestCoreInsertUpdateDelete(t *testing.T) {
 	t.Parallel()
 	db, srv := start(t, `CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER);`)
 	c := srv.Dial(t)
-	if c.Hello.Type != models.TypeHello || c.Hello.Version != 1 || c.Hello.Stream == "" ||
+	if c.Hello.Type != protocol.TypeHello || c.Hello.Version != 1 || c.Hello.Stream == "" ||
 		c.Hello.Head != 0 || c.Hello.Oldest != 1 {
 		t.Fatalf("hello on a fresh database = %+v, want version 1, a stream, head 0, oldest 1", c.Hello)
 	}

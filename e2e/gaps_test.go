@@ -8,6 +8,7 @@ import (
 
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // TestHandDeletedSeqIsNotSkipped: a change deleted from the changelog by hand is a
@@ -29,7 +30,7 @@ func TestHandDeletedSeqIsNotSkipped(t *testing.T) {
 	if s := seqs(got); len(s) != 6 || s[0] != 1 || s[5] != 6 {
 		t.Fatalf("before the hole: seqs %v, want 1..6", s)
 	}
-	if m := c.Next(timeout); m.Type != models.TypeReset || m.Reason != models.ResetPruned || m.ID() != "a" {
+	if m := c.Next(timeout); m.Type != protocol.TypeReset || m.Reason != protocol.ResetPruned || m.ID() != "a" {
 		t.Fatalf("at the hole: got %s, want reset pruned for a", m.Raw)
 	}
 	// A client that already had 7 is not affected.
@@ -74,7 +75,7 @@ func TestDropTableEndsItsSubscriptions(t *testing.T) {
 			t.Fatalf("%s: before the drop: %+v", id, got)
 		}
 		m := c.Next(timeout)
-		if m.Type != models.TypeError || m.Code != "table_dropped" {
+		if m.Type != protocol.TypeError || m.Code != "table_dropped" {
 			t.Fatalf("after the drop: %s, want error table_dropped", m.Raw)
 		}
 		ended[m.ID()] = true
@@ -99,7 +100,7 @@ func TestDropTableEndsItsSubscriptions(t *testing.T) {
 		if got := c.WaitChanges("replay", 2, timeout); intField(t, got[1], "v") != 2 {
 			t.Fatalf("%s: replay before the drop: %+v", what, got)
 		}
-		if m := c.Next(timeout); m.Type != models.TypeError || m.Code != "table_dropped" {
+		if m := c.Next(timeout); m.Type != protocol.TypeError || m.Code != "table_dropped" {
 			t.Fatalf("%s: replay: %s, want error table_dropped", what, m.Raw)
 		}
 		// Following the new table from the drop's position on (as a client that loaded

@@ -16,7 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sqlws/sqlws/internal/testenv"
-	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // rawConn is a bare WebSocket client that never answers pings, for liveness tests.
@@ -132,7 +132,7 @@ func TestReadLimitFlag(t *testing.T) {
 	_, srv := start(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, v INT);`, "--read-limit", "1024")
 	c := srv.Dial(t)
 	c.Send(`{"type":"subscribe","id":"a","tables":["` + strings.Repeat("y", 900) + `"]}`)
-	if m := c.Next(timeout); m.Type != models.TypeError || m.Code != "unknown_table" {
+	if m := c.Next(timeout); m.Type != protocol.TypeError || m.Code != "unknown_table" {
 		t.Errorf("message under the limit: got %.200s, want error unknown_table", m.Raw)
 	}
 	c.Send(`{"type":"subscribe","id":"a","tables":["` + strings.Repeat("y", 2000) + `"]}`)

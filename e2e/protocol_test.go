@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // TestBadInput: every malformed or refused request gets the documented error code
@@ -53,12 +54,12 @@ func TestBadInput(t *testing.T) {
 	for i, k := range cases {
 		c.Send(k.raw)
 		m := c.Next(timeout)
-		if m.Type != models.TypeError || m.Code != k.code {
+		if m.Type != protocol.TypeError || m.Code != k.code {
 			t.Errorf("%s: got %.300s, want error %s", k.name, m.Raw, k.code)
 		} else if k.id != "" && m.ID() != k.id {
 			t.Errorf("%s: error id = %s, want %s", k.name, m.RawID, k.id)
 		}
-		if m.Type == models.TypeError && m.Message == "" {
+		if m.Type == protocol.TypeError && m.Message == "" {
 			t.Errorf("%s: error without a message: %s", k.name, m.Raw)
 		}
 		// The existing subscription still works, and got nothing else in between.
@@ -102,7 +103,7 @@ CREATE TABLE b(id INTEGER PRIMARY KEY, n INT);`)
 	c.Subscribe("all", nil, nil, "")
 	c.Subscribe("empty", []string{}, nil, "")
 	c.Send(`{"type":"subscribe","id":7,"tables":["a"]}`)
-	if m := c.Next(timeout); m.Type != models.TypeSubscribed || string(m.RawID) != "7" {
+	if m := c.Next(timeout); m.Type != protocol.TypeSubscribed || string(m.RawID) != "7" {
 		t.Fatalf("subscribe with numeric id 7: got %s, want subscribed with id 7 (a number)", m.Raw)
 	}
 
@@ -134,7 +135,7 @@ INSERT INTO b(n) VALUES(4);`)
 
 	c.Unsubscribe("A")
 	c.Send(`{"type":"unsubscribe","id":7}`)
-	if m := c.Next(timeout); m.Type != models.TypeUnsubscribed || string(m.RawID) != "7" {
+	if m := c.Next(timeout); m.Type != protocol.TypeUnsubscribed || string(m.RawID) != "7" {
 		t.Fatalf("unsubscribe numeric id 7: got %s, want unsubscribed with id 7", m.Raw)
 	}
 	testenv.SQLite(t, db, "INSERT INTO a(n) VALUES(5); INSERT INTO b(n) VALUES(6);")
@@ -152,7 +153,7 @@ INSERT INTO b(n) VALUES(4);`)
 	}
 	// Unsubscribing again is an error; the id can be reused.
 	c.Send(`{"type":"unsubscribe","id":"A"}`)
-	if m := c.Next(timeout); m.Type != models.TypeError || m.Code != "unknown_subscription" {
+	if m := c.Next(timeout); m.Type != protocol.TypeError || m.Code != "unknown_subscription" {
 		t.Errorf("second unsubscribe: got %s, want unknown_subscription", m.Raw)
 	}
 	c.Subscribe("A", []string{"a"}, testenv.Int64(4), "")
@@ -173,14 +174,14 @@ func TestResetFutureAndStream(t *testing.T) {
 	}
 	check := func(m testenv.Msg, reason string) {
 		t.Helper()
-		if m.Type != models.TypeReset || m.Reason != reason || m.Stream != c.Hello.Stream || m.Head != 5 {
+		if m.Type != protocol.TypeReset || m.Reason != reason || m.Stream != c.Hello.Stream || m.Head != 5 {
 			t.Errorf("got %s, want reset %s with stream %q head 5", m.Raw, reason, c.Hello.Stream)
 		}
 	}
-	check(c.SubscribeReply("f", nil, testenv.Int64(105), ""), models.ResetFuture)
-	check(c.SubscribeReply("f", nil, testenv.Int64(6), ""), models.ResetFuture)
-	check(c.SubscribeReply("s", nil, testenv.Int64(0), "deadbeef"), models.ResetStream)
-	check(c.SubscribeReply("s", nil, nil, "deadbeef"), models.ResetStream)
+	check(c.SubscribeReply("f", nil, testenv.Int64(105), ""), protocol.ResetFuture)
+	check(c.SubscribeReply("f", nil, testenv.Int64(6), ""), protocol.ResetFuture)
+	check(c.SubscribeReply("s", nil, testenv.Int64(0), "deadbeef"), protocol.ResetStream)
+	check(c.SubscribeReply("s", nil, nil, "deadbeef"), protocol.ResetStream)
 
 	c.Subscribe("f", nil, testenv.Int64(5), "")             // since == head
 	c.Subscribe("s", nil, testenv.Int64(0), c.Hello.Stream) // matching stream
@@ -214,7 +215,7 @@ func TestResetPruned(t *testing.T) {
 	}
 	for _, since := range []int64{1, 0, 89} {
 		m := c.SubscribeReply("p", nil, &since, "")
-		if m.Type != models.TypeReset || m.Reason != models.ResetPruned || m.Head != 100 || m.Stream != c.Hello.Stream {
+		if m.Type != protocol.TypeReset || m.Reason != protocol.ResetPruned || m.Head != 100 || m.Stream != c.Hello.Stream {
 			t.Errorf("since %d: got %s, want reset pruned head 100", since, m.Raw)
 		}
 	}
@@ -261,7 +262,7 @@ func TestRetention(t *testing.T) {
 		if c.Hello.Head != 20 || c.Hello.Oldest != 21 {
 			t.Fatalf("hello with an empty log = %+v, want head 20 oldest 21 (head+1)", c.Hello)
 		}
-		if m := c.SubscribeReply("old", nil, testenv.Int64(19), ""); m.Type != models.TypeReset || m.Reason != models.ResetPruned {
+		if m := c.SubscribeReply("old", nil, testenv.Int64(19), ""); m.Type != protocol.TypeReset || m.Reason != protocol.ResetPruned {
 			t.Errorf("since 19 with everything pruned: got %s, want reset pruned", m.Raw)
 		}
 		c.Subscribe("a", nil, testenv.Int64(20), "")
@@ -402,7 +403,7 @@ func TestTablesFlag(t *testing.T) {
 CREATE TABLE a(id INTEGER PRIMARY KEY, n INT);
 CREATE TABLE b(id INTEGER PRIMARY KEY, n INT);`, "--tables", "a")
 	c := srv.Dial(t)
-	if m := c.SubscribeReply("b", []string{"b"}, nil, ""); m.Type != models.TypeError || m.Code != "unknown_table" {
+	if m := c.SubscribeReply("b", []string{"b"}, nil, ""); m.Type != protocol.TypeError || m.Code != "unknown_table" {
 		t.Errorf("subscribe to an untracked table: got %s, want error unknown_table", m.Raw)
 	}
 	c.Subscribe("all", nil, nil, "")
@@ -460,7 +461,7 @@ func TestMigrateAndUninstall(t *testing.T) {
 	if c.Hello.Stream == stream || c.Hello.Head != 0 {
 		t.Errorf("after uninstall and serve: hello = %+v, want a new stream (old %q) and head 0", c.Hello, stream)
 	}
-	if m := c.SubscribeReply("old", nil, testenv.Int64(1), stream); m.Type != models.TypeReset || m.Reason != models.ResetStream {
+	if m := c.SubscribeReply("old", nil, testenv.Int64(1), stream); m.Type != protocol.TypeReset || m.Reason != protocol.ResetStream {
 		t.Errorf("resume with the pre-uninstall stream: got %s, want reset stream", m.Raw)
 	}
 }
@@ -507,7 +508,7 @@ func TestSchemaRenames(t *testing.T) {
 		return ch.Table == "r2"
 	})
 	c.Subscribe("r2", []string{"r2"}, nil, "")
-	if m := c.SubscribeReply("r", []string{"r"}, nil, ""); m.Type != models.TypeError || m.Code != "unknown_table" {
+	if m := c.SubscribeReply("r", []string{"r"}, nil, ""); m.Type != protocol.TypeError || m.Code != "unknown_table" {
 		t.Errorf("subscribe to the renamed-away table: got %s, want unknown_table", m.Raw)
 	}
 

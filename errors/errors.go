@@ -1,7 +1,9 @@
-// Package errors is sqlws's single error package. It classifies failures by Kind,
-// and maps each Kind, in one place, to an HTTP status and a WebSocket error code, so
-// every layer reports the same failure the same way and no internal error text ever
-// reaches a client.
+// Package errors is sqlws's single error package. It classifies failures by Kind
+// (what the caller can do about it), names the stable error codes clients see, and
+// separates the client-safe message from the cause, so every layer reports a failure
+// the same way and no internal error text ever reaches a client. How a Kind shows at
+// an edge (an HTTP status, a WebSocket close) is the edge's business: package web
+// and package ws each map kinds in one place.
 //
 // It is a superset of the standard library's errors package (Is, As, New, Join,
 // Unwrap are re-exported), so one import serves everywhere.
@@ -10,7 +12,6 @@ package errors
 import (
 	stderrors "errors"
 	"fmt"
-	"net/http"
 	"strings"
 )
 
@@ -32,22 +33,56 @@ const (
 	Unsupported              // the request's media type is not JSON
 )
 
+// Code is a specific, stable error code for clients (docs/rest.md, docs/protocol.md).
+type Code string
+
+// The error codes. Each Kind has a default (Kind.Code); the others are more specific
+// codes of a kind, set with E(..., CodeX) or WithCode.
+const (
+	CodeInternal             Code = "internal"
+	CodeBadRequest           Code = "bad_request"
+	CodeNotFound             Code = "not_found"
+	CodeConflict             Code = "conflict"
+	CodeUnauthorized         Code = "unauthorized"
+	CodeForbidden            Code = "forbidden"
+	CodeTooLarge             Code = "too_large"
+	CodeRateLimited          Code = "rate_limited"
+	CodeUnavailable          Code = "unavailable"
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+
+	CodeUnknownTable        Code = "unknown_table"        // NotFound: no tracked table of that name
+	CodeUnknownColumn       Code = "unknown_column"       // Invalid: no column of that name
+	CodeUnknownSubscription Code = "unknown_subscription" // NotFound: unsubscribe of an inactive id
+	CodeDuplicateID         Code = "duplicate_id"         // Conflict: subscribe with an active id
+	CodeTableDropped        Code = "table_dropped"        // a subscribed table was dropped
+	CodeBadFilter           Code = "bad_filter"           // Invalid
+	CodeBadSelect           Code = "bad_select"           // Invalid
+	CodeBadOrder            Code = "bad_order"            // Invalid
+	CodeBadLimit            Code = "bad_limit"            // Invalid
+	CodeBadCursor           Code = "bad_cursor"           // Invalid
+	CodeBadKey              Code = "bad_key"              // Invalid
+	CodeBadJSON             Code = "bad_json"             // Invalid
+	CodeBadValue            Code = "bad_value"            // Invalid
+	CodeWrongType           Code = "wrong_type"           // Invalid
+	CodeGeneratedColumn     Code = "generated_column"     // Invalid
+	CodeMethodNotAllowed    Code = "method_not_allowed"
+)
+
 var kindInfo = [...]struct {
-	name   string
-	status int
-	code   string
+	name string
+	code Code
 }{
-	Other:        {"other", http.StatusInternalServerError, "internal"},
-	Invalid:      {"invalid", http.StatusBadRequest, "bad_request"},
-	NotFound:     {"not_found", http.StatusNotFound, "not_found"},
-	Conflict:     {"conflict", http.StatusConflict, "conflict"},
-	Unauthorized: {"unauthorized", http.StatusUnauthorized, "unauthorized"},
-	Forbidden:    {"forbidden", http.StatusForbidden, "forbidden"},
-	TooLarge:     {"too_large", http.StatusRequestEntityTooLarge, "too_large"},
-	RateLimited:  {"rate_limited", http.StatusTooManyRequests, "rate_limited"},
-	Unavailable:  {"unavailable", http.StatusServiceUnavailable, "unavailable"},
-	Internal:     {"internal", http.StatusInternalServerError, "internal"},
-	Unsupported:  {"unsupported_media_type", http.StatusUnsupportedMediaType, "unsupported_media_type"},
+	Other:        {"other", CodeInternal},
+	Invalid:      {"invalid", CodeBadRequest},
+	NotFound:     {"not_found", CodeNotFound},
+	Conflict:     {"conflict", CodeConflict},
+	Unauthorized: {"unauthorized", CodeUnauthorized},
+	Forbidden:    {"forbidden", CodeForbidden},
+	TooLarge:     {"too_large", CodeTooLarge},
+	RateLimited:  {"rate_limited", CodeRateLimited},
+	Unavailable:  {"unavailable", CodeUnavailable},
+	Internal:     {"internal", CodeInternal},
+	Unsupported:  {"unsupported_media_type", CodeUnsupportedMediaType},
 }
 
 func (k Kind) String() string {
@@ -57,20 +92,12 @@ func (k Kind) String() string {
 	return "other"
 }
 
-// HTTPStatus is the HTTP status that reports an error of kind k.
-func (k Kind) HTTPStatus() int {
-	if int(k) < len(kindInfo) {
-		return kindInfo[k].status
-	}
-	return http.StatusInternalServerError
-}
-
-// Code is the default stable error code (REST and WebSocket) for kind k.
-func (k Kind) Code() string {
+// Code is the default error code for kind k.
+func (k Kind) Code() Code {
 	if int(k) < len(kindInfo) {
 		return kindInfo[k].code
 	}
-	return "internal"
+	return CodeInternal
 }
 
 // Error is a classified error. Msg is safe to show to clients; Err is the cause and
@@ -78,14 +105,15 @@ func (k Kind) Code() string {
 type Error struct {
 	Op   string // the operation, e.g. "subscribe" or "create row"
 	Kind Kind
-	Code string // a specific stable code (e.g. "unknown_table"); empty means Kind.Code()
+	Code Code   // a specific stable code (e.g. CodeUnknownTable); empty means Kind.Code()
 	Msg  string // client-safe message
 	Err  error  // underlying cause, never shown to clients
 }
 
 // E builds an *Error from its arguments, in the spirit of upspin's errors.E: a Kind,
-// a string (the client-safe message), an error (the cause) and Op values may appear in
-// any order. Use Op("name") to set the operation and Code("x") for a specific code.
+// a string (the client-safe message), an error (the cause), an Op and a Code may
+// appear in any order. An argument of any other type is a programming error: E then
+// returns an Internal error that names it, rather than drop it unnoticed.
 func E(args ...any) error {
 	e := &Error{}
 	for _, a := range args {
@@ -95,7 +123,7 @@ func E(args ...any) error {
 		case Op:
 			e.Op = string(a)
 		case Code:
-			e.Code = string(a)
+			e.Code = a
 		case string:
 			e.Msg = a
 		case *Error:
@@ -103,6 +131,10 @@ func E(args ...any) error {
 			e.Err = &cp
 		case error:
 			e.Err = a
+		case nil:
+			// A nil cause: nothing to record.
+		default:
+			return &Error{Kind: Internal, Err: fmt.Errorf("errors.E: bad call: unknown argument of type %T (%v)", a, a)}
 		}
 	}
 	if e.Kind == Other {
@@ -123,16 +155,13 @@ func E(args ...any) error {
 // Op names the operation an error happened in.
 type Op string
 
-// Code is a specific, stable error code for clients.
-type Code string
-
 // Errorf returns an error of kind k whose formatted text is also the client message.
 func Errorf(k Kind, format string, args ...any) error {
 	return &Error{Kind: k, Msg: fmt.Sprintf(format, args...)}
 }
 
 // WithCode is Errorf with a specific code.
-func WithCode(k Kind, code, format string, args ...any) error {
+func WithCode(k Kind, code Code, format string, args ...any) error {
 	return &Error{Kind: k, Code: code, Msg: fmt.Sprintf(format, args...)}
 }
 
@@ -183,14 +212,14 @@ func KindOf(err error) Kind {
 // IsKind reports whether err is classified as kind k.
 func IsKind(err error, k Kind) bool { return err != nil && KindOf(err) == k }
 
-// Public returns what a client may see of err: its HTTP status, stable code and a
-// message. Unclassified and internal errors become a generic message, so no internal
-// text leaks. The code is the first specific Code in the chain that belongs to err's
-// Kind; the message is the first client-safe message in the chain.
-func Public(err error) (status int, code, msg string) {
+// Public returns what a client may see of err: its kind, stable code and a message.
+// Unclassified and internal errors become Internal with a generic message, so no
+// internal text leaks. The code is the first specific Code in the chain that belongs
+// to err's Kind; the message is the first client-safe message in the chain.
+func Public(err error) (kind Kind, code Code, msg string) {
 	k := KindOf(err)
 	if k == Other || k == Internal {
-		return http.StatusInternalServerError, "internal", "internal error"
+		return Internal, CodeInternal, "internal error"
 	}
 	code = k.Code()
 	for e := err; e != nil; {
@@ -208,7 +237,7 @@ func Public(err error) (status int, code, msg string) {
 	if msg == "" {
 		msg = k.String()
 	}
-	return k.HTTPStatus(), code, msg
+	return k, code, msg
 }
 
 // message returns the first client-safe message in err's chain.

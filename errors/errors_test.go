@@ -2,7 +2,6 @@ package errors_test
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -14,32 +13,46 @@ func TestPublic(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		err         error
-		status      int
-		code, msg   string
+		kind        errors.Kind
+		code        errors.Code
+		msg         string
 		mustNotLeak string
 	}{
-		{"plain error is internal", fmt.Errorf("disk I/O error at /var/secret"), 500, "internal", "internal error", "/var/secret"},
-		{"kind with message", errors.Errorf(errors.Invalid, "bad %q", "x"), 400, "bad_request", `bad "x"`, ""},
-		{"specific code", errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", "t"), 404, "unknown_table", `unknown table "t"`, ""},
-		{"wrapped keeps message and hides cause", fmt.Errorf("outer: %w", busy), 503, "unavailable", "database is busy; retry", "SQLITE_BUSY"},
-		{"E inherits kind and code", errors.E(errors.Op("subscribe"), errors.WithCode(errors.Conflict, "duplicate_id", "dup")), 409, "duplicate_id", "dup", ""},
-		{"code of another kind is not taken", errors.E(errors.Unavailable, "retry", errors.WithCode(errors.NotFound, "unknown_table", "no t")), 503, "unavailable", "retry", ""},
-		{"internal kind hides message", errors.E(errors.Internal, "secret detail"), 500, "internal", "internal error", "secret"},
+		{"plain error is internal", fmt.Errorf("disk I/O error at /var/secret"), errors.Internal, "internal", "internal error", "/var/secret"},
+		{"kind with message", errors.Errorf(errors.Invalid, "bad %q", "x"), errors.Invalid, "bad_request", `bad "x"`, ""},
+		{"specific code", errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", "t"), errors.NotFound, "unknown_table", `unknown table "t"`, ""},
+		{"wrapped keeps message and hides cause", fmt.Errorf("outer: %w", busy), errors.Unavailable, "unavailable", "database is busy; retry", "SQLITE_BUSY"},
+		{"E inherits kind and code", errors.E(errors.Op("subscribe"), errors.WithCode(errors.Conflict, errors.CodeDuplicateID, "dup")), errors.Conflict, "duplicate_id", "dup", ""},
+		{"code of another kind is not taken", errors.E(errors.Unavailable, "retry", errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "no t")), errors.Unavailable, "unavailable", "retry", ""},
+		{"internal kind hides message", errors.E(errors.Internal, "secret detail"), errors.Internal, "internal", "internal error", "secret"},
+		{"E with a code argument", errors.E(errors.Invalid, errors.CodeBadFilter, "bad filter"), errors.Invalid, "bad_filter", "bad filter", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, code, msg := errors.Public(tc.err)
-			if status != tc.status || code != tc.code || msg != tc.msg {
-				t.Fatalf("Public = %d %q %q, want %d %q %q", status, code, msg, tc.status, tc.code, tc.msg)
+			kind, code, msg := errors.Public(tc.err)
+			if kind != tc.kind || code != tc.code || msg != tc.msg {
+				t.Fatalf("Public = %v %q %q, want %v %q %q", kind, code, msg, tc.kind, tc.code, tc.msg)
 			}
-			if tc.mustNotLeak != "" && (strings.Contains(msg, tc.mustNotLeak) || strings.Contains(code, tc.mustNotLeak)) {
+			if tc.mustNotLeak != "" && (strings.Contains(msg, tc.mustNotLeak) || strings.Contains(string(code), tc.mustNotLeak)) {
 				t.Fatalf("leaked %q", tc.mustNotLeak)
 			}
 		})
 	}
-	if errors.KindOf(nil) != errors.Other || errors.Invalid.HTTPStatus() != http.StatusBadRequest {
-		t.Fatal("KindOf(nil) or HTTPStatus wrong")
+	if errors.KindOf(nil) != errors.Other {
+		t.Fatal("KindOf(nil) wrong")
 	}
 	if !errors.Is(fmt.Errorf("w: %w", errors.ErrUnsupported), errors.ErrUnsupported) {
 		t.Fatal("re-exported Is does not unwrap")
+	}
+}
+
+// TestERejectsUnknownArguments: an argument E does not understand is a bug, and the
+// result says so instead of silently dropping it.
+func TestERejectsUnknownArguments(t *testing.T) {
+	err := errors.E(errors.Invalid, "msg", 42)
+	if errors.KindOf(err) != errors.Internal || !strings.Contains(err.Error(), "unknown argument of type int") {
+		t.Fatalf("E(Invalid, msg, 42) = %v (kind %v), want an internal error naming the int", err, errors.KindOf(err))
+	}
+	if err := errors.E(errors.Invalid, "msg", nil); errors.KindOf(err) != errors.Invalid {
+		t.Fatalf("a nil cause is not an error: %v", err)
 	}
 }

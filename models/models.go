@@ -1,5 +1,5 @@
-// Package models holds the types every sqlws package shares: change records, table
-// schemas and protocol messages. It imports nothing of sqlws's own, so any package can
+// Package models holds the types every sqlws package shares: change records, stream
+// positions and table schemas. It imports nothing of sqlws's own, so any package can
 // depend on it without cycles.
 package models
 
@@ -188,24 +188,6 @@ func AppendJSONString(dst []byte, s string) []byte {
 // missing (pruned, or deleted by hand). Readers stop at it; clients get a reset.
 var ErrGap = errors.New("changelog has a gap")
 
-// ResetReason says whether a client can resume the stream after since, and if not,
-// why: "" when it can, else ResetStream (the client's stream is another database's),
-// ResetFuture (since is beyond the head: the client saw changes this database does
-// not have, e.g. it was restored from a backup) or ResetPruned (changes after since
-// are no longer retained). clientStream "" matches any stream. These are the rules
-// of every path that resumes: the WebSocket and /api/changes.
-func ResetReason(serverStream, clientStream string, p Position, since int64) string {
-	switch {
-	case clientStream != "" && clientStream != serverStream:
-		return ResetStream
-	case since > p.Head:
-		return ResetFuture
-	case since < p.Oldest-1:
-		return ResetPruned
-	}
-	return ""
-}
-
 // Drop records that a captured table stopped existing (dropped, renamed away, or
 // dropped and created again) when the changelog head was Seq: every change of the old
 // table has a seq <= Seq, and a subscription naming it ends there.
@@ -266,82 +248,4 @@ func (t *Table) Column(name string) *Column {
 		}
 	}
 	return nil
-}
-
-// Message types of protocol v1.
-const (
-	TypeHello        = "hello"
-	TypeSubscribe    = "subscribe"
-	TypeSubscribed   = "subscribed"
-	TypeChanges      = "changes"
-	TypeReset        = "reset"
-	TypeUnsubscribe  = "unsubscribe"
-	TypeUnsubscribed = "unsubscribed"
-	TypeError        = "error"
-)
-
-// Reset reasons.
-const (
-	ResetPruned = "pruned"
-	ResetFuture = "future"
-	ResetStream = "stream"
-)
-
-// ProtocolVersion is the wire protocol version announced in hello.
-const ProtocolVersion = 1
-
-// Hello is the server's first frame.
-type Hello struct {
-	Type    string `json:"type"`
-	Version int    `json:"version"`
-	Stream  string `json:"stream"`
-	Head    int64  `json:"head"`
-	Oldest  int64  `json:"oldest"`
-}
-
-// ClientMessage is any message a client sends. Fields are raw or pointers so that the
-// server can tell "absent" from "zero" and report mistyped fields precisely.
-type ClientMessage struct {
-	Type   string          `json:"type"`
-	ID     json.RawMessage `json:"id"`
-	Tables json.RawMessage `json:"tables"`
-	Since  json.RawMessage `json:"since"`
-	Stream json.RawMessage `json:"stream"`
-}
-
-// Subscribed acknowledges a subscription.
-type Subscribed struct {
-	Type string          `json:"type"`
-	ID   json.RawMessage `json:"id"`
-	Head int64           `json:"head"`
-}
-
-// Reset tells a client its stream position cannot be continued.
-type Reset struct {
-	Type   string          `json:"type"`
-	ID     json.RawMessage `json:"id"`
-	Reason string          `json:"reason"`
-	Stream string          `json:"stream"`
-	Head   int64           `json:"head"`
-}
-
-// Unsubscribed acknowledges an unsubscribe.
-type Unsubscribed struct {
-	Type string          `json:"type"`
-	ID   json.RawMessage `json:"id"`
-}
-
-// ErrorMessage reports a failed request; ID is null when unknown.
-type ErrorMessage struct {
-	Type    string          `json:"type"`
-	ID      json.RawMessage `json:"id"`
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-}
-
-// ChangesFrame is the decoded form of a changes frame, for Go clients and tests.
-type ChangesFrame struct {
-	Type    string          `json:"type"`
-	ID      json.RawMessage `json:"id"`
-	Changes []Change        `json:"changes"`
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // REST limits of GET /api/changes. A limit above maxChangesLimit is clamped.
@@ -35,11 +36,10 @@ type api struct {
 // mount registers the REST routes.
 func (a *api) mount(r chi.Router) {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		a.fail(w, r, errors.WithCode(errors.NotFound, "not_found", "no such route: %s", r.URL.Path))
+		a.fail(w, r, errors.WithCode(errors.NotFound, errors.CodeNotFound, "no such route: %s", protocol.Echo(r.URL.Path)))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": map[string]string{
-			"code": "method_not_allowed", "message": "method " + r.Method + " is not allowed here"}})
+		writeErrorBody(w, http.StatusMethodNotAllowed, errors.CodeMethodNotAllowed, "method "+r.Method+" is not allowed here")
 	})
 	r.Get("/tables", a.listTables)
 	r.Get("/tables/{table}", a.getTable)
@@ -69,7 +69,7 @@ func pathParam(r *http.Request, name string) (string, error) {
 	}
 	u, err := url.PathUnescape(v)
 	if err != nil {
-		return "", errors.WithCode(errors.Invalid, "bad_request", "malformed percent-encoding in the path")
+		return "", errors.WithCode(errors.Invalid, errors.CodeBadRequest, "malformed percent-encoding in the path")
 	}
 	return u, nil
 }
@@ -82,7 +82,7 @@ func (a *api) table(r *http.Request) (models.Table, error) {
 	}
 	t, ok := a.db.Table(name)
 	if !ok {
-		return t, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", name)
+		return t, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", protocol.Echo(name))
 	}
 	return t, nil
 }
@@ -105,7 +105,7 @@ func keyParts(r *http.Request, t models.Table) ([]string, error) {
 		for i, p := range parts {
 			u, err := url.PathUnescape(p)
 			if err != nil {
-				return nil, errors.WithCode(errors.Invalid, "bad_key", "malformed percent-encoding in the key")
+				return nil, errors.WithCode(errors.Invalid, errors.CodeBadKey, "malformed percent-encoding in the key")
 			}
 			parts[i] = u
 		}
@@ -118,7 +118,7 @@ func keyParts(r *http.Request, t models.Table) ([]string, error) {
 func query(r *http.Request) (url.Values, error) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, errors.WithCode(errors.Invalid, "bad_request", "malformed query string")
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "malformed query string")
 	}
 	return v, nil
 }
@@ -130,10 +130,10 @@ func requireJSON(r *http.Request) error {
 	mt, params, err := mime.ParseMediaType(ct)
 	if ct == "" || err != nil ||
 		!(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
-		return errors.WithCode(errors.Unsupported, "unsupported_media_type", "Content-Type must be application/json")
+		return errors.WithCode(errors.Unsupported, errors.CodeUnsupportedMediaType, "Content-Type must be application/json")
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
-		return errors.WithCode(errors.Unsupported, "unsupported_media_type", "the JSON body must be UTF-8")
+		return errors.WithCode(errors.Unsupported, errors.CodeUnsupportedMediaType, "the JSON body must be UTF-8")
 	}
 	return nil
 }
@@ -148,9 +148,9 @@ func (a *api) body(w http.ResponseWriter, r *http.Request) (db.Values, error) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, errors.WithCode(errors.TooLarge, "too_large", "the request body exceeds %d bytes", a.bodyLimit)
+			return nil, errors.WithCode(errors.TooLarge, errors.CodeTooLarge, "the request body exceeds %d bytes", a.bodyLimit)
 		}
-		return nil, errors.E(errors.Invalid, errors.Code("bad_request"), "cannot read the request body", err)
+		return nil, errors.E(errors.Invalid, errors.CodeBadRequest, "cannot read the request body", err)
 	}
 	return db.DecodeRow(data)
 }
@@ -356,7 +356,7 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	if s := v.Get("since"); s != "" {
 		since, err = strconv.ParseInt(s, 10, 64)
 		if err != nil || since < 0 {
-			a.fail(w, r, errors.WithCode(errors.Invalid, "bad_request", "since must be an integer ≥ 0"))
+			a.fail(w, r, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "since must be an integer ≥ 0"))
 			return
 		}
 	}
@@ -373,9 +373,9 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	reason := models.ResetReason(stream, v.Get("stream"), models.Position{Head: p.Head, Oldest: p.Oldest}, since)
+	reason := protocol.ResetReason(stream, v.Get("stream"), models.Position{Head: p.Head, Oldest: p.Oldest}, since)
 	if reason == "" && p.Gap && len(p.Changes) == 0 {
-		reason = models.ResetPruned // a hole right after since: those changes are gone
+		reason = protocol.ResetPruned // a hole right after since: those changes are gone
 	}
 	if reason != "" {
 		a.gone(w, reason)
@@ -405,12 +405,7 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 
 // gone answers 410 with a reset reason as the error code: the HTTP form of a reset.
 func (a *api) gone(w http.ResponseWriter, reason string) {
-	msg := map[string]string{
-		models.ResetStream: "stream differs: this is another database's change stream; reload",
-		models.ResetFuture: "since is beyond the head of this database's changelog; reload",
-		models.ResetPruned: "changes after since are no longer in the changelog; reload",
-	}[reason]
-	writeJSON(w, http.StatusGone, map[string]any{"error": map[string]string{"code": reason, "message": msg}})
+	writeErrorBody(w, http.StatusGone, errors.Code(reason), protocol.ResetMessage(reason))
 }
 
 func (a *api) openAPI(w http.ResponseWriter, r *http.Request) {

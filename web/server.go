@@ -77,12 +77,44 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes {"error":{"code","message"}} with the status of err's kind.
 // Internal errors are logged and reach the client only as "internal error".
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	status, code, msg := errors.Public(err)
+	kind, code, msg := errors.Public(err)
+	status := httpStatus(kind)
 	if status >= 500 {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	writeErrorBody(w, status, code, msg)
+}
+
+// writeErrorBody writes the error envelope.
+func writeErrorBody(w http.ResponseWriter, status int, code errors.Code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": string(code), "message": msg}})
+}
+
+// httpStatus is how REST reports an error of each kind: the one place kinds meet
+// HTTP statuses.
+func httpStatus(k errors.Kind) int {
+	switch k {
+	case errors.Invalid:
+		return http.StatusBadRequest
+	case errors.NotFound:
+		return http.StatusNotFound
+	case errors.Conflict:
+		return http.StatusConflict
+	case errors.Unauthorized:
+		return http.StatusUnauthorized
+	case errors.Forbidden:
+		return http.StatusForbidden
+	case errors.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case errors.RateLimited:
+		return http.StatusTooManyRequests
+	case errors.Unavailable:
+		return http.StatusServiceUnavailable
+	case errors.Unsupported:
+		return http.StatusUnsupportedMediaType
+	}
+	return http.StatusInternalServerError
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/internal/wstest"
 	"github.com/sqlws/sqlws/ws"
@@ -123,7 +124,7 @@ func hostileCases() []hostile {
 // browser, answers the close and then waits for the server's FIN, and for one that
 // never answers), and leaves no descriptor or goroutine behind.
 func TestServerClosesEveryEnding(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{})
 	addr := strings.TrimPrefix(s.http.URL, "http://")
 	fds, goroutines := s.baseline(t)
 
@@ -181,7 +182,7 @@ func TestServerClosesEveryEnding(t *testing.T) {
 // FIN; one that answers stays.
 func TestPingTimeoutClosesSilentPeer(t *testing.T) {
 	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
-		ws.Options{PingInterval: 100 * time.Millisecond, PingTimeout: 400 * time.Millisecond})
+		ws.Options{PingInterval: 100 * time.Millisecond, PingTimeout: 400 * time.Millisecond}, fanout.Options{})
 	addr := strings.TrimPrefix(s.http.URL, "http://")
 	silent, err := wstest.Dial(addr, "/ws", testenv.Timeout)
 	if err != nil {
@@ -213,7 +214,7 @@ func TestPingTimeoutClosesSilentPeer(t *testing.T) {
 // TestRequestFloodIsClosed: a client that sends requests without reading the
 // replies is disconnected, and its socket closed, rather than queueing without bound.
 func TestRequestFloodIsClosed(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{})
 	addr := strings.TrimPrefix(s.http.URL, "http://")
 	fds, goroutines := s.baseline(t)
 	c, err := wstest.Dial(addr, "/ws", testenv.Timeout)

@@ -1,16 +1,11 @@
 package ws
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
-	"slices"
-	"sort"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +14,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // maxPendingControl bounds queued replies (subscribed, error, …) per connection; a
@@ -68,19 +65,12 @@ type conn struct {
 	overflowed    bool // too many unanswered requests: closing
 }
 
+// subscription is one of a connection's subscriptions: its id, as replies echo it,
+// and its position in the stream.
 type subscription struct {
-	id     json.RawMessage
-	key    string
-	tables *tableFilter // nil: every table
-	cursor int64        // seq of the last change delivered or skipped
-	since  int64        // cursor at the start
-	// Table drops (see dropLimit): how many of the hub's drops were known when the
-	// subscription started (dropBase) and when limit was last computed (dropsSeen);
-	// limit is the seq where a dropped table it names ends (MaxInt64: none), and
-	// dropTable that table.
-	dropBase, dropsSeen int32
-	limit               int64
-	dropTable           string
+	id  json.RawMessage
+	key string
+	cur *fanout.Cursor
 }
 
 // ServeHTTP upgrades GET /ws and hands the connection to its own goroutine, then
@@ -128,8 +118,7 @@ func (c *conn) run() {
 		c.end(CloseUnavailable, websocket.StatusTryAgainLater, "database unavailable")
 		return
 	}
-	hello, _ := json.Marshal(models.Hello{Type: models.TypeHello, Version: models.ProtocolVersion,
-		Stream: h.src.StreamID(), Head: pos.Head, Oldest: pos.Oldest})
+	hello := protocol.HelloMessage(h.src.StreamID(), pos)
 	// hello goes through the writer so it cannot interleave with a frame the writer
 	// starts because of a Publish that raced with this connection's start.
 	c.queue(hello)
@@ -189,138 +178,33 @@ func (c *conn) readLoop() error {
 }
 
 func (c *conn) handle(data []byte) {
-	var m models.ClientMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &te) && te.Field != "":
-			c.sendError(nil, errors.Errorf(errors.Invalid, "field %q has the wrong type", te.Field))
-		case errors.As(err, &te):
-			c.sendError(nil, errors.E(errors.Invalid, "a message must be a JSON object"))
-		default:
-			c.sendError(nil, errors.E(errors.Invalid, "malformed JSON message"))
-		}
+	r, err := protocol.Parse(data)
+	if err != nil {
+		c.sendError(r.ID, err)
 		return
 	}
-	id, idErr := parseID(m.ID)
-	switch m.Type {
-	case models.TypeSubscribe:
-		if idErr != nil {
-			c.sendError(nil, idErr)
-			return
-		}
-		c.subscribe(id, &m)
-	case models.TypeUnsubscribe:
-		if idErr != nil {
-			c.sendError(nil, idErr)
-			return
-		}
-		c.unsubscribe(id)
-	case "":
-		c.sendError(id, errors.E(errors.Invalid, `missing "type"`))
-	default:
-		c.sendError(id, errors.Errorf(errors.Invalid, "unknown message type %q", m.Type))
+	switch r.Type {
+	case protocol.TypeSubscribe:
+		c.subscribe(&r)
+	case protocol.TypeUnsubscribe:
+		c.unsubscribe(r.ID)
 	}
 }
 
-// Bounds on what one request may ask the server to hold or echo.
-const (
-	maxIDBytes     = 256  // a subscription id is echoed on every reply: keep it short
-	maxTableNames  = 1000 // tables in one subscription
-	maxEchoedBytes = 128  // of a client-supplied name quoted back in an error message
-)
-
-// parseID accepts a JSON string or an integer and returns its compact JSON text.
-// Numbers must be plain integers: anything else (1.5, 1e400) has no single canonical
-// text to echo back.
-func parseID(raw json.RawMessage) (json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, errors.E(errors.Invalid, `missing "id"`)
-	}
-	switch raw[0] {
-	case '"':
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
-		}
-		out, _ := json.Marshal(s) // canonical form, so "a" and "\u0061" are one id
-		if len(out) > maxIDBytes {
-			return nil, errors.Errorf(errors.Invalid, `"id" is longer than %d bytes`, maxIDBytes)
-		}
-		return out, nil
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		if len(raw) > maxIDBytes {
-			return nil, errors.Errorf(errors.Invalid, `"id" is longer than %d bytes`, maxIDBytes)
-		}
-		digits := raw
-		if digits[0] == '-' {
-			digits = digits[1:]
-		}
-		if len(digits) == 0 || bytes.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
-			return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
-		}
-		return raw, nil
-	}
-	return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
-}
-
-// echo shortens a client-supplied name for an error message: a message must not
-// carry back whatever a client sent.
-func echo(s string) string {
-	if len(s) <= maxEchoedBytes {
-		return s
-	}
-	cut := maxEchoedBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
+func (c *conn) subscribe(r *protocol.Request) {
 	h := c.hub
-	var tables []string
-	if len(m.Tables) > 0 && string(m.Tables) != "null" {
-		if err := json.Unmarshal(m.Tables, &tables); err != nil {
-			c.sendError(id, errors.E(errors.Invalid, `"tables" must be an array of table names`))
-			return
-		}
-		if len(tables) > maxTableNames {
-			c.sendError(id, errors.Errorf(errors.Invalid, `"tables" names more than %d tables`, maxTableNames))
+	id := r.ID
+	for _, t := range r.Tables {
+		if !h.tables.Tracked(t) {
+			c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", protocol.Echo(t)))
 			return
 		}
 	}
-	for _, t := range tables {
-		if !h.src.Tracked(t) {
-			c.sendError(id, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", echo(t)))
-			return
-		}
-	}
-	filter := newTableFilter(tables)
-	var stream string
-	if len(m.Stream) > 0 && string(m.Stream) != "null" {
-		if err := json.Unmarshal(m.Stream, &stream); err != nil {
-			c.sendError(id, errors.E(errors.Invalid, `"stream" must be a string`))
-			return
-		}
-	}
-	hasSince := len(m.Since) > 0 && string(m.Since) != "null"
-	var since int64
-	if hasSince {
-		v, err := strconv.ParseInt(string(bytes.TrimSpace(m.Since)), 10, 64)
-		if err != nil || v < 0 {
-			c.sendError(id, errors.E(errors.Invalid, `"since" must be an integer >= 0`))
-			return
-		}
-		since = v
-	}
-
 	c.mu.Lock()
 	_, dup := c.subs[string(id)]
 	c.mu.Unlock()
 	if dup {
-		c.sendError(id, errors.WithCode(errors.Conflict, "duplicate_id", "subscription %s is already active", id))
+		c.sendError(id, errors.WithCode(errors.Conflict, errors.CodeDuplicateID, "subscription %s is already active", id))
 		return
 	}
 
@@ -329,22 +213,20 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 	// be able to subscribe with since=H.
 	pos, err := c.position()
 	if err != nil {
-		h.opts.Logger.Warn("subscribe: read position", "err", err)
+		h.opts.Logger.Warn("subscribe: read position", "conn", c.id, "err", err)
 		c.sendError(id, errors.E(errors.Unavailable, "database unavailable; retry", err))
 		return
 	}
-	if !hasSince {
+	since := r.Since
+	if !r.HasSince {
 		since = pos.Head // live from the current head
 	}
-	if reason := models.ResetReason(h.src.StreamID(), stream, pos, since); reason != "" {
-		c.sendReset(id, reason, pos.Head)
+	if reason := protocol.ResetReason(h.src.StreamID(), r.Stream, pos, since); reason != "" {
+		c.queue(protocol.ResetMessageFor(id, reason, h.src.StreamID(), pos.Head))
 		return
 	}
-	cursor := since
-	n := h.dropsN.Load()
-	s := &subscription{id: id, key: string(id), tables: filter, cursor: cursor, since: cursor,
-		dropBase: n, dropsSeen: -1, limit: math.MaxInt64}
-	ack, _ := json.Marshal(models.Subscribed{Type: models.TypeSubscribed, ID: id, Head: pos.Head})
+	s := &subscription{id: id, key: string(id), cur: h.win.NewCursor(r.Tables, since)}
+	ack := protocol.SubscribedMessage(id, pos.Head)
 
 	c.mu.Lock()
 	// No other subscribe can have taken the id since the check above: requests are
@@ -359,7 +241,7 @@ func (c *conn) subscribe(id json.RawMessage, m *models.ClientMessage) {
 }
 
 func (c *conn) unsubscribe(id json.RawMessage) {
-	ack, _ := json.Marshal(models.Unsubscribed{Type: models.TypeUnsubscribed, ID: id})
+	ack := protocol.UnsubscribedMessage(id)
 	c.mu.Lock()
 	s, ok := c.subs[string(id)]
 	if ok {
@@ -368,7 +250,7 @@ func (c *conn) unsubscribe(id json.RawMessage) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		c.sendError(id, errors.WithCode(errors.NotFound, "unknown_subscription", "no active subscription %s", id))
+		c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownSubscription, "no active subscription %s", id))
 		return
 	}
 	c.wake()
@@ -384,22 +266,13 @@ func (c *conn) removeLocked(s *subscription) {
 	}
 }
 
-func (c *conn) sendReset(id json.RawMessage, reason string, head int64) {
-	msg, _ := json.Marshal(models.Reset{Type: models.TypeReset, ID: id, Reason: reason, Stream: c.hub.src.StreamID(), Head: head})
-	c.queue(msg)
-}
-
 // sendError queues an error reply. Only the client-safe part of err is sent.
 func (c *conn) sendError(id json.RawMessage, err error) {
-	_, code, msg := errors.Public(err)
-	if errors.KindOf(err) == errors.Internal {
-		c.hub.opts.Logger.Error("websocket request failed", "err", err)
+	kind, code, msg := errors.Public(err)
+	if kind == errors.Internal {
+		c.hub.opts.Logger.Error("websocket request failed", "conn", c.id, "err", err)
 	}
-	if id == nil {
-		id = json.RawMessage("null")
-	}
-	b, _ := json.Marshal(models.ErrorMessage{Type: models.TypeError, ID: id, Code: code, Message: msg})
-	c.queue(b)
+	c.queue(protocol.ErrorMessageFor(id, string(code), msg))
 }
 
 func (c *conn) queue(msg []byte) {
@@ -551,152 +424,61 @@ func (c *conn) finishWriting() {
 // touch the database, and anything that changed meanwhile is looked at again. With
 // windowOnly (the pump) it never reads history: it returns errNeedsHistory instead.
 func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly bool) (sent bool, err error) {
-	h := c.hub
+	win := c.hub.win
 	for range len(c.order) {
 		if c.next >= len(c.order) {
 			c.next = 0
 		}
 		s := c.order[c.next]
 		c.next++
-		for {
-			limit := c.dropLimit(s)
-			if s.cursor >= limit {
-				c.endSubscriptionLocked(s, nil)
-				return false, nil
-			}
-			*batch = (*batch)[:0]
-			from := s.cursor
-			entries, cursor, res := h.read(*batch, from, s.tables, limit)
-			if res == readHistory && windowOnly {
+		entries, st := win.Next(s.cur, (*batch)[:0])
+		if st == fanout.Behind {
+			if windowOnly {
 				return false, errNeedsHistory
 			}
-			if res == readHistory {
-				c.mu.Unlock()
-				entries, cursor, err = c.readHistory(from, s.tables, limit)
-				c.mu.Lock()
-				if c.subs[s.key] != s || len(c.control) > 0 {
-					// Unsubscribed or replaced meanwhile, or a reply (say, a new
-					// subscription's ack) must go out first: start over.
-					return false, nil
-				}
-				if err == errPruned {
-					c.endSubscriptionLocked(s, err)
-					return false, nil
-				}
-				if err != nil {
-					return false, err
-				}
+			c.mu.Unlock()
+			var pos int64
+			entries, pos, st, err = win.History(c.ctx, s.cur, (*batch)[:0])
+			c.mu.Lock()
+			if c.subs[s.key] != s || len(c.control) > 0 {
+				// Unsubscribed or replaced meanwhile, or a reply (say, a new
+				// subscription's ack) must go out first: start over.
+				return false, nil
 			}
-			s.cursor = cursor
-			*batch = entries
-			if len(entries) > 0 {
-				*buf = appendFrame((*buf)[:frameHeaderMax], s.id, entries)
-				return true, nil
+			if err != nil {
+				return false, err
 			}
-			if cursor == from {
-				break // caught up
-			}
-			// Skipped changes of other tables without finding one: keep going.
+			s.cur.Advance(pos)
+		}
+		*batch = entries
+		switch st {
+		case fanout.Pruned, fanout.Dropped:
+			c.endSubscriptionLocked(s, st)
+			return false, nil
+		}
+		if len(entries) > 0 {
+			*buf = protocol.AppendChanges((*buf)[:frameHeaderMax], s.id, entries)
+			return true, nil
 		}
 	}
 	return false, nil
 }
 
 // endSubscriptionLocked removes s and queues why it ended: a reset (pruned) when
-// history it needs is gone, else error table_dropped for the table it names that
-// was dropped.
-func (c *conn) endSubscriptionLocked(s *subscription, why error) {
+// history it needs is gone, or error table_dropped for a table it names that was
+// dropped.
+func (c *conn) endSubscriptionLocked(s *subscription, st fanout.Status) {
 	c.removeLocked(s)
-	var msg []byte
-	if why == errPruned {
-		msg, _ = json.Marshal(models.Reset{Type: models.TypeReset, ID: s.id, Reason: models.ResetPruned,
-			Stream: c.hub.src.StreamID(), Head: c.hub.Head()})
-	} else {
-		msg, _ = json.Marshal(models.ErrorMessage{Type: models.TypeError, ID: s.id, Code: codeTableDropped,
-			Message: fmt.Sprintf("table %q was dropped; this subscription has every change it made", echo(s.dropTable))})
+	src := c.hub.src
+	if st == fanout.Pruned {
+		c.queueLocked(protocol.ResetMessageFor(s.id, protocol.ResetPruned, src.StreamID(), c.hub.win.Head()))
+		return
 	}
-	c.queueLocked(msg)
+	c.queueLocked(protocol.ErrorMessageFor(s.id, string(errors.CodeTableDropped),
+		fmt.Sprintf("table %q was dropped; this subscription has every change it made", protocol.Echo(s.cur.DroppedTable()))))
 }
 
-// codeTableDropped ends a subscription whose table was dropped.
-const codeTableDropped = "table_dropped"
-
-// dropLimit is the last seq s may read: the seq at which a table it names was
-// dropped (its changes end there), or math.MaxInt64. Recomputed only when the hub
-// learns of a drop.
-func (c *conn) dropLimit(s *subscription) int64 {
-	if s.tables == nil {
-		return math.MaxInt64 // every table: drops end nothing
-	}
-	if n := c.hub.dropsN.Load(); n != s.dropsSeen {
-		s.dropsSeen = n
-		s.limit, s.dropTable = c.hub.dropLimit(s)
-	}
-	return s.limit
-}
-
-var (
-	errPruned       = errors.New("changes pruned")
-	errNeedsHistory = errors.New("subscription is behind the window")
-)
-
-// readHistory reads changes after cursor from the Source for a subscriber that is
-// behind the window. It returns as soon as it has matching changes, or once cursor
-// reaches the window, where the window serves the rest without touching SQLite.
-func (c *conn) readHistory(cursor int64, tables *tableFilter, limit int64) ([]models.Encoded, int64, error) {
-	h := c.hub
-	for {
-		got, err := h.src.ReadChanges(c.ctx, cursor, h.opts.FrameChanges, h.opts.FrameBytes)
-		gap := errors.Is(err, models.ErrGap)
-		if err != nil && !gap {
-			return nil, cursor, err
-		}
-		if len(got) == 0 {
-			// Everything after cursor up to the window should be in the changelog; a
-			// hole means retention (or someone by hand, or a restore) removed it.
-			if !gap && cursor >= h.Head() {
-				return nil, cursor, nil
-			}
-			return nil, cursor, errPruned
-		}
-		if i := sort.Search(len(got), func(i int) bool { return got[i].Seq > limit }); i < len(got) {
-			got, gap = got[:i], true // a drop ends the subscription there: as good as a gap
-			if len(got) == 0 {
-				return nil, limit, nil
-			}
-		}
-		out := got[:0]
-		for _, e := range got {
-			if tables.match(e.Table) {
-				out = append(out, e)
-			}
-		}
-		cursor = got[len(got)-1].Seq
-		// At a gap, what came before it goes out first; the next read finds the gap
-		// at once and resets the subscription.
-		if len(out) > 0 || gap || h.inWindow(cursor) {
-			return out, cursor, nil
-		}
-	}
-}
-
-func appendFrame(dst []byte, id json.RawMessage, entries []models.Encoded) []byte {
-	n := len(`{"type":"changes","id":,"changes":[]}`) + len(id) + len(entries)
-	for _, e := range entries {
-		n += len(e.JSON)
-	}
-	dst = slices.Grow(dst, n) // one allocation at most, however large the frame
-	dst = append(dst, `{"type":"changes","id":`...)
-	dst = append(dst, id...)
-	dst = append(dst, `,"changes":[`...)
-	for i, e := range entries {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, e.JSON...)
-	}
-	return append(dst, "]}"...)
-}
+var errNeedsHistory = errors.New("subscription is behind the window")
 
 // framePool holds frame buffers; they start small (most live frames carry a few
 // changes) and grow to the frames they build.

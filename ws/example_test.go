@@ -6,10 +6,11 @@ import (
 	"net/http"
 
 	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/ws"
 )
 
-// Example wires the pieces the way `sqlws serve` does: the database is the hub's
+// Example wires the pieces the way `sqlws serve` does: the database is the window's
 // history, the tailer feeds the hub, and the hub serves /ws.
 func Example() {
 	ctx := context.Background()
@@ -26,9 +27,9 @@ func Example() {
 		log.Fatal(err)
 	}
 
-	hub := ws.NewHub(d, pos.Head, ws.Options{})
+	hub := ws.NewHub(fanout.NewWindow(d, pos.Head, fanout.Options{}), d, ws.Options{})
 	defer hub.Close(ctx)
-	go d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{}).Run(ctx)
+	go d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{Dropped: hub.TableDropped}).Run(ctx)
 
 	http.Handle("/ws", hub)
 	log.Fatal(http.ListenAndServe("127.0.0.1:8080", nil))

@@ -1,15 +1,13 @@
-// Package ws fans changes out to WebSocket subscribers. The Hub keeps a bounded window
-// of recent changes, each encoded once; every subscription is only a cursor into it.
-// A subscriber that falls behind the window reads the changelog through a Source
-// instead and rejoins the window when it catches up, so no change is ever dropped and
-// no per-client queue grows. The hub does not care where changes come from: anything
-// that calls Publish in seq order can feed it.
+// Package ws serves the change stream over WebSocket: it upgrades connections,
+// speaks protocol v1 (package protocol) on each, and writes to every subscriber what
+// its fanout.Cursor yields, with each change's bytes shared by every frame that
+// carries it. It owns the lifecycle of each connection — liveness, slow consumers,
+// closes — and the frame layer under the WebSocket library (hijack.go).
 package ws
 
 import (
 	"context"
 	"log/slog"
-	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -17,31 +15,18 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/models"
 )
 
-// Source is the change history behind the window, and the stream's identity.
-type Source interface {
-	// StreamID identifies the change stream; stable for the life of the database.
-	StreamID() string
-	// Position is the committed head and oldest retained seq, read fresh.
-	Position(ctx context.Context) (models.Position, error)
-	// ReadChanges returns up to limit changes with seq > after, in seq order.
-	ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error)
-	// Tracked reports whether table is captured.
+// Tables is what the hub needs to know of the schema: whether a table is captured,
+// so that subscribing to an unknown one fails at once.
+type Tables interface {
 	Tracked(table string) bool
 }
 
 // Options configure a Hub. Zero values take the defaults shown.
 type Options struct {
-	// WindowChanges and WindowBytes bound the in-memory window (defaults 100,000
-	// changes and 64 MiB). A larger window serves more lagging subscribers from memory
-	// at the cost of resident memory.
-	WindowChanges int
-	WindowBytes   int
-	// FrameChanges and FrameBytes bound one changes frame (defaults 1,000 and 1 MiB).
-	FrameChanges int
-	FrameBytes   int
 	// PingInterval is how often each connection is pinged (default 30s); PingTimeout is
 	// how long a pong may take (default 15s). A peer that misses it is closed.
 	PingInterval time.Duration
@@ -65,18 +50,6 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.WindowChanges <= 0 {
-		o.WindowChanges = 100_000
-	}
-	if o.WindowBytes <= 0 {
-		o.WindowBytes = 64 << 20
-	}
-	if o.FrameChanges <= 0 {
-		o.FrameChanges = 1000
-	}
-	if o.FrameBytes <= 0 {
-		o.FrameBytes = 1 << 20
-	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 30 * time.Second
 	}
@@ -97,22 +70,18 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Hub owns the window and the connections.
+// Hub owns the WebSocket connections of one window.
 type Hub struct {
-	src  Source
-	opts Options
+	win    *fanout.Window
+	src    fanout.Source
+	tables Tables
+	opts   Options
 
 	ctx    context.Context // cancelled by Close; parent of every connection
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // connection goroutines
 
 	mu        sync.RWMutex
-	ring      []models.Encoded // circular buffer; ring[start] holds seq first
-	start     int
-	n         int
-	bytes     int
-	first     int64   // seq of the oldest change in the window; head+1 when empty
-	head      int64   // seq of the newest published change
 	conns     []*conn // registered connections
 	nextShard int     // the pump the next connection is given to
 	done      bool
@@ -127,22 +96,14 @@ type Hub struct {
 
 	connIDs atomic.Uint64 // the last connection id given out
 	closes  closeCounts
-
-	// drops are the captured tables that stopped existing, in the order the hub
-	// learned of them (under mu); dropsN is their number, read without the lock on
-	// every frame to see whether anything changed.
-	drops  []models.Drop
-	dropsN atomic.Int32
 }
 
-// NewHub returns a hub whose stream is at head: the next change it expects is head+1.
-func NewHub(src Source, head int64, opts Options) *Hub {
+// NewHub returns a hub serving win's stream, whose tables are tables.
+func NewHub(win *fanout.Window, tables Tables, opts Options) *Hub {
 	opts.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
-		src: src, opts: opts, ctx: ctx, cancel: cancel,
-		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
-		first: head + 1, head: head,
+		win: win, src: win.Source(), tables: tables, opts: opts, ctx: ctx, cancel: cancel,
 		stopWatchdog: make(chan struct{}), watchdogDone: make(chan struct{}),
 		stopPumps: make(chan struct{}),
 	}
@@ -150,6 +111,23 @@ func NewHub(src Source, head int64, opts Options) *Hub {
 		h.pumpWake = append(h.pumpWake, make(chan struct{}, 1))
 	}
 	return h
+}
+
+// Publish appends changes, in seq order, to the window and wakes the subscribers. It
+// never blocks on a subscriber.
+func (h *Hub) Publish(batch []models.Encoded) {
+	if len(batch) == 0 {
+		return
+	}
+	h.win.Publish(batch)
+	h.wakePumps()
+}
+
+// TableDropped tells the window that captured tables stopped existing and wakes the
+// subscribers, so that subscriptions at the head end now, not at the next change.
+func (h *Hub) TableDropped(drops []models.Drop) {
+	h.win.TableDropped(drops)
+	h.wakePumps()
 }
 
 // watchdog keeps every connection honest, so that no connection needs a timer or a
@@ -209,203 +187,10 @@ func (h *Hub) goTracked(f func()) {
 	}()
 }
 
-// Head is the seq of the newest change published.
-func (h *Hub) Head() int64 {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.head
-}
-
-// Publish appends changes, which must be in seq order, to the window and wakes the
-// subscribers. It never blocks on a subscriber. A batch that does not continue the
-// window (seq jumped, e.g. another process pruned changes the tailer never read)
-// restarts the window; subscribers before the jump then go to the Source, which
-// reports the gap as a reset.
-func (h *Hub) Publish(batch []models.Encoded) {
-	if len(batch) == 0 {
-		return
-	}
-	h.mu.Lock()
-	for _, e := range batch {
-		if e.Seq <= h.head {
-			continue // already have it
-		}
-		if e.Seq != h.head+1 {
-			h.clearLocked()
-			h.first = e.Seq
-		}
-		h.pushLocked(e)
-		h.head = e.Seq
-	}
-	h.mu.Unlock()
-	h.wakePumps()
-}
-
-func (h *Hub) clearLocked() {
-	clear(h.ring)
-	h.ring = h.ring[:0]
-	h.start, h.n, h.bytes = 0, 0, 0
-}
-
-func (h *Hub) pushLocked(e models.Encoded) {
-	for h.n > 0 && (h.n >= h.opts.WindowChanges || h.bytes+len(e.JSON) > h.opts.WindowBytes) {
-		old := &h.ring[h.start]
-		h.bytes -= len(old.JSON)
-		*old = models.Encoded{}
-		h.start = (h.start + 1) % len(h.ring)
-		h.n--
-		h.first++
-	}
-	if h.n == 0 {
-		h.first = e.Seq
-	}
-	switch {
-	case h.n < len(h.ring):
-		h.ring[(h.start+h.n)%len(h.ring)] = e
-	case len(h.ring) == h.opts.WindowChanges: // full at its bound; eviction made room
-		h.ring[(h.start+h.n)%len(h.ring)] = e
-	case h.start == 0 && len(h.ring) < cap(h.ring):
-		h.ring = append(h.ring, e)
-	default:
-		// Grow into a new array with start at 0, so no stale entry stays reachable.
-		grown := make([]models.Encoded, 0, min(max(2*h.n, 1024), h.opts.WindowChanges))
-		grown = append(grown, h.ring[h.start:]...)
-		grown = append(grown, h.ring[:h.start]...)
-		h.ring = append(grown, e)
-		h.start = 0
-	}
-	h.n++
-	h.bytes += len(e.JSON)
-}
-
-// tableFilter is the tables a subscription wants. Most name one table, and comparing
-// one string is several times cheaper than a map lookup, which had been an eighth of
-// the server's CPU when fanning out large batches (W2).
-type tableFilter struct {
-	one  string          // the table, when there is one
-	many map[string]bool // the tables, when there are several
-}
-
-func newTableFilter(tables []string) *tableFilter {
-	switch len(tables) {
-	case 0:
-		return nil
-	case 1:
-		return &tableFilter{one: tables[0]}
-	}
-	f := &tableFilter{many: map[string]bool{}}
-	for _, t := range tables {
-		f.many[t] = true
-	}
-	return f
-}
-
-// match reports whether changes of table t pass; a nil filter passes all.
-func (f *tableFilter) match(t string) bool {
-	switch {
-	case f == nil:
-		return true
-	case f.many != nil:
-		return f.many[t]
-	}
-	return t == f.one
-}
-
-// readResult says where a cursor stands.
-type readResult uint8
-
-const (
-	readOK      readResult = iota // entries returned (possibly none: caught up)
-	readHistory                   // cursor is before the window: read the Source
-)
-
-// TableDropped tells the hub that captured tables stopped existing (see
-// models.Drop): a subscription naming one receives its changes up to the drop's seq,
-// then error table_dropped, and ends. Subscriptions to every table go on.
-func (h *Hub) TableDropped(drops []models.Drop) {
-	if len(drops) == 0 {
-		return
-	}
-	h.mu.Lock()
-	h.drops = append(h.drops, drops...)
-	h.dropsN.Store(int32(len(h.drops)))
-	h.mu.Unlock()
-	h.wakePumps() // subscriptions at the head end now, not at the next change
-}
-
-// dropLimit is where s must stop because a table it names was dropped: the lowest
-// seq of the drops that apply to it, and that table; math.MaxInt64 if none. A drop
-// the hub learned of after s started applies (s was following the old table); one
-// it knew of before applies only if s started before the drop's seq (it resumes
-// from the old table's history), else s is following the table created since.
-func (h *Hub) dropLimit(s *subscription) (int64, string) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	limit, table := int64(math.MaxInt64), ""
-	for i, d := range h.drops {
-		if !s.tables.match(d.Table) || (int32(i) < s.dropBase && s.since >= d.Seq) {
-			continue
-		}
-		if d.Seq < limit {
-			limit, table = d.Seq, d.Table
-		}
-	}
-	return limit, table
-}
-
-// read appends to dst the window's changes after cursor in tables (nil: all), up to the
-// frame limits and no further than seq limit, and returns the new cursor: the seq of
-// the last change examined, so filtered-out changes are skipped once. The returned
-// JSON slices are immutable.
-func (h *Hub) read(dst []models.Encoded, cursor int64, tables *tableFilter, limit int64) ([]models.Encoded, int64, readResult) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if cursor >= h.head {
-		return dst, cursor, readOK
-	}
-	if cursor+1 < h.first {
-		return dst, cursor, readHistory
-	}
-	bytes := 0
-	for i := int(cursor + 1 - h.first); i < h.n; i++ {
-		e := h.ring[(h.start+i)%len(h.ring)]
-		if e.Seq > limit {
-			break
-		}
-		if tables.match(e.Table) {
-			if len(dst) >= h.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > h.opts.FrameBytes) {
-				break
-			}
-			dst = append(dst, e)
-			bytes += len(e.JSON)
-		}
-		cursor = e.Seq
-	}
-	return dst, cursor, readOK
-}
-
-// inWindow reports whether the window holds the change after cursor, or cursor is at
-// or past the head.
-func (h *Hub) inWindow(cursor int64) bool {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return cursor+1 >= h.first || cursor >= h.head
-}
-
-// window reports the window's extent, for tests and metrics.
-func (h *Hub) window() (first, head int64, n, bytes int) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.first, h.head, h.n, h.bytes
-}
-
 // Stats is a snapshot of the hub for metrics.
 type Stats struct {
 	Connections int
-	WindowFirst int64
-	Head        int64
-	WindowLen   int
-	WindowBytes int
+	Window      fanout.Stats
 	// Closes counts ended connections by reason (index by CloseReason).
 	Closes [numCloseReasons]uint64
 }
@@ -413,8 +198,9 @@ type Stats struct {
 // Stats returns a snapshot of the hub.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
-	st := Stats{Connections: len(h.conns), WindowFirst: h.first, Head: h.head, WindowLen: h.n, WindowBytes: h.bytes}
+	st := Stats{Connections: len(h.conns)}
 	h.mu.RUnlock()
+	st.Window = h.win.Stats()
 	for i := range st.Closes {
 		st.Closes[i] = h.closes[i].Load()
 	}

@@ -13,8 +13,10 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 	"github.com/sqlws/sqlws/ws"
 )
 
@@ -33,7 +35,7 @@ type server struct {
 }
 
 // start runs a hub and tailer over a real database file, served on loopback.
-func start(t *testing.T, schema string, opts ws.Options) *server {
+func start(t *testing.T, schema string, opts ws.Options, wopts fanout.Options) *server {
 	t.Helper()
 	path := testenv.NewDB(t, schema)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -45,7 +47,7 @@ func start(t *testing.T, schema string, opts ws.Options) *server {
 		t.Fatal(err)
 	}
 	pos, _ := d.Position(ctx)
-	hub := ws.NewHub(d, pos.Head, opts)
+	hub := ws.NewHub(fanout.NewWindow(d, pos.Head, wopts), d, opts)
 	tl := d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{Dropped: hub.TableDropped})
 	done := make(chan struct{})
 	go func() { tl.Run(ctx); close(done) }()
@@ -71,7 +73,7 @@ type client struct {
 	c *websocket.Conn
 }
 
-func (s *server) dial(t *testing.T) (*client, models.Hello) {
+func (s *server) dial(t *testing.T) (*client, protocol.Hello) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -82,7 +84,7 @@ func (s *server) dial(t *testing.T) (*client, models.Hello) {
 	c.SetReadLimit(64 << 20)
 	t.Cleanup(func() { c.CloseNow() })
 	cl := &client{t: t, c: c}
-	var h models.Hello
+	var h protocol.Hello
 	cl.read(&h)
 	return cl, h
 }
@@ -117,9 +119,9 @@ func (c *client) changes(n int) []models.Change {
 	c.t.Helper()
 	var out []models.Change
 	for len(out) < n {
-		var f models.ChangesFrame
+		var f protocol.ChangesFrame
 		raw := c.read(&f)
-		if f.Type != models.TypeChanges {
+		if f.Type != protocol.TypeChanges {
 			c.t.Fatalf("want changes, got %s", raw)
 		}
 		out = append(out, f.Changes...)
@@ -137,16 +139,16 @@ func insertRows(t *testing.T, path string, from, n int, pad int) {
 // A subscriber far behind a small window is served from the changelog, in frames of
 // many changes, and then rejoins the live window with no gap or duplicate.
 func TestBehindWindowReadsChangelogThenRejoins(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WindowChanges: 100, FrameChanges: 250})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{WindowChanges: 100, FrameChanges: 250})
 	insertRows(t, s.path, 1, 3000, 10)
 	c, hello := s.dial(t)
 	if hello.Head < 3000 || hello.Oldest != 1 {
 		t.Fatalf("hello %+v", hello)
 	}
 	c.send(`{"type":"subscribe","id":1,"since":0}`)
-	var ack models.Subscribed
+	var ack protocol.Subscribed
 	c.read(&ack)
-	if ack.Type != models.TypeSubscribed {
+	if ack.Type != protocol.TypeSubscribed {
 		t.Fatalf("ack %+v", ack)
 	}
 	got := c.changes(3000)
@@ -162,12 +164,12 @@ func TestBehindWindowReadsChangelogThenRejoins(t *testing.T) {
 // Retention that overtakes a subscriber while it catches up produces a reset, never a
 // silent gap.
 func TestPrunedDuringCatchUpResets(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WindowChanges: 10, FrameChanges: 5})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{WindowChanges: 10, FrameChanges: 5})
 	insertRows(t, s.path, 1, 200, 200000) // 40 MB: more than any socket buffers, so the writer blocks part-way
 	c, _ := s.dial(t)
 	// The writer blocks on the full socket part-way through history; prune then.
 	c.send(`{"type":"subscribe","id":"a","since":0,"tables":["t"]}`)
-	var ack models.Subscribed
+	var ack protocol.Subscribed
 	c.read(&ack)
 	if _, err := s.d.Prune(context.Background(), db.Retention{MaxCount: 20}, 1<<62); err != nil {
 		t.Fatal(err)
@@ -180,8 +182,8 @@ func TestPrunedDuringCatchUpResets(t *testing.T) {
 			Changes []models.Change
 		}
 		c.read(&m)
-		if m.Type == models.TypeReset {
-			if m.Reason != models.ResetPruned {
+		if m.Type == protocol.TypeReset {
+			if m.Reason != protocol.ResetPruned {
 				t.Fatalf("reset reason %q", m.Reason)
 			}
 			break
@@ -206,7 +208,7 @@ func TestPrunedDuringCatchUpResets(t *testing.T) {
 
 // Shutdown closes clients with 1001 and leaves no goroutines behind (TestMain checks).
 func TestCloseSendsGoingAway(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{})
 	c, _ := s.dial(t)
 	c.send(`{"type":"subscribe","id":"x"}`)
 	c.read(nil)
@@ -222,7 +224,7 @@ func TestCloseSendsGoingAway(t *testing.T) {
 // Clients may write before reading hello; bytes that arrive while the connection is
 // upgraded must not be lost.
 func TestSubscribeWrittenBeforeHello(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{})
 	url := "ws" + strings.TrimPrefix(s.http.URL, "http")
 	for i := range 300 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -233,7 +235,7 @@ func TestSubscribeWrittenBeforeHello(t *testing.T) {
 		if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"subscribe","id":1}`)); err != nil {
 			t.Fatal(err)
 		}
-		for _, want := range []string{models.TypeHello, models.TypeSubscribed} {
+		for _, want := range []string{protocol.TypeHello, protocol.TypeSubscribed} {
 			_, b, err := c.Read(ctx)
 			if err != nil {
 				t.Fatalf("connection %d: %v", i, err)
@@ -252,7 +254,7 @@ func TestSubscribeWrittenBeforeHello(t *testing.T) {
 // A client that stops reading is disconnected once a write has been blocked for the
 // write timeout; the connection's goroutines end (TestMain checks for leaks).
 func TestSlowConsumerDisconnected(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WriteTimeout: 500 * time.Millisecond, FrameChanges: 5})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{WriteTimeout: 500 * time.Millisecond}, fanout.Options{FrameChanges: 5})
 	c, _ := s.dial(t)
 	c.send(`{"type":"subscribe","id":1}`)
 	c.read(nil)                           // subscribed; from here on the client reads nothing
@@ -268,7 +270,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 // arrives once, in order, on the same connection.
 func TestLiveFramesSurviveFullSocket(t *testing.T) {
 	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);",
-		ws.Options{FrameChanges: 3, PingInterval: 20 * time.Millisecond, PingTimeout: 30 * time.Second})
+		ws.Options{PingInterval: 20 * time.Millisecond, PingTimeout: 30 * time.Second}, fanout.Options{FrameChanges: 3})
 	c, _ := s.dial(t)
 	c.send(`{"type":"subscribe","id":1}`)
 	c.read(nil)                           // subscribed; the client reads nothing until all rows are in

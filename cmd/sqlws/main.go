@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/web"
 	"github.com/sqlws/sqlws/ws"
 )
@@ -185,8 +186,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// fill it, so clients resuming after a restart are served from memory instead of
 	// each reading the changelog.
 	start := max(pos.Oldest-1, pos.Head-int64(c.windowChanges))
-	hub := ws.NewHub(d, start, ws.Options{
-		WindowChanges: c.windowChanges, WindowBytes: c.windowBytes,
+	win := fanout.NewWindow(d, start, fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes})
+	hub := ws.NewHub(win, d, ws.Options{
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
 	})

@@ -44,6 +44,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
 )
 
 // Timeout is the default bound for waits that should complete quickly on a healthy
@@ -598,7 +599,7 @@ func idKey(raw json.RawMessage) string {
 // paused) and queues it: change records per subscription id, other messages in one
 // queue. Methods are for the test goroutine.
 type Client struct {
-	Hello models.Hello
+	Hello protocol.Hello
 
 	t    testing.TB
 	conn *websocket.Conn
@@ -660,7 +661,7 @@ func DialErr(t testing.TB, url string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("waiting for hello: %w", err)
 	}
-	if m.Type != models.TypeHello {
+	if m.Type != protocol.TypeHello {
 		return nil, fmt.Errorf("first frame is not hello: %s", m.Raw)
 	}
 	if err := json.Unmarshal(m.Raw, &c.Hello); err != nil {
@@ -697,15 +698,15 @@ func (c *Client) readLoop() {
 		// Fast path for the bulk of the traffic: skip the generic decode of frames
 		// that are obviously changes frames.
 		if bytes.HasPrefix(data, []byte(`{"type":"changes",`)) {
-			m.Type = models.TypeChanges
+			m.Type = protocol.TypeChanges
 		} else if err = json.Unmarshal(data, &m); err != nil {
 			err = fmt.Errorf("undecodable frame %q: %v", tail(string(data), 500), err)
 			c.conn.CloseNow()
 			return
 		}
 		m.Raw = data
-		if m.Type == models.TypeChanges {
-			var f models.ChangesFrame
+		if m.Type == protocol.TypeChanges {
+			var f protocol.ChangesFrame
 			if err = json.Unmarshal(data, &f); err != nil {
 				err = fmt.Errorf("undecodable changes frame %q: %v", tail(string(data), 500), err)
 				c.conn.CloseNow()
@@ -898,7 +899,7 @@ func Int64(n int64) *int64 { return &n }
 // SubscribeMsg builds a subscribe message; nil tables, nil since and "" stream are
 // omitted.
 func SubscribeMsg(id string, tables []string, since *int64, stream string) string {
-	m := map[string]any{"type": models.TypeSubscribe, "id": id}
+	m := map[string]any{"type": protocol.TypeSubscribe, "id": id}
 	if tables != nil {
 		m["tables"] = tables
 	}
@@ -929,7 +930,7 @@ func (c *Client) SubscribeReply(id string, tables []string, since *int64, stream
 func (c *Client) Subscribe(id string, tables []string, since *int64, stream string) Msg {
 	c.t.Helper()
 	m := c.SubscribeReply(id, tables, since, stream)
-	if m.Type != models.TypeSubscribed {
+	if m.Type != protocol.TypeSubscribed {
 		c.t.Fatalf("subscribe %q: want subscribed, got %s", id, m.Raw)
 	}
 	return m
@@ -938,10 +939,10 @@ func (c *Client) Subscribe(id string, tables []string, since *int64, stream stri
 // Unsubscribe sends unsubscribe and fails the test unless the reply is unsubscribed.
 func (c *Client) Unsubscribe(id string) {
 	c.t.Helper()
-	b, _ := json.Marshal(map[string]string{"type": models.TypeUnsubscribe, "id": id})
+	b, _ := json.Marshal(map[string]string{"type": protocol.TypeUnsubscribe, "id": id})
 	c.Send(string(b))
 	m := c.Next(Timeout)
-	if m.Type != models.TypeUnsubscribed || m.ID() != id {
+	if m.Type != protocol.TypeUnsubscribed || m.ID() != id {
 		c.t.Fatalf("unsubscribe %q: want unsubscribed, got %s", id, m.Raw)
 	}
 }

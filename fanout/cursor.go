@@ -1,0 +1,169 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sort"
+
+	"github.com/sqlws/sqlws/models"
+)
+
+// TableSet is the tables a cursor follows. Most name one table, and comparing one
+// string is several times cheaper than a map lookup, which had been an eighth of the
+// server's CPU when fanning out large batches to 1,000 subscribers.
+type TableSet struct {
+	one  string          // the table, when there is one
+	many map[string]bool // the tables, when there are several
+}
+
+// NewTableSet is the set of tables; nil (every table) when tables is empty.
+func NewTableSet(tables []string) *TableSet {
+	switch len(tables) {
+	case 0:
+		return nil
+	case 1:
+		return &TableSet{one: tables[0]}
+	}
+	f := &TableSet{many: map[string]bool{}}
+	for _, t := range tables {
+		f.many[t] = true
+	}
+	return f
+}
+
+// match reports whether changes of table t pass; a nil set passes all.
+func (f *TableSet) match(t string) bool {
+	switch {
+	case f == nil:
+		return true
+	case f.many != nil:
+		return f.many[t]
+	}
+	return t == f.one
+}
+
+// Cursor is one subscription's position in the stream. It is not safe for
+// concurrent use: its owner serialises every call that takes it.
+type Cursor struct {
+	tables *TableSet
+	pos    int64 // seq of the last change delivered or skipped
+	since  int64 // pos at the start
+	// Table drops (see Window.dropLimit): how many of the window's drops were known
+	// when the cursor started (dropBase) and when limit was last computed
+	// (dropsSeen); limit is the seq where a dropped table it names ends (MaxInt64:
+	// none), and dropTable that table.
+	dropBase, dropsSeen int32
+	limit               int64
+	dropTable           string
+}
+
+// NewCursor returns a cursor over tables (empty: every table) that continues after
+// seq since.
+func (w *Window) NewCursor(tables []string, since int64) *Cursor {
+	return &Cursor{tables: NewTableSet(tables), pos: since, since: since,
+		dropBase: w.dropsN.Load(), dropsSeen: -1, limit: math.MaxInt64}
+}
+
+// Pos is the seq of the last change the cursor has delivered or skipped.
+func (c *Cursor) Pos() int64 { return c.pos }
+
+// Advance moves the cursor to pos, as History returned it.
+func (c *Cursor) Advance(pos int64) { c.pos = pos }
+
+// DroppedTable is the dropped table that ended the cursor (after Dropped).
+func (c *Cursor) DroppedTable() string { return c.dropTable }
+
+// Status says what a read found.
+type Status uint8
+
+const (
+	// Ready: the entries returned (none when the cursor is caught up).
+	Ready Status = iota
+	// Behind: the cursor is before the window; read History (it does I/O, so the
+	// caller should not hold locks others wait on).
+	Behind
+	// Pruned: changes the cursor needs are no longer in the changelog; it cannot go
+	// on and the subscriber must reload (a reset).
+	Pruned
+	// Dropped: a table the cursor names was dropped and the cursor has every change
+	// it made; the subscription ends (DroppedTable says which).
+	Dropped
+)
+
+// Next appends c's next changes from the window to dst, advancing c: at most a frame's
+// worth, skipping changes of other tables. It does no I/O.
+func (w *Window) Next(c *Cursor, dst []models.Encoded) ([]models.Encoded, Status) {
+	for {
+		limit := c.dropLimitFrom(w)
+		if c.pos >= limit {
+			return dst, Dropped
+		}
+		from := c.pos
+		out, pos, behind := w.read(dst, from, c.tables, limit)
+		if behind {
+			return dst, Behind
+		}
+		c.pos = pos
+		if len(out) > len(dst) || pos == from {
+			return out, Ready // changes, or caught up
+		}
+		// Skipped other tables' changes without finding one: keep going.
+	}
+}
+
+// dropLimitFrom is the last seq c may read (see Window.dropLimit), recomputed only
+// when the window has learned of a drop.
+func (c *Cursor) dropLimitFrom(w *Window) int64 {
+	if c.tables == nil {
+		return math.MaxInt64 // every table: drops end nothing
+	}
+	if n := w.dropsN.Load(); n != c.dropsSeen {
+		c.dropsSeen = n
+		c.limit, c.dropTable = w.dropLimit(c)
+	}
+	return c.limit
+}
+
+// History reads c's next changes from the Source for a cursor that is behind the
+// window, appending them to dst, and returns the position to Advance c to. It does
+// not change c, so the caller may run it without the lock that guards c, provided
+// nothing else uses c meanwhile. It returns as soon as it has matching changes, or
+// once the position reaches the window, which serves the rest without I/O; Pruned
+// when the changes after the position are gone.
+func (w *Window) History(ctx context.Context, c *Cursor, dst []models.Encoded) ([]models.Encoded, int64, Status, error) {
+	pos, limit := c.pos, c.limit
+	for {
+		got, err := w.src.ReadChanges(ctx, pos, w.opts.FrameChanges, w.opts.FrameBytes)
+		gap := errors.Is(err, models.ErrGap)
+		if err != nil && !gap {
+			return dst, pos, Ready, err
+		}
+		if len(got) == 0 {
+			// Everything after pos up to the window should be in the changelog; a hole
+			// means retention (or someone by hand, or a restore) removed it.
+			if !gap && pos >= w.Head() {
+				return dst, pos, Ready, nil
+			}
+			return dst, pos, Pruned, nil
+		}
+		if i := sort.Search(len(got), func(i int) bool { return got[i].Seq > limit }); i < len(got) {
+			got, gap = got[:i], true // a drop ends the cursor there: read no further
+			if len(got) == 0 {
+				return dst, pos, Ready, nil
+			}
+		}
+		n := len(dst)
+		for _, e := range got {
+			if c.tables.match(e.Table) {
+				dst = append(dst, e)
+			}
+		}
+		pos = got[len(got)-1].Seq
+		// At a gap, what came before it goes out first; the next read finds the gap
+		// at once and the cursor is pruned.
+		if len(dst) > n || gap || w.inWindow(pos) {
+			return dst, pos, Ready, nil
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package protocol_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/protocol"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		msg    string
+		id     string // canonical id echoed, "" for none
+		errSub string // "" for success
+	}{
+		{`{"type":"subscribe","id":"a","tables":["t"],"since":3,"stream":"s"}`, `"a"`, ""},
+		{`{"type":"subscribe","id":"\u0061"}`, `"a"`, ""},
+		{`{"type":"subscribe","id":7}`, `7`, ""},
+		{`{"type":"subscribe","id":-7}`, `-7`, ""},
+		{`{"type":"subscribe","id":1e400}`, ``, `"id" must be a string or an integer`},
+		{`{"type":"subscribe","id":1.5}`, ``, `"id" must be a string or an integer`},
+		{`{"type":"subscribe","id":"` + strings.Repeat("x", 300) + `"}`, ``, `longer than 256 bytes`},
+		{`{"type":"subscribe","id":` + strings.Repeat("9", 300) + `}`, ``, `longer than 256 bytes`},
+		{`{"type":"subscribe","id":"a","tables":[` + strings.Repeat(`"t",`, 1000) + `"t"]}`, `"a"`, `more than 1000 tables`},
+		{`{"type":"subscribe","id":"a","since":-1}`, `"a"`, `"since" must be an integer >= 0`},
+		{`{"type":"subscribe","id":"a","since":1.5}`, `"a"`, `"since" must be an integer >= 0`},
+		{`{"type":"subscribe","id":"a","tables":"t"}`, `"a"`, `"tables" must be an array`},
+		{`{"type":"subscribe"}`, ``, `missing "id"`},
+		{`{"type":"nope","id":"a"}`, `"a"`, `unknown message type "nope"`},
+		{`{"type":"` + strings.Repeat("n", 1000) + `","id":"a"}`, `"a"`, `…`},
+		{`{"id":"a"}`, `"a"`, `missing "type"`},
+		{`[1]`, ``, `must be a JSON object`},
+		{`{"type":1}`, ``, `field "type" has the wrong type`},
+		{`{`, ``, `malformed JSON`},
+	} {
+		r, err := protocol.Parse([]byte(tc.msg))
+		if string(r.ID) != tc.id {
+			t.Errorf("%.80s: id %s, want %s", tc.msg, r.ID, tc.id)
+		}
+		switch {
+		case tc.errSub == "" && err != nil:
+			t.Errorf("%.80s: %v", tc.msg, err)
+		case tc.errSub != "" && (err == nil || !strings.Contains(err.Error(), tc.errSub) || errors.KindOf(err) != errors.Invalid):
+			t.Errorf("%.80s: error %v, want an invalid-request error containing %q", tc.msg, err, tc.errSub)
+		}
+	}
+}
+
+func TestResetReason(t *testing.T) {
+	p := models.Position{Head: 100, Oldest: 50}
+	for _, tc := range []struct {
+		client string
+		since  int64
+		want   string
+	}{
+		{"", 100, ""}, {"", 49, ""}, {"s", 70, ""},
+		{"", 101, protocol.ResetFuture}, {"", 48, protocol.ResetPruned}, {"other", 70, protocol.ResetStream},
+	} {
+		if got := protocol.ResetReason("s", tc.client, p, tc.since); got != tc.want {
+			t.Errorf("stream %q since %d: %q, want %q", tc.client, tc.since, got, tc.want)
+		}
+	}
+}
+
+func TestEcho(t *testing.T) {
+	long := strings.Repeat("é", 200)
+	if got := protocol.Echo(long); len(got) > 131 || !strings.HasSuffix(got, "…") || !strings.HasPrefix(long, strings.TrimSuffix(got, "…")) {
+		t.Fatalf("Echo cut %q", got)
+	}
+	if protocol.Echo("t") != "t" {
+		t.Fatal("short names are echoed whole")
+	}
+}
