@@ -176,6 +176,6 @@ func (c *countedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// NetConn is the accepted socket itself, for code that needs its type (the
-// WebSocket layer writes to plain sockets directly).
-func (c *countedConn) NetConn() net.Conn { return c.Conn }
+// PlainConn is the accepted socket itself: the wrapper passes bytes through
+// untouched, so the WebSocket layer may write to the socket directly.
+func (c *countedConn) PlainConn() net.Conn { return c.Conn }

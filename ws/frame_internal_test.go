@@ -3,10 +3,12 @@ package ws
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -97,4 +99,180 @@ func TestDirectFramesReadByRealClient(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("close handshake did not finish")
 	}
+}
+
+// recordingConn records each Write the WebSocket library makes through frameConn.
+type recordingConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (r *recordingConn) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	r.writes = append(r.writes, bytes.Clone(p))
+	r.mu.Unlock()
+	return r.Conn.Write(p)
+}
+
+// wholeFrames reports whether b is a sequence of complete unmasked frames, and the
+// opcodes of those frames.
+func wholeFrames(b []byte) ([]byte, bool) {
+	var ops []byte
+	for len(b) > 0 {
+		if len(b) < 2 || b[1]&0x80 != 0 {
+			return ops, false
+		}
+		n, h := int(b[1]&0x7F), 2
+		switch n {
+		case 126:
+			if len(b) < 4 {
+				return ops, false
+			}
+			n, h = int(binary.BigEndian.Uint16(b[2:])), 4
+		case 127:
+			if len(b) < 10 {
+				return ops, false
+			}
+			n, h = int(binary.BigEndian.Uint64(b[2:])), 10
+		}
+		if len(b) < h+n {
+			return ops, false
+		}
+		ops = append(ops, b[0]&0x0F)
+		b = b[h+n:]
+	}
+	return ops, true
+}
+
+// TestFrameLayerAssumptions pins what the frame layer relies on in coder/websocket,
+// none of which is its public API, so that a library upgrade that changes it fails
+// here rather than corrupting streams: every write the library makes is whole
+// frames starting at a frame boundary (so frameConn's lock keeps data frames
+// between them, and its first byte tells a close frame); the close frame is seen;
+// compression is never negotiated even when a client offers it; and the
+// non-blocking fast path is taken only on plain sockets, also behind web.Listener's
+// counting wrapper, never on TLS.
+func TestFrameLayerAssumptions(t *testing.T) {
+	type accepted struct {
+		sb  *smallBuffers
+		ws  *websocket.Conn
+		rec *recordingConn
+	}
+	handler := func(got chan<- accepted) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sb := &smallBuffers{ResponseWriter: w}
+			ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+			if err != nil {
+				return
+			}
+			rec := &recordingConn{Conn: sb.fc.Conn}
+			sb.fc.Conn = rec // before anything is read or written on it
+			got <- accepted{sb, ws, rec}
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("plain socket", func(t *testing.T) {
+		got := make(chan accepted, 1)
+		srv := httptest.NewServer(handler(got))
+		defer srv.Close()
+		client, resp, err := websocket.Dial(ctx, srv.URL, &websocket.DialOptions{CompressionMode: websocket.CompressionContextTakeover})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.CloseNow()
+		if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+			t.Fatalf("compression negotiated: %q", ext)
+		}
+		a := <-got
+		if a.sb.fc.raw == nil {
+			t.Fatal("no fast path on a plain TCP socket")
+		}
+		go func() {
+			for {
+				if _, _, err := client.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			for {
+				if _, _, err := a.ws.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+		for range 3 {
+			if err := a.ws.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.ws.Close(websocket.StatusNormalClosure, "")
+		if !a.sb.fc.closeSent {
+			t.Fatal("the library's close frame was not noticed")
+		}
+		a.rec.mu.Lock()
+		defer a.rec.mu.Unlock()
+		var all []byte
+		for _, w := range a.rec.writes {
+			ops, ok := wholeFrames(w)
+			if !ok {
+				t.Fatalf("the library wrote a partial frame: % x", w)
+			}
+			all = append(all, ops...)
+		}
+		if !bytes.Contains(all, []byte{0x9, 0x9, 0x9}) || all[len(all)-1] != 0x8 {
+			t.Fatalf("library frames %v, want three pings then a close", all)
+		}
+	})
+
+	t.Run("TLS", func(t *testing.T) {
+		got := make(chan accepted, 1)
+		srv := httptest.NewTLSServer(handler(got))
+		defer srv.Close()
+		client, _, err := websocket.Dial(ctx, "wss"+srv.URL[len("https"):], &websocket.DialOptions{HTTPClient: srv.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.CloseNow()
+		if a := <-got; a.sb.fc.raw != nil {
+			t.Fatal("the fast path, which writes to the descriptor, was taken on a TLS connection")
+		}
+	})
+
+	t.Run("counted plain socket", func(t *testing.T) {
+		got := make(chan accepted, 1)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: handler(got)}
+		go srv.Serve(&unwrapListener{ln})
+		defer srv.Close()
+		client, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.CloseNow()
+		if a := <-got; a.sb.fc.raw == nil {
+			t.Fatal("no fast path on a plain socket behind a wrapper that offers NetConn")
+		}
+	})
+}
+
+// unwrapListener wraps accepted connections as web.Listener does.
+type unwrapListener struct{ net.Listener }
+
+type netConnWrapper struct{ net.Conn }
+
+func (w netConnWrapper) PlainConn() net.Conn { return w.Conn }
+
+func (l *unwrapListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return netConnWrapper{c}, nil
 }

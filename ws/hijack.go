@@ -60,11 +60,13 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.fc = &frameConn{Conn: nc}
 	// The non-blocking fast path writes to the descriptor itself, which is only right
-	// for a plain socket: a TLS connection (say) must encrypt what goes through it. A
-	// wrapper that only counts connections (web.Listener) offers the socket it wraps.
+	// for a plain socket: a TLS connection (say) must encrypt what goes through it, and
+	// *tls.Conn's NetConn would hand over the socket under it. A wrapper that passes
+	// bytes through untouched (web.Listener's, which counts connections) says so with
+	// PlainConn.
 	sock := nc
-	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
-		sock = u.NetConn()
+	if u, ok := nc.(interface{ PlainConn() net.Conn }); ok {
+		sock = u.PlainConn()
 	}
 	switch sc := sock.(type) {
 	case *net.TCPConn:
