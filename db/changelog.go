@@ -43,8 +43,8 @@ func Head(ctx context.Context, q interface {
 }
 
 // ReadChanges returns up to limit changes with seq > after, in seq order, each encoded
-// once as its protocol JSON. It stops early after maxBytes of encoded output (at least
-// one change is always returned), which bounds memory for wide rows. It runs as one
+// once as its protocol JSON. It stops before the encoded output would pass maxBytes
+// (but one change always comes back), which bounds memory for wide rows. It runs as one
 // short statement and holds no transaction afterwards.
 //
 // The changes are consecutive, after+1 onwards: at the first seq that does not follow
@@ -131,11 +131,11 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		}
 		buf := make([]byte, 0, 64+len(tbl)+len(pk)+len(old)+len(nw))
 		buf = models.AppendChange(buf, seq, tbl, op, pk, old, nw, ts)
+		if maxBytes > 0 && len(out) > 0 && total+len(buf) > maxBytes {
+			break // the bound holds, except that one change always goes out
+		}
 		out = append(out, models.Encoded{Seq: seq, Table: tbl, JSON: buf})
 		total += len(buf)
-		if maxBytes > 0 && total >= maxBytes {
-			break
-		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, classify("read changelog", err)

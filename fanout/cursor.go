@@ -2,9 +2,7 @@ package fanout
 
 import (
 	"context"
-	"errors"
 	"math"
-	"sort"
 
 	"github.com/sqlws/sqlws/models"
 )
@@ -125,45 +123,70 @@ func (c *Cursor) dropLimitFrom(w *Window) int64 {
 	return c.limit
 }
 
-// History reads c's next changes from the Source for a cursor that is behind the
-// window, appending them to dst, and returns the position to Advance c to. It does
-// not change c, so the caller may run it without the lock that guards c, provided
-// nothing else uses c meanwhile. It returns as soon as it has matching changes, or
-// once the position reaches the window, which serves the rest without I/O; Pruned
-// when the changes after the position are gone.
-func (w *Window) History(ctx context.Context, c *Cursor, dst []models.Encoded) ([]models.Encoded, int64, Status, error) {
-	pos, limit := c.pos, c.limit
-	for {
-		got, err := w.src.ReadChanges(ctx, pos, w.opts.FrameChanges, w.opts.FrameBytes)
-		gap := errors.Is(err, models.ErrGap)
-		if err != nil && !gap {
-			return dst, pos, Ready, err
-		}
-		if len(got) == 0 {
-			// Everything after pos up to the window should be in the changelog; a hole
-			// means retention (or someone by hand, or a restore) removed it.
-			if !gap && pos >= w.Head() {
-				return dst, pos, Ready, nil
-			}
-			return dst, pos, Pruned, nil
-		}
-		if i := sort.Search(len(got), func(i int) bool { return got[i].Seq > limit }); i < len(got) {
-			got, gap = got[:i], true // a drop ends the cursor there: read no further
-			if len(got) == 0 {
-				return dst, pos, Ready, nil
-			}
-		}
-		n := len(dst)
-		for _, e := range got {
-			if c.tables.match(e.Table) {
-				dst = append(dst, e)
-			}
-		}
-		pos = got[len(got)-1].Seq
-		// At a gap, what came before it goes out first; the next read finds the gap
-		// at once and the cursor is pruned.
-		if len(dst) > n || gap || w.inWindow(pos) {
-			return dst, pos, Ready, nil
-		}
+// Lease keeps the memory of changes History returned in use until Release: they
+// are shared with every other cursor reading the same page, and the memory budget
+// counts them until then. The zero Lease releases nothing.
+type Lease struct {
+	ps *pages
+	p  *page
+}
+
+// Release gives the changes back; they must not be used afterwards.
+func (l *Lease) Release() {
+	if l.p != nil {
+		l.ps.release(l.p)
+		l.p = nil
 	}
 }
+
+// History reads c's next changes, for a cursor that is behind the window, from the
+// pages of the changelog shared by every cursor (read from the Source once each),
+// appending them to dst, and returns the position to Advance c to. It does not change
+// c, so the caller may run it without the lock that guards c, provided nothing else
+// uses c meanwhile; the caller writes the changes and then releases the Lease. It
+// returns as soon as it has matching changes, or once the position reaches the
+// window, which serves the rest without I/O; Pruned when the changes after the
+// position are gone.
+func (w *Window) History(ctx context.Context, c *Cursor, dst []models.Encoded) ([]models.Encoded, int64, Status, Lease, error) {
+	pos, limit := c.pos, c.limit
+	n := len(dst)
+	for pos < limit {
+		p, err := w.pages.get(ctx, pos+1)
+		if err == errPagePruned {
+			return dst, pos, Pruned, Lease{}, nil
+		}
+		if err != nil {
+			return dst, pos, Ready, Lease{}, err
+		}
+		if p == nil {
+			// Nothing after pos in the changelog. Right if pos is at the head; else
+			// what the window holds after pos was removed before it could be read.
+			if pos >= w.Head() {
+				return dst, pos, Ready, Lease{}, nil
+			}
+			return dst, pos, Pruned, Lease{}, nil
+		}
+		bytes := 0
+		for _, e := range p.entries[pos+1-p.entries[0].Seq:] {
+			if e.Seq > limit || len(dst)-n >= w.opts.FrameChanges || (len(dst) > n && bytes+len(e.JSON) > w.opts.FrameBytes) {
+				break
+			}
+			if c.tables.match(e.Table) {
+				dst = append(dst, e)
+				bytes += len(e.JSON)
+			}
+			pos = e.Seq
+		}
+		if len(dst) > n {
+			return dst, pos, Ready, Lease{ps: w.pages, p: p}, nil
+		}
+		w.pages.release(p)
+		if w.inWindow(pos) {
+			return dst, pos, Ready, Lease{}, nil
+		}
+	}
+	return dst, pos, Ready, Lease{}, nil
+}
+
+// PageStats returns the catch-up page cache's figures.
+func (w *Window) PageStats() PageStats { return w.pages.stats() }

@@ -37,6 +37,12 @@ type Options struct {
 	// (defaults 1,000 and 1 MiB): the changes of one frame.
 	FrameChanges int
 	FrameBytes   int
+	// MemoryBudget bounds the memory of the window and of the pages of changelog
+	// shared by subscribers catching up (default 256 MiB). The window takes at most a
+	// quarter of it (and no more than WindowBytes); pages the rest. When pages in use
+	// fill it, catching up waits for memory rather than taking more: delivery slows,
+	// memory does not grow. Connections' own memory is not counted.
+	MemoryBudget int64
 }
 
 func (o *Options) setDefaults() {
@@ -52,12 +58,20 @@ func (o *Options) setDefaults() {
 	if o.FrameBytes <= 0 {
 		o.FrameBytes = 1 << 20
 	}
+	if o.MemoryBudget <= 0 {
+		o.MemoryBudget = DefaultMemoryBudget
+	}
+	o.WindowBytes = int(min(int64(o.WindowBytes), o.MemoryBudget/4))
 }
+
+// DefaultMemoryBudget is Options.MemoryBudget's default.
+const DefaultMemoryBudget = 256 << 20
 
 // Window holds the newest changes, and what it knows of dropped tables.
 type Window struct {
-	src  Source
-	opts Options
+	src   Source
+	opts  Options
+	pages *pages
 
 	mu    sync.RWMutex
 	ring  []models.Encoded // circular buffer; ring[start] holds seq first
@@ -80,6 +94,7 @@ func NewWindow(src Source, head int64, opts Options) *Window {
 	opts.setDefaults()
 	return &Window{
 		src: src, opts: opts,
+		pages: newPages(src, opts.MemoryBudget-int64(opts.WindowBytes)),
 		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
 		first: head + 1, head: head,
 	}

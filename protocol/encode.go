@@ -7,25 +7,43 @@ import (
 	"github.com/sqlws/sqlws/models"
 )
 
-// AppendChanges appends a changes message for subscription id carrying entries,
-// each already encoded once as its change record: a frame is a copy of those bytes
-// between a fixed head and tail, never a re-encoding.
-func AppendChanges(dst []byte, id json.RawMessage, entries []models.Encoded) []byte {
-	n := len(`{"type":"changes","id":,"changes":[]}`) + len(id) + len(entries)
+// A changes message is its records' own bytes, each encoded once for every
+// subscriber, between a head naming the subscription, separators and a tail: a frame
+// is a copy (or a gather) of those bytes, never a re-encoding.
+const (
+	// ChangesSep separates two records in a changes message.
+	ChangesSep = ","
+	// ChangesTail ends a changes message.
+	ChangesTail = "]}"
+)
+
+// AppendChangesHead appends the head of a changes message for subscription id.
+func AppendChangesHead(dst []byte, id json.RawMessage) []byte {
+	dst = append(dst, `{"type":"changes","id":`...)
+	dst = append(dst, id...)
+	return append(dst, `,"changes":[`...)
+}
+
+// ChangesLen is the length of the changes message AppendChanges would write.
+func ChangesLen(id json.RawMessage, entries []models.Encoded) int {
+	n := len(`{"type":"changes","id":,"changes":[]}`) + len(id) + max(len(entries)-1, 0)
 	for _, e := range entries {
 		n += len(e.JSON)
 	}
-	dst = slices.Grow(dst, n) // one allocation at most, however large the frame
-	dst = append(dst, `{"type":"changes","id":`...)
-	dst = append(dst, id...)
-	dst = append(dst, `,"changes":[`...)
+	return n
+}
+
+// AppendChanges appends a changes message for subscription id carrying entries.
+func AppendChanges(dst []byte, id json.RawMessage, entries []models.Encoded) []byte {
+	dst = slices.Grow(dst, ChangesLen(id, entries)) // one allocation at most, however large the frame
+	dst = AppendChangesHead(dst, id)
 	for i, e := range entries {
 		if i > 0 {
-			dst = append(dst, ',')
+			dst = append(dst, ChangesSep...)
 		}
 		dst = append(dst, e.JSON...)
 	}
-	return append(dst, "]}"...)
+	return append(dst, ChangesTail...)
 }
 
 // HelloMessage encodes hello.

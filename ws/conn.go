@@ -63,6 +63,9 @@ type conn struct {
 	pendingLocked bool
 	closed        bool
 	overflowed    bool // too many unanswered requests: closing
+	// interrupt cancels the history read under way, if any: a read can wait for
+	// memory, and replies and pings must not wait behind it.
+	interrupt context.CancelFunc
 }
 
 // subscription is one of a connection's subscriptions: its id, as replies echo it,
@@ -294,6 +297,16 @@ func (c *conn) queueLocked(msg []byte) {
 		return
 	}
 	c.control = append(c.control, textFrame(msg))
+	c.interruptLocked()
+}
+
+// interruptLocked stops a history read that may be waiting for memory, so that what
+// was just queued goes out first.
+func (c *conn) interruptLocked() {
+	if c.interrupt != nil {
+		c.interrupt()
+		c.interrupt = nil
+	}
 }
 
 // pingFrame is the ping the server sends; its payload is not checked on the pong.
@@ -305,6 +318,7 @@ func (c *conn) sendPing(now int64) {
 	c.pingSent.Store(now)
 	c.mu.Lock()
 	c.control = append(c.control, pingFrame)
+	c.interruptLocked()
 	c.mu.Unlock()
 	c.wake()
 }
@@ -340,13 +354,8 @@ func (c *conn) startWriterLocked() {
 // unsubscribe's ack follows its last.
 func (c *conn) writeLoop() {
 	defer c.hub.wg.Done()
-	var buf *[]byte // taken from the pool only once there is a frame to build
-	defer func() {
-		if buf != nil {
-			framePool.Put(buf)
-		}
-	}()
-	var batch []models.Encoded
+	f := &frame{head: make([]byte, 0, frameHeaderMax+64)}
+	defer f.free()
 	for {
 		c.mu.Lock()
 		c.dirty = false
@@ -369,17 +378,14 @@ func (c *conn) writeLoop() {
 			msgs := c.control
 			c.control = nil
 			c.mu.Unlock()
-			for _, f := range msgs {
-				if !c.write(f) {
+			for _, m := range msgs {
+				if !c.write(m) {
 					return
 				}
 			}
 			continue
 		}
-		if buf == nil {
-			buf = framePool.Get().(*[]byte)
-		}
-		sent, err := c.nextFrameLocked(&batch, buf, false)
+		sent, err := c.nextFrameLocked(f, false)
 		if err != nil {
 			c.mu.Unlock()
 			c.hub.opts.Logger.Warn("websocket: read history; will retry", "conn", c.id, "err", err)
@@ -402,8 +408,15 @@ func (c *conn) writeLoop() {
 			return
 		}
 		c.mu.Unlock()
-		frame := *buf
-		if !c.write(frame[frameHeader(frame, len(frame)-frameHeaderMax):]) {
+		var ok bool
+		if f.gathered() {
+			ok = c.writeGathered(f.vec)
+		} else {
+			b := *f.buf
+			ok = c.write(b[frameHeader(b, len(b)-frameHeaderMax):])
+		}
+		f.done()
+		if !ok {
 			return
 		}
 	}
@@ -423,7 +436,7 @@ func (c *conn) finishWriting() {
 // error queued as a reply. c.mu is held; it is released around history reads, which
 // touch the database, and anything that changed meanwhile is looked at again. With
 // windowOnly (the pump) it never reads history: it returns errNeedsHistory instead.
-func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly bool) (sent bool, err error) {
+func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error) {
 	win := c.hub.win
 	for range len(c.order) {
 		if c.next >= len(c.order) {
@@ -431,33 +444,44 @@ func (c *conn) nextFrameLocked(batch *[]models.Encoded, buf *[]byte, windowOnly 
 		}
 		s := c.order[c.next]
 		c.next++
-		entries, st := win.Next(s.cur, (*batch)[:0])
+		entries, st := win.Next(s.cur, f.batch[:0])
 		if st == fanout.Behind {
 			if windowOnly {
 				return false, errNeedsHistory
 			}
+			ctx, cancel := context.WithCancel(c.ctx)
+			c.interrupt = cancel
 			c.mu.Unlock()
 			var pos int64
-			entries, pos, st, err = win.History(c.ctx, s.cur, (*batch)[:0])
+			var lease fanout.Lease
+			entries, pos, st, lease, err = win.History(ctx, s.cur, f.batch[:0])
 			c.mu.Lock()
-			if c.subs[s.key] != s || len(c.control) > 0 {
+			c.interrupt = nil
+			cancel()
+			if err != nil && c.ctx.Err() == nil && ctx.Err() != nil {
+				err = nil // interrupted for a reply: send it, then read again
+			}
+			if c.subs[s.key] != s || len(c.control) > 0 || err != nil {
 				// Unsubscribed or replaced meanwhile, or a reply (say, a new
 				// subscription's ack) must go out first: start over.
-				return false, nil
-			}
-			if err != nil {
+				lease.Release()
 				return false, err
 			}
 			s.cur.Advance(pos)
+			f.batch = entries
+			if len(entries) > 0 {
+				f.gatherChanges(s.id, entries, lease)
+				return true, nil
+			}
 		}
-		*batch = entries
+		f.batch = entries
 		switch st {
 		case fanout.Pruned, fanout.Dropped:
 			c.endSubscriptionLocked(s, st)
 			return false, nil
 		}
 		if len(entries) > 0 {
-			*buf = protocol.AppendChanges((*buf)[:frameHeaderMax], s.id, entries)
+			f.copyChanges(s.id, entries)
 			return true, nil
 		}
 	}
@@ -495,6 +519,19 @@ func (c *conn) write(frame []byte) bool {
 	c.writeStart.Store(time.Now().UnixNano())
 	err := c.fc.writeData(frame)
 	c.writeStart.Store(0)
+	return c.wrote(err)
+}
+
+// writeGathered writes a gathered frame (see frame) as write does.
+func (c *conn) writeGathered(vec net.Buffers) bool {
+	c.writeStart.Store(time.Now().UnixNano())
+	err := c.fc.writeGathered(vec)
+	c.writeStart.Store(0)
+	return c.wrote(err)
+}
+
+// wrote ends the connection and the writer if a write failed.
+func (c *conn) wrote(err error) bool {
 	if err != nil {
 		c.finishWriting()
 		c.end(CloseWriteFailed, 0, err.Error())

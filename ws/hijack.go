@@ -74,6 +74,9 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	case *net.UnixConn:
 		w.fc.raw, _ = sc.SyscallConn()
 	}
+	if w.fc.raw != nil {
+		w.fc.sock = sock
+	}
 	return w.fc, bufio.NewReadWriter(br, bufio.NewWriterSize(w.fc, connWriteBuffer)), nil
 }
 
@@ -93,7 +96,8 @@ func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // frame after which no data frame may follow.
 type frameConn struct {
 	net.Conn
-	raw       syscall.RawConn // for tryWrite; nil if the socket does not offer it
+	raw       syscall.RawConn // for tryWrite; nil unless a plain socket
+	sock      net.Conn        // the plain socket under Conn, for writev; nil unless raw is set
 	mu        sync.Mutex
 	closeSent bool
 
@@ -122,6 +126,31 @@ func (f *frameConn) writeData(frame []byte) error {
 		return net.ErrClosed
 	}
 	_, err := f.Conn.Write(frame)
+	return err
+}
+
+// writeGathered writes one complete data frame gathered from vec (header first),
+// unless the close handshake has begun: with writev on a plain socket, else copied
+// into one buffer (a TLS connection would make a record of every piece).
+func (f *frameConn) writeGathered(vec net.Buffers) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closeSent {
+		return net.ErrClosed
+	}
+	if f.sock != nil {
+		_, err := vec.WriteTo(f.sock)
+		return err
+	}
+	n := 0
+	for _, b := range vec {
+		n += len(b)
+	}
+	buf := make([]byte, 0, n)
+	for _, b := range vec {
+		buf = append(buf, b...)
+	}
+	_, err := f.Conn.Write(buf)
 	return err
 }
 

@@ -191,6 +191,7 @@ func (h *Hub) goTracked(f func()) {
 type Stats struct {
 	Connections int
 	Window      fanout.Stats
+	Pages       fanout.PageStats
 	// Closes counts ended connections by reason (index by CloseReason).
 	Closes [numCloseReasons]uint64
 }
@@ -201,6 +202,7 @@ func (h *Hub) Stats() Stats {
 	st := Stats{Connections: len(h.conns)}
 	h.mu.RUnlock()
 	st.Window = h.win.Stats()
+	st.Pages = h.win.PageStats()
 	for i := range st.Closes {
 		st.Closes[i] = h.closes[i].Load()
 	}

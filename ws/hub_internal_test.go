@@ -50,15 +50,14 @@ func TestPumpDeliversWithoutAllocating(t *testing.T) {
 	s := &subscription{id: []byte(`"s"`), key: `"s"`, cur: win.NewCursor(nil, 0)}
 	c.subs[s.key], c.order = s, []*subscription{s}
 
-	var batch []models.Encoded
-	buf := framePool.Get().(*[]byte)
+	f := &frame{buf: framePool.Get().(*[]byte)}
 	e := enc(1, "t")
 	seq, frames := int64(0), 0
 	step := func() {
 		seq++
 		e.Seq = seq
 		h.Publish([]models.Encoded{e})
-		if c.pumpOne(&batch, &buf) {
+		if c.pumpOne(f) {
 			frames++
 		}
 	}

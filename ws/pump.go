@@ -1,6 +1,5 @@
 package ws
 
-import "github.com/sqlws/sqlws/models"
 
 // The pump writes live changes. After each Publish it visits every connection and,
 // for those whose subscriptions are inside the window and that have no writer
@@ -21,10 +20,9 @@ import "github.com/sqlws/sqlws/models"
 // would be skipped by both.)
 func (h *Hub) pump(shard int, wake <-chan struct{}) {
 	defer h.pumpsWG.Done()
-	buf := framePool.Get().(*[]byte)
-	defer func() { framePool.Put(buf) }()
+	f := &frame{buf: framePool.Get().(*[]byte)}
+	defer f.free()
 	var conns []*conn
-	var batch []models.Encoded
 	for {
 		select {
 		case <-h.stopPumps:
@@ -43,7 +41,7 @@ func (h *Hub) pump(shard int, wake <-chan struct{}) {
 		for more := true; more; {
 			more = false
 			for _, c := range conns {
-				if c.pumpOne(&batch, &buf) {
+				if c.pumpOne(f) {
 					more = true
 				}
 			}
@@ -66,7 +64,7 @@ func (h *Hub) wakePumps() {
 
 // pumpOne writes c's next live frame if it can without blocking, and reports whether
 // it wrote one. Anything it cannot do at once it hands to c's writer goroutine.
-func (c *conn) pumpOne(batch *[]models.Encoded, buf **[]byte) bool {
+func (c *conn) pumpOne(f *frame) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
@@ -79,7 +77,8 @@ func (c *conn) pumpOne(batch *[]models.Encoded, buf **[]byte) bool {
 		c.startWriterLocked()
 		return false
 	}
-	sent, err := c.nextFrameLocked(batch, *buf, true)
+	sent, err := c.nextFrameLocked(f, true)
+	defer f.done()
 	if err != nil || (!sent && len(c.control) > 0) {
 		// Behind the window, or a subscription ended and its reply is queued.
 		c.startWriterLocked()
@@ -88,7 +87,7 @@ func (c *conn) pumpOne(batch *[]models.Encoded, buf **[]byte) bool {
 	if !sent {
 		return false
 	}
-	b := **buf
+	b := *f.buf
 	start := frameHeader(b, len(b)-frameHeaderMax)
 	frame := b[start:]
 	n, locked, err := c.fc.tryWrite(frame)
@@ -97,8 +96,8 @@ func (c *conn) pumpOne(batch *[]models.Encoded, buf **[]byte) bool {
 		return true
 	case err == nil || err == errWouldBlock:
 		// The writer goroutine finishes the frame; the buffer goes with it.
-		c.pending, c.pendingOff, c.pendingLocked = *buf, start+n, locked
-		*buf = framePool.Get().(*[]byte)
+		c.pending, c.pendingOff, c.pendingLocked = f.buf, start+n, locked
+		f.buf = framePool.Get().(*[]byte)
 		c.startWriterLocked()
 		return false
 	default:
