@@ -56,7 +56,8 @@ func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) 
 	if err != nil {
 		return nil, classify("read changelog", err)
 	}
-	return readChanges(ctx, st, after, limit, maxBytes, true)
+	out, _, err := readChanges(ctx, st, after, limit, maxBytes, true)
+	return out, err
 }
 
 // changesSQL reads a page of the changelog. It is prepared once (per reader
@@ -83,17 +84,18 @@ func (d *DB) changesStmt(ctx context.Context) (*sql.Stmt, error) {
 
 // readChanges runs st (changesSQL, prepared) and encodes the rows. With contiguous it
 // stops at a hole (see ReadChanges); without, it reads across holes, for the tailer,
-// whose window restarts at a jump (Hub.Publish) so that readers find the hole here.
-func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int, contiguous bool) ([]models.Encoded, error) {
+// whose window restarts at a jump (fanout.Window.Publish) so that readers find the
+// hole here. more reports that it stopped at limit or maxBytes: there may be more.
+func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int, contiguous bool) (out []models.Encoded, more bool, err error) {
 	if limit <= 0 {
 		limit = 1000
 	}
 	rows, err := st.QueryContext(ctx, after, limit)
 	if err != nil {
-		return nil, classify("read changelog", err)
+		return nil, false, classify("read changelog", err)
 	}
 	defer rows.Close()
-	out := make([]models.Encoded, 0, min(limit, 256))
+	out = make([]models.Encoded, 0, min(limit, 256))
 	total := 0
 	var (
 		seq, ts     int64
@@ -104,10 +106,10 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 	)
 	for rows.Next() {
 		if err := rows.Scan(&seq, &rtbl, &rop, &pk, &old, &nw, &ts); err != nil {
-			return nil, classify("read changelog", err)
+			return nil, false, classify("read changelog", err)
 		}
 		if contiguous && seq != after+1 {
-			return out, models.ErrGap
+			return out, false, models.ErrGap
 		}
 		after = seq
 		// Runs of changes to one table share its name, and op is one of three: no
@@ -132,15 +134,15 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		buf := make([]byte, 0, 64+len(tbl)+len(pk)+len(old)+len(nw))
 		buf = models.AppendChange(buf, seq, tbl, op, pk, old, nw, ts)
 		if maxBytes > 0 && len(out) > 0 && total+len(buf) > maxBytes {
-			break // the bound holds, except that one change always goes out
+			return out, true, rows.Err() // the bound holds, except that one change always goes out
 		}
 		out = append(out, models.Encoded{Seq: seq, Table: tbl, JSON: buf})
 		total += len(buf)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify("read changelog", err)
+		return nil, false, classify("read changelog", err)
 	}
-	return out, nil
+	return out, len(out) == limit, nil
 }
 
 // internOp returns op as one of the three constant strings it always is.

@@ -704,7 +704,7 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 		if oldest.Valid {
 			p.Oldest = oldest.Int64
 		}
-		p.Changes, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
+		p.Changes, _, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
 		if errors.Is(err, models.ErrGap) {
 			p.Gap, err = true, nil
 		}

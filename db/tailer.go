@@ -262,7 +262,7 @@ const coalesceWAL = 3 * time.Millisecond
 func (t *Tailer) drain(ctx context.Context, changes *sql.Stmt) error {
 	qctx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		batch, err := readChanges(qctx, changes, t.last.Load(), t.opts.Batch, t.opts.BatchBytes, false)
+		batch, more, err := readChanges(qctx, changes, t.last.Load(), t.opts.Batch, t.opts.BatchBytes, false)
 		if err != nil {
 			return err
 		}
@@ -271,17 +271,10 @@ func (t *Tailer) drain(ctx context.Context, changes *sql.Stmt) error {
 		}
 		t.sink(batch)
 		t.last.Store(batch[len(batch)-1].Seq)
-		if len(batch) < t.opts.Batch && batchBytes(batch) < t.opts.BatchBytes {
+		if !more {
 			return nil
 		}
 	}
 	return ctx.Err()
 }
 
-func batchBytes(b []models.Encoded) int {
-	n := 0
-	for _, e := range b {
-		n += len(e.JSON)
-	}
-	return n
-}

@@ -50,9 +50,9 @@ type pages struct {
 
 	mu       sync.Mutex
 	byStart  map[int64]*page
-	lru      page  // sentinel of the unpinned list; lru.next is the least recently used
-	bytes    int64 // held by loaded pages
-	reserved int64 // set aside for loads under way
+	lru      page          // sentinel of the unpinned list; lru.next is the least recently used
+	bytes    int64         // held by loaded pages
+	reserved int64         // set aside for loads under way
 	freed    chan struct{} // closed and replaced when memory is released
 
 	reads, hits atomic.Uint64

@@ -1,6 +1,5 @@
 package ws
 
-
 // The pump writes live changes. After each Publish it visits every connection and,
 // for those whose subscriptions are inside the window and that have no writer
 // goroutine running, builds the next frame and writes it without blocking. Whatever
