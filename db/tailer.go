@@ -277,4 +277,3 @@ func (t *Tailer) drain(ctx context.Context, changes *sql.Stmt) error {
 	}
 	return ctx.Err()
 }
-
