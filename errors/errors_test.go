@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sqlws/sqlws/errors"
 )
@@ -41,5 +42,28 @@ func TestPublic(t *testing.T) {
 	}
 	if !errors.Is(fmt.Errorf("w: %w", errors.ErrUnsupported), errors.ErrUnsupported) {
 		t.Fatal("re-exported Is does not unwrap")
+	}
+}
+
+func TestClip(t *testing.T) {
+	if got := errors.Clip("short"); got != "short" {
+		t.Fatalf("Clip(short) = %q", got)
+	}
+	exact := strings.Repeat("a", errors.ClipLen)
+	if got := errors.Clip(exact); got != exact {
+		t.Fatalf("a string of exactly ClipLen bytes was clipped: %q", got)
+	}
+	long := strings.Repeat("a", 900<<10)
+	if got := errors.Clip(long); got != strings.Repeat("a", errors.ClipLen)+"…" {
+		t.Fatalf("Clip(900 KB) has %d bytes", len(got))
+	}
+	// A multi-byte rune straddling the limit is dropped whole, never split.
+	s := strings.Repeat("a", errors.ClipLen-1) + "é" + "tail"
+	got := errors.Clip(s)
+	if got != strings.Repeat("a", errors.ClipLen-1)+"…" {
+		t.Fatalf("Clip split a rune: %q", got)
+	}
+	if !utf8.ValidString(got) {
+		t.Fatalf("Clip produced invalid UTF-8: %q", got)
 	}
 }
