@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,6 +32,9 @@ type Options struct {
 	Tables []string
 	// ReadOnlySchema disables installing triggers (used by migrate/uninstall commands).
 	ReadOnlySchema bool
+	// Lock is how the file is locked against other sqlws processes (see LockMode).
+	// Default LockNone.
+	Lock LockMode
 }
 
 // DB is an open sqlws database: a reader pool, a single writer connection and the
@@ -54,6 +58,10 @@ type DB struct {
 	// written is signalled (non-blocking) after every commit on the writer, so the
 	// tailer wakes at once instead of waiting for its poll.
 	written chan struct{}
+
+	// lock is the descriptor holding the LockMode lock; see lockFile for why it is
+	// closed only after both pools.
+	lock *os.File
 }
 
 // Open opens (creating if needed) the SQLite database at path in WAL mode. It does not
@@ -72,8 +80,14 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	d := &DB{path: abs, opts: opts, tables: map[string]*schemaEntry{}, written: make(chan struct{}, 1),
 		stmts: stmtCache{m: map[string]*sql.Stmt{}}}
 
+	// The lock comes before SQLite opens the file: a refused lock is closed at once,
+	// which is only safe while SQLite holds no lock of its own on the file.
+	if d.lock, err = lockFile(abs, opts.Lock, opts.BusyTimeout); err != nil {
+		return nil, err
+	}
 	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true))
 	if err != nil {
+		d.closeLock()
 		return nil, fmt.Errorf("open writer: %w", err)
 	}
 	// One writer connection: SQLite admits one writer at a time anyway, and queuing in
@@ -86,18 +100,29 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	var mode string
 	if err := d.writer.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		d.writer.Close()
+		d.closeLock()
+		if p := writeProblem(abs); p != "" {
+			// SQLite says only "unable to open database file"; the operator needs to
+			// know which file or directory lacks which permission.
+			return nil, errors.E(errors.Unavailable, "database cannot be opened", fmt.Errorf("open %s: %s: %w", abs, p, err))
+		}
 		return nil, errors.E(errors.Unavailable, "database cannot be opened", fmt.Errorf("open %s: %w", abs, err))
 	}
 	// WAL is what lets the tailer and REST readers run beside writers; a database that
 	// refuses it (e.g. on a filesystem without shared memory) must not be served.
 	if !strings.EqualFold(mode, "wal") {
 		d.writer.Close()
+		d.closeLock()
+		if p := writeProblem(abs); p != "" {
+			return nil, fmt.Errorf("open %s: journal_mode is %q and cannot be set to wal: %s", abs, mode, p)
+		}
 		return nil, fmt.Errorf("open %s: journal_mode is %q, want wal", abs, mode)
 	}
 
 	d.reader, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, false))
 	if err != nil {
 		d.writer.Close()
+		d.closeLock()
 		return nil, fmt.Errorf("open readers: %w", err)
 	}
 	d.reader.SetMaxOpenConns(opts.MaxReaders)
@@ -139,7 +164,7 @@ func (d *DB) Wrote() {
 	}
 }
 
-// Close closes both pools.
+// Close closes both pools, then releases the lock (see lockFile for the order).
 func (d *DB) Close() error {
 	d.stmts.close()
 	d.changesMu.Lock()
@@ -148,7 +173,16 @@ func (d *DB) Close() error {
 		d.changes = nil
 	}
 	d.changesMu.Unlock()
-	return errors.Join(d.reader.Close(), d.writer.Close())
+	err := errors.Join(d.reader.Close(), d.writer.Close())
+	d.closeLock()
+	return err
+}
+
+func (d *DB) closeLock() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
 }
 
 // StreamID is the database's stream id, read by LoadMeta after migration.

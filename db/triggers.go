@@ -342,6 +342,12 @@ type SyncResult struct {
 	Skipped []Skipped
 }
 
+// ErrNotInstalled means sqlws's own tables are missing from the database: it was
+// never installed, or was uninstalled or migrated down (under a running server, with
+// --force). Capture triggers are never installed then: writing into missing tables
+// would make every application write fail.
+var ErrNotInstalled = errors.E(errors.Unavailable, "sqlws's tables are missing from the database (uninstalled or migrated down); run sqlws migrate up or start sqlws serve")
+
 // Skipped is a table SyncTriggers could not capture, and why.
 type Skipped struct{ Table, Reason string }
 
@@ -367,7 +373,7 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 		return res, classify("sync triggers", err)
 	}
 	if n != 2 {
-		return res, errors.E(errors.Unavailable, "sqlws tables are missing (uninstalled or migrated down?); run migrate up or restart serve")
+		return res, ErrNotInstalled
 	}
 
 	all, err := userTables(ctx, tx)

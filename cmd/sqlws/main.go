@@ -2,14 +2,15 @@
 // REST CRUD and a browser dashboard.
 //
 //	sqlws serve --db app.db [--addr 127.0.0.1:8080]
-//	sqlws migrate status|up|down --db app.db
-//	sqlws uninstall --db app.db
+//	sqlws migrate status|up|down --db app.db [--force]
+//	sqlws uninstall --db app.db [--force]
 //
 // See docs/ for the protocol and every flag.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -32,8 +33,8 @@ const usage = `sqlws turns a SQLite database into a live change feed.
 
 Usage:
   sqlws serve --db PATH [flags]        serve WebSocket changes, REST and the dashboard
-  sqlws migrate status|up|down --db PATH
-  sqlws uninstall --db PATH            remove sqlws's triggers and tables
+  sqlws migrate status|up|down --db PATH [--force]
+  sqlws uninstall --db PATH [--force]  remove sqlws's triggers and tables
 
 Run 'sqlws COMMAND -h' for a command's flags.
 `
@@ -155,7 +156,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	slog.SetDefault(log)
 
-	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables)})
+	// The shared lock, held until d.Close, is what uninstall and migrate down test to
+	// refuse to run under this server.
+	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: db.LockServe})
 	if err != nil {
 		return err
 	}
@@ -252,6 +255,13 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("shutting down")
 	case runErr = <-serveErr:
 	case runErr = <-tailErr:
+		if errors.Is(runErr, db.ErrNotInstalled) {
+			// Serving on would leave subscribers on a stream that silently stopped and
+			// REST writes uncaptured: shut down as for SIGTERM (clients get 1001), but
+			// fail, so a supervisor or operator notices.
+			runErr = fmt.Errorf("sqlws's tables were removed from %s while it was being served (sqlws uninstall or migrate down with --force); shutting down; start sqlws serve again to reinstall", d.Path())
+			log.Error(runErr.Error())
+		}
 	}
 	// Stop accepting and finish REST requests while WebSockets close with 1001
 	// (Shutdown does not track hijacked connections); each has its own deadline, so a
@@ -295,20 +305,43 @@ func shellQuote(s string) string {
 	return s
 }
 
-func openForAdmin(ctx context.Context, name string, args []string) (*db.DB, []string, error) {
+// adminFlags are the flags of the commands other than serve.
+type adminFlags struct {
+	db    string
+	force bool // uninstall, migrate down
+}
+
+func parseAdmin(name string, args []string, force bool) (adminFlags, error) {
+	var a adminFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	path := fs.String("db", "", "SQLite database file")
+	fs.StringVar(&a.db, "db", "", "SQLite database file")
+	if force {
+		fs.BoolVar(&a.force, "force", false, "proceed even while a sqlws server serves the file (it then shuts down)")
+	}
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return a, err
 	}
-	if *path == "" {
-		return nil, nil, fmt.Errorf("--db is required")
+	if a.db == "" {
+		return a, fmt.Errorf("--db is required")
 	}
-	d, err := db.Open(ctx, *path, db.Options{})
-	if err != nil {
-		return nil, nil, err
+	if fs.NArg() > 0 {
+		return a, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	return d, fs.Args(), nil
+	return a, nil
+}
+
+// openExclusive opens the database for a command that removes sqlws's objects:
+// while a server serves the file (it holds db.LockServe) it refuses, unless force.
+func openExclusive(ctx context.Context, a adminFlags) (*db.DB, error) {
+	d, err := db.Open(ctx, a.db, db.Options{Lock: db.LockAdmin})
+	if !errors.Is(err, db.ErrServed) {
+		return d, err
+	}
+	if !a.force {
+		return nil, fmt.Errorf("%w: stop that server first, or run again with --force to proceed anyway (the server then finds its tables gone, closes its clients' connections and exits with an error)", err)
+	}
+	fmt.Fprintf(os.Stderr, "sqlws: %v; proceeding because of --force\n", err)
+	return db.Open(ctx, a.db, db.Options{})
 }
 
 func migrate(ctx context.Context, args []string, out io.Writer) error {
@@ -316,7 +349,21 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("usage: sqlws migrate status|up|down --db PATH")
 	}
 	verb := args[0]
-	d, _, err := openForAdmin(ctx, "migrate "+verb, args[1:])
+	switch verb {
+	case "up", "down", "status":
+	default:
+		return fmt.Errorf("unknown migrate command %q (want status, up or down)", verb)
+	}
+	a, err := parseAdmin("migrate "+verb, args[1:], verb == "down")
+	if err != nil {
+		return err
+	}
+	var d *db.DB
+	if verb == "down" {
+		d, err = openExclusive(ctx, a)
+	} else {
+		d, err = db.Open(ctx, a.db, db.Options{})
+	}
 	if err != nil {
 		return err
 	}
@@ -344,14 +391,16 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 			}
 			fmt.Fprintf(out, "%05d  %-8s %s\n", s.Version, state, s.Source)
 		}
-	default:
-		return fmt.Errorf("unknown migrate command %q (want status, up or down)", verb)
 	}
 	return nil
 }
 
 func uninstall(ctx context.Context, args []string, out io.Writer) error {
-	d, _, err := openForAdmin(ctx, "uninstall", args)
+	a, err := parseAdmin("uninstall", args, true)
+	if err != nil {
+		return err
+	}
+	d, err := openExclusive(ctx, a)
 	if err != nil {
 		return err
 	}

@@ -249,6 +249,18 @@ func (s *Server) Stderr() string { return s.stderr.String() }
 // Exited is closed once the process has exited.
 func (s *Server) Exited() <-chan struct{} { return s.done }
 
+// WaitExit waits up to timeout for the server to exit by itself and returns its exit
+// code (-1 if it died of a signal). It fails the test on timeout.
+func (s *Server) WaitExit(timeout time.Duration) int {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		s.t.Fatalf("sqlws still running after %v; stderr:\n%s", timeout, tail(s.Stderr(), 8000))
+	}
+	return s.state.ExitCode()
+}
+
 // Kill kills the server with SIGKILL (a crash) and waits for it to be gone.
 func (s *Server) Kill() {
 	s.t.Helper()
