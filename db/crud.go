@@ -320,14 +320,21 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 // ---------------------------------------------------------------------------
 // Reads
 
-// readTx runs fn in one read transaction on the reader pool.
+// readTx runs fn in one read transaction on the reader pool. A storage fault starts
+// or continues the readers' fault episode; a read that works ends it.
 func (d *DB) readTx(ctx context.Context, op, table string, fn func(tx *sql.Tx) error) error {
 	tx, err := d.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return mapErr(ctx, op, table, err)
+		d.readFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
 	defer tx.Rollback()
-	return mapErr(ctx, op, table, fn(tx))
+	if err := fn(tx); err != nil {
+		d.readFaults.fail(op, err)
+		return classifyTable(op, table, err)
+	}
+	d.readFaults.ok()
+	return nil
 }
 
 // TableInfos returns every tracked table's schema with its row count.
@@ -728,7 +735,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 	// Prepare (or find prepared) before taking the writer: preparing needs the
 	// writer connection, which the transaction then holds.
 	sMain, sReread, sHead := d.prepared(ctx, stmt), d.prepared(ctx, rereadQ), d.prepared(ctx, headSQL)
-	err := d.Write(ctx, op, func(tx *sql.Tx) error {
+	err := d.writeTx(ctx, op, e.Name, func(tx *sql.Tx) error {
 		q := wtx{ctx, tx}
 		if returning {
 			var ret []byte
@@ -768,7 +775,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 		}
 		return q.row(sHead, headSQL).Scan(&res.Seq)
 	})
-	return res, mapErr(ctx, op, e.Name, err)
+	return res, err
 }
 
 // wtx runs statements in a write transaction, through a prepared statement when it
@@ -1077,40 +1084,6 @@ func compactJSON(raw []byte) (any, error) {
 
 // ---------------------------------------------------------------------------
 // Errors
-
-// mapErr classifies a CRUD error: already classified errors pass through; an ended
-// context (the client left or the database stayed locked) is Unavailable; constraint
-// violations are Conflict (or Invalid for a STRICT type mismatch), naming the
-// constraint; a table dropped under us is NotFound. Anything else stays internal.
-func mapErr(ctx context.Context, op, table string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if k := errors.KindOf(err); k != errors.Internal {
-		return err
-	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		if m := constraintErr(se, table); m != nil {
-			return m
-		}
-		if se.Code()&0xff == sqlite3.SQLITE_MISMATCH {
-			// A non-integer for a rowid or INTEGER PRIMARY KEY: the client's mistake.
-			return errors.E(errors.Op(op), errors.Invalid, errors.Code("wrong_type"),
-				fmt.Sprintf("table %q: the row key must be an integer", table), err)
-		}
-		if isNoSuchTable(err) && table != "" {
-			return errors.E(errors.Op(op), errors.NotFound, errors.Code("unknown_table"), fmt.Sprintf("unknown table %q", table), err)
-		}
-	}
-	if ctx.Err() != nil {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
-	}
-	if isBusy(err) {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
 
 func isNoSuchTable(err error) bool {
 	return sqliteCode(err) == sqlite3.SQLITE_ERROR && strings.Contains(err.Error(), "no such table")

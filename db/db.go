@@ -7,6 +7,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -35,6 +36,9 @@ type Options struct {
 	// Lock is how the file is locked against other sqlws processes (see LockMode).
 	// Default LockNone.
 	Lock LockMode
+	// Logger receives the database's fault episodes (see faultLog). Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // DB is an open sqlws database: a reader pool, a single writer connection and the
@@ -62,6 +66,8 @@ type DB struct {
 	// lock is the descriptor holding the LockMode lock; see lockFile for why it is
 	// closed only after both pools.
 	lock *os.File
+	// writeFaults and readFaults log storage faults once per episode.
+	writeFaults, readFaults *faultLog
 }
 
 // Open opens (creating if needed) the SQLite database at path in WAL mode. It does not
@@ -73,12 +79,17 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.MaxReaders <= 0 {
 		opts.MaxReaders = 8
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	d := &DB{path: abs, opts: opts, tables: map[string]*schemaEntry{}, written: make(chan struct{}, 1),
-		stmts: stmtCache{m: map[string]*sql.Stmt{}}}
+		stmts:       stmtCache{m: map[string]*sql.Stmt{}},
+		writeFaults: &faultLog{path: "writes", db: abs, log: opts.Logger},
+		readFaults:  &faultLog{path: "reads", db: abs, log: opts.Logger}}
 
 	// The lock comes before SQLite opens the file: a refused lock is closed at once,
 	// which is only safe while SQLite holds no lock of its own on the file.
@@ -197,24 +208,50 @@ func (d *DB) LoadMeta(ctx context.Context) error {
 	return nil
 }
 
-// classify turns a SQLite error into a classified error: busy and locked become
-// Unavailable, so callers answer 503 and clients retry.
-func classify(op string, err error) error {
+// classify turns an error from a database call into a classified error. It is the
+// one classification path for every read and write (classifyTable with the table
+// the statement worked on): already classified errors pass through; an ended
+// context, an interrupt or a closed pool is Unavailable; a storage fault (faultOf:
+// I/O error, read-only, disk full, busy) is Unavailable saying which; constraint
+// violations are Conflict naming the constraint; anything else stays internal.
+func classify(op string, err error) error { return classifyTable(op, "", err) }
+
+// classifyTable is classify for a statement on table: constraint messages name its
+// columns without the table prefix, and a "no such table" for it (dropped under the
+// request) is unknown_table.
+func classifyTable(op, table string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.KindOf(err) != errors.Internal {
 		return err
 	}
-	// A deadline or interrupt means the database did not answer in time; a closed
-	// pool means sqlws is shutting down. Either way the client should retry.
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, sql.ErrConnDone) || sqliteCode(err) == sqlite3.SQLITE_INTERRUPT ||
+	// A deadline means the database did not answer in time (the writer was busy);
+	// a cancellation, interrupt or closed pool means the client left or sqlws is
+	// shutting down. Either way the client should retry.
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, sql.ErrConnDone) || sqliteCode(err) == sqlite3.SQLITE_INTERRUPT ||
 		strings.Contains(err.Error(), "sql: database is closed") {
 		return errors.E(errors.Op(op), errors.Unavailable, "database unavailable; retry", err)
 	}
-	if isBusy(err) {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		if m := constraintErr(se, table); m != nil {
+			return m
+		}
+		if f, ok := faultOf(se); ok {
+			return errors.E(errors.Op(op), errors.Unavailable, f.message(), err)
+		}
+		if se.Code()&0xff == sqlite3.SQLITE_MISMATCH {
+			// A non-integer for a rowid or INTEGER PRIMARY KEY: the client's mistake.
+			return errors.E(errors.Op(op), errors.Invalid, errors.Code("wrong_type"),
+				fmt.Sprintf("table %q: the row key must be an integer", errors.Clip(table)), err)
+		}
+		if isNoSuchTable(err) && table != "" {
+			return errors.E(errors.Op(op), errors.NotFound, errors.Code("unknown_table"), fmt.Sprintf("unknown table %q", errors.Clip(table)), err)
+		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -228,26 +265,31 @@ func sqliteCode(err error) int {
 	return 0
 }
 
-func isBusy(err error) bool {
-	c := sqliteCode(err)
-	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
-}
-
 // Write runs fn in one IMMEDIATE transaction on the writer connection, commits, and
 // wakes the tailer so subscribers see the change without waiting for a poll. fn must
 // not keep tx beyond its return.
 func (d *DB) Write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	return d.writeTx(ctx, op, "", fn)
+}
+
+// writeTx is Write for a statement on table (see classifyTable). A storage fault
+// starts or continues the writers' fault episode; a commit ends it.
+func (d *DB) writeTx(ctx context.Context, op, table string, fn func(tx *sql.Tx) error) error {
 	tx, err := d.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return classify(op, err)
+		d.writeFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return classify(op, err)
+		d.writeFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return classify(op, err)
+		d.writeFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
+	d.writeFaults.ok()
 	d.Wrote()
 	return nil
 }

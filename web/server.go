@@ -75,14 +75,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // writeError writes {"error":{"code","message"}} with the status of err's kind.
-// Internal errors are logged and reach the client only as "internal error".
+// Internal errors are logged and reach the client only as "internal error". A 503
+// is logged only at debug level: the database layer logs each storage fault once
+// per episode, and a line per refused request would bury the log while it lasts.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status, code, msg := errors.Public(err)
-	if status >= 500 {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	switch {
+	case status == http.StatusServiceUnavailable:
+		log.Debug("request refused", "method", r.Method, "path", errors.Clip(r.URL.Path), "code", code, "err", err)
+		if code != "read_only" { // retrying soon cannot help a server without write access
+			w.Header().Set("Retry-After", "1")
+		}
+	case status >= 500:
+		log.Error("request failed", "method", r.Method, "path", errors.Clip(r.URL.Path), "err", err)
 	}
 	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }

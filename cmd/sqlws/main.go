@@ -158,7 +158,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// The shared lock, held until d.Close, is what uninstall and migrate down test to
 	// refuse to run under this server.
-	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: db.LockServe})
+	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: db.LockServe, Logger: log})
 	if err != nil {
 		return err
 	}
