@@ -1140,7 +1140,13 @@ func constraintErr(se *sqlite.Error, table string) error {
 	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 		return conflict("foreign_key_violation", "FOREIGN KEY constraint failed")
 	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
-		return conflict("trigger_violation", "refused by a trigger: %s", after("constraint failed: "))
+		msg := after("constraint failed: ")
+		if strings.HasPrefix(msg, pausedPrefix) {
+			// sqlws's own guard (PauseCapture): not the client's fault, and over once
+			// capture resumes.
+			return errors.E(errors.Unavailable, errors.Code("capture_paused"), msg+" (retry later)", error(se))
+		}
+		return conflict("trigger_violation", "refused by a trigger: %s", msg)
 	case sqlite3.SQLITE_CONSTRAINT_DATATYPE:
 		return errors.E(errors.Invalid, errors.Code("wrong_type"), after("constraint failed: "), error(se))
 	}

@@ -33,6 +33,9 @@ type Options struct {
 	Tables []string
 	// ReadOnlySchema disables installing triggers (used by migrate/uninstall commands).
 	ReadOnlySchema bool
+	// ReadOnly opens both pools read-only and leaves the journal mode alone, for
+	// commands that only read (capture --print). Writes fail.
+	ReadOnly bool
 	// Lock is how the file is locked against other sqlws processes (see LockMode).
 	// Default LockNone.
 	Lock LockMode
@@ -95,6 +98,26 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	// which is only safe while SQLite holds no lock of its own on the file.
 	if d.lock, err = lockFile(abs, opts.Lock, opts.BusyTimeout); err != nil {
 		return nil, err
+	}
+	if opts.ReadOnly {
+		ro := dsn(abs, opts.BusyTimeout, false) + "&mode=ro"
+		d.writer, err = sql.Open("sqlite", ro)
+		if err == nil {
+			d.reader, err = sql.Open("sqlite", ro)
+		}
+		if err == nil {
+			err = d.reader.PingContext(ctx)
+		}
+		if err != nil {
+			for _, p := range []*sql.DB{d.writer, d.reader} {
+				if p != nil {
+					p.Close()
+				}
+			}
+			d.closeLock()
+			return nil, fmt.Errorf("open %s: %w", abs, err)
+		}
+		return d, nil
 	}
 	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true))
 	if err != nil {

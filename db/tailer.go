@@ -106,6 +106,8 @@ func (t *Tailer) Run(ctx context.Context) error {
 	// that fails at once must neither spin nor flood the log).
 	syncRetry := minSyncRetry
 	var syncAt time.Time
+	// What the log was last told, so each state is logged once when it begins.
+	paused := map[string]bool{}
 	var pollFail, drainFail failureLog
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
@@ -182,6 +184,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 					for _, sk := range res.Skipped {
 						t.opts.Logger.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
 					}
+					t.logChanges(paused, res.Paused,
+						"capture paused for a schema change: writes to the table fail until sqlws capture resume",
+						"capture resumed")
 				}
 			}
 			if dv != dataVersion {
@@ -240,6 +245,27 @@ const (
 	minSyncRetry = 100 * time.Millisecond
 	maxSyncRetry = 5 * time.Second
 )
+
+// logChanges logs each table that joined set (began) or left it (ended), once, and
+// updates known to set.
+func (t *Tailer) logChanges(known map[string]bool, set []string, began, ended string) {
+	now := make(map[string]bool, len(set))
+	for _, tbl := range set {
+		now[tbl] = true
+		if !known[tbl] {
+			t.opts.Logger.Warn(began, "table", tbl)
+		}
+	}
+	for tbl := range known {
+		if !now[tbl] {
+			t.opts.Logger.Info(ended, "table", tbl)
+		}
+	}
+	clear(known)
+	for tbl := range now {
+		known[tbl] = true
+	}
+}
 
 // failureLog logs a failure that repeats on every wake-up once when it begins, then
 // at most every failureLogEvery while it lasts (with the count), and once when it

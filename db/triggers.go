@@ -340,6 +340,10 @@ type SyncResult struct {
 	// captured. Neither stops the others from being captured.
 	Missing []string
 	Skipped []Skipped
+
+	// Paused are tracked tables whose capture is paused (PauseCapture): they have
+	// guard triggers instead of capture triggers.
+	Paused []string
 }
 
 // ErrNotInstalled means sqlws's own tables are missing from the database: it was
@@ -414,6 +418,13 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 		}
 		res.Skipped = append(res.Skipped, Skipped{n, err.Error()})
 	}
+
+	// Paused capture (sqlws capture pause, pause.go): a paused table keeps its guard
+	// triggers and gets no capture triggers until it is resumed.
+	if err := applyPauses(ctx, tx, names, entries, want, &res); err != nil {
+		return res, err
+	}
+
 	have, err := existingTriggers(ctx, tx)
 	if err != nil {
 		return res, err

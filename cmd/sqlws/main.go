@@ -4,6 +4,7 @@
 //	sqlws serve --db app.db [--addr 127.0.0.1:8080]
 //	sqlws migrate status|up|down --db app.db [--force]
 //	sqlws uninstall --db app.db [--force]
+//	sqlws capture pause|resume --db app.db --table T [--print]
 //
 // See docs/ for the protocol and every flag.
 package main
@@ -35,6 +36,8 @@ Usage:
   sqlws serve --db PATH [flags]        serve WebSocket changes, REST and the dashboard
   sqlws migrate status|up|down --db PATH [--force]
   sqlws uninstall --db PATH [--force]  remove sqlws's triggers and tables
+  sqlws capture pause|resume --db PATH --table T [--print]
+                                       pause a table's capture for a schema change
 
 Run 'sqlws COMMAND -h' for a command's flags.
 `
@@ -54,6 +57,8 @@ func main() {
 		err = migrate(ctx, os.Args[2:], os.Stdout)
 	case "uninstall":
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
+	case "capture":
+		err = capture(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
@@ -308,15 +313,21 @@ func shellQuote(s string) string {
 // adminFlags are the flags of the commands other than serve.
 type adminFlags struct {
 	db    string
-	force bool // uninstall, migrate down
+	force bool   // uninstall, migrate down
+	table string // capture
+	print bool   // capture
 }
 
-func parseAdmin(name string, args []string, force bool) (adminFlags, error) {
+func parseAdmin(name string, args []string, force, table bool) (adminFlags, error) {
 	var a adminFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.StringVar(&a.db, "db", "", "SQLite database file")
 	if force {
 		fs.BoolVar(&a.force, "force", false, "proceed even while a sqlws server serves the file (it then shuts down)")
+	}
+	if table {
+		fs.StringVar(&a.table, "table", "", "the table whose capture to pause or resume")
+		fs.BoolVar(&a.print, "print", false, "print the SQL (for a migration) instead of running it")
 	}
 	if err := fs.Parse(args); err != nil {
 		return a, err
@@ -326,6 +337,9 @@ func parseAdmin(name string, args []string, force bool) (adminFlags, error) {
 	}
 	if fs.NArg() > 0 {
 		return a, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if table && a.table == "" {
+		return a, fmt.Errorf("--table is required")
 	}
 	return a, nil
 }
@@ -354,7 +368,7 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 	default:
 		return fmt.Errorf("unknown migrate command %q (want status, up or down)", verb)
 	}
-	a, err := parseAdmin("migrate "+verb, args[1:], verb == "down")
+	a, err := parseAdmin("migrate "+verb, args[1:], verb == "down", false)
 	if err != nil {
 		return err
 	}
@@ -396,7 +410,7 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func uninstall(ctx context.Context, args []string, out io.Writer) error {
-	a, err := parseAdmin("uninstall", args, true)
+	a, err := parseAdmin("uninstall", args, true, false)
 	if err != nil {
 		return err
 	}
@@ -409,5 +423,61 @@ func uninstall(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out, "removed sqlws triggers and tables; your tables are untouched")
+	return nil
+}
+
+// capture runs `sqlws capture pause|resume`: see docs/operations.md, "Changing a
+// captured table's schema". Both are meant to run beside a running server, so they
+// take no lock.
+func capture(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 || (args[0] != "pause" && args[0] != "resume") {
+		return fmt.Errorf("usage: sqlws capture pause|resume --db PATH --table T [--print]")
+	}
+	verb := args[0]
+	a, err := parseAdmin("capture "+verb, args[1:], false, true)
+	if err != nil {
+		return err
+	}
+	// --print reads only: it must not even switch the file to WAL mode.
+	d, err := db.Open(ctx, a.db, db.Options{ReadOnly: a.print})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if a.print {
+		var sqlText string
+		if verb == "pause" {
+			sqlText, err = d.PauseSQL(ctx, a.table)
+		} else {
+			sqlText, err = d.ResumeSQL(ctx, a.table)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(out, sqlText)
+		return err
+	}
+	if verb == "pause" {
+		paused, err := d.PauseCapture(ctx, a.table)
+		if err != nil {
+			return err
+		}
+		if !paused {
+			fmt.Fprintf(out, "capture of %s was already paused\n", a.table)
+			return nil
+		}
+		fmt.Fprintf(out, "capture of %s paused: writes to it fail until sqlws capture resume --db %s --table %s\n",
+			a.table, shellQuote(a.db), shellQuote(a.table))
+		return nil
+	}
+	res, err := d.ResumeCapture(ctx, a.table)
+	if err != nil {
+		return err
+	}
+	if res.Dropped {
+		fmt.Fprintf(out, "table %s no longer exists; its pause was cleared\n", a.table)
+		return nil
+	}
+	fmt.Fprintf(out, "capture of %s resumed with columns %s\n", a.table, strings.Join(res.Columns, ", "))
 	return nil
 }
