@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sqlws/sqlws/errors"
@@ -69,6 +70,9 @@ type DB struct {
 	// lock is the descriptor holding the LockMode lock; see lockFile for why it is
 	// closed only after both pools.
 	lock *os.File
+	// readOnly is set (to why) when this process cannot write the file and serves it
+	// read-only (ServeReadOnly): every write is refused before it reaches SQLite.
+	readOnly atomic.Pointer[string]
 	// writeFaults and readFaults log storage faults once per episode.
 	writeFaults, readFaults *faultLog
 }
@@ -298,6 +302,9 @@ func (d *DB) Write(ctx context.Context, op string, fn func(tx *sql.Tx) error) er
 // writeTx is Write for a statement on table (see classifyTable). A storage fault
 // starts or continues the writers' fault episode; a commit ends it.
 func (d *DB) writeTx(ctx context.Context, op, table string, fn func(tx *sql.Tx) error) error {
+	if err := d.refuseReadOnly(op); err != nil {
+		return err
+	}
 	tx, err := d.writer.BeginTx(ctx, nil)
 	if err != nil {
 		d.writeFaults.fail(op, err)

@@ -108,6 +108,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 	var syncAt time.Time
 	// What the log was last told, so each state is logged once when it begins.
 	paused := map[string]bool{}
+	stale := map[string]bool{}
 	var pollFail, drainFail failureLog
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
@@ -161,7 +162,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 				needSync = true
 			}
 			if needSync && !time.Now().Before(syncAt) {
-				res, err := t.db.SyncTriggers(ctx)
+				res, err := t.db.syncCapture(ctx)
 				switch {
 				case errors.Is(err, ErrNotInstalled):
 					// Uninstalled or migrated down under us (with --force): there is
@@ -187,6 +188,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 					t.logChanges(paused, res.Paused,
 						"capture paused for a schema change: writes to the table fail until sqlws capture resume",
 						"capture resumed")
+					t.logChanges(stale, res.Stale,
+						"capture triggers out of date, and this server serves the database read-only and cannot update them: changes to the table may be captured with an old shape or not at all",
+						"capture triggers up to date again")
 				}
 			}
 			if dv != dataVersion {

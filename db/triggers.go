@@ -344,6 +344,9 @@ type SyncResult struct {
 	// Paused are tracked tables whose capture is paused (PauseCapture): they have
 	// guard triggers instead of capture triggers.
 	Paused []string
+	// Stale are tracked tables whose triggers differ from what SyncTriggers would
+	// install; only checkCapture (a database served read-only) reports them.
+	Stale []string
 }
 
 // ErrNotInstalled means sqlws's own tables are missing from the database: it was

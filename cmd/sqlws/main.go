@@ -168,14 +168,28 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	if c.demo {
-		if err := d.SeedDemo(ctx); err != nil {
-			return err
-		}
-	}
-	res, err := d.Install(ctx)
+	problem, err := d.CheckWritable(ctx)
 	if err != nil {
 		return err
+	}
+	var res db.SyncResult
+	if problem == "" {
+		if c.demo {
+			if err := d.SeedDemo(ctx); err != nil {
+				return err
+			}
+		}
+		if res, err = d.Install(ctx); err != nil {
+			return err
+		}
+	} else {
+		// Without write access nothing can be installed, but a file on which capture
+		// is already in place still streams what others write.
+		if res, err = d.ServeReadOnly(ctx, problem); err != nil {
+			return err
+		}
+		log.Warn("serving read-only: "+problem, "db", d.Path(),
+			"detail", "capture is installed and up to date, so changes others write still stream; REST writes answer 503 read_only; no migrations, trigger updates, retention or --demo")
 	}
 	if len(res.Missing) > 0 {
 		return fmt.Errorf("--tables names tables that do not exist: %s", strings.Join(res.Missing, ", "))
@@ -228,9 +242,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 			tailErr <- fmt.Errorf("tailer: %w", err)
 		}
 	})
-	wg.Go(func() {
-		d.RunRetention(runCtx, db.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}, c.retainInterval, tailer.Last, log)
-	})
+	if r := (db.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}); d.ReadOnly() == "" {
+		wg.Go(func() { d.RunRetention(runCtx, r, c.retainInterval, tailer.Last, log) })
+	} else if r.Enabled() {
+		log.Warn("retention is off: the database is served read-only")
+	}
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
