@@ -65,16 +65,19 @@ type ChangesPage struct {
 	Oldest  int64
 }
 
+// Names in messages go through errors.Clip: a request may carry a table or column
+// name of nearly a megabyte, and an error must not echo it back whole.
+
 func unknownTable(name string) error {
-	return errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", name)
+	return errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", errors.Clip(name))
 }
 
 func unknownColumn(table, col string) error {
-	return errors.WithCode(errors.Invalid, "unknown_column", "unknown column %q in table %q", col, table)
+	return errors.WithCode(errors.Invalid, "unknown_column", "unknown column %q in table %q", errors.Clip(col), errors.Clip(table))
 }
 
 func rowNotFound(table string) error {
-	return errors.WithCode(errors.NotFound, "not_found", "no such row in table %q", table)
+	return errors.WithCode(errors.NotFound, "not_found", "no such row in table %q", errors.Clip(table))
 }
 
 func (d *DB) lookup(name string) (*schemaEntry, error) {
@@ -209,10 +212,10 @@ func (e *schemaEntry) rowJSON(sel []string) string {
 func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 	if len(e.PrimaryKey) == 0 {
 		if e.rowidName == "" {
-			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q has no addressable key", e.Name)
+			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q has no addressable key", errors.Clip(e.Name))
 		}
 		if len(key) != 1 {
-			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q is keyed by rowid: want one key value, got %d", e.Name, len(key))
+			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q is keyed by rowid: want one key value, got %d", errors.Clip(e.Name), len(key))
 		}
 		n, err := strconv.ParseInt(key[0], 10, 64)
 		if err != nil {
@@ -223,7 +226,7 @@ func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 	if len(key) != len(e.PrimaryKey) {
 		return "", nil, errors.WithCode(errors.Invalid, "bad_key",
 			"the key of table %q has %d column(s) (%s): got %d comma-separated value(s)",
-			e.Name, len(e.PrimaryKey), strings.Join(e.PrimaryKey, ", "), len(key))
+			errors.Clip(e.Name), len(e.PrimaryKey), errors.Clip(strings.Join(e.PrimaryKey, ", ")), len(key))
 	}
 	terms := make([]string, len(key))
 	args := make([]any, len(key))
@@ -297,7 +300,7 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 			return nil, nil, err
 		}
 		if c != nil && c.Generated {
-			return nil, nil, errors.WithCode(errors.Invalid, "generated_column", "column %q of table %q is generated and cannot be written", n, e.Name)
+			return nil, nil, errors.WithCode(errors.Invalid, "generated_column", "column %q of table %q is generated and cannot be written", errors.Clip(n), errors.Clip(e.Name))
 		}
 	}
 	refs := make([]string, 0, len(vals))
@@ -390,6 +393,10 @@ func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult,
 	return res, err
 }
 
+// maxQueryArgs bounds the values one list query binds (filters, cursor and limit),
+// below SQLite's limit of 32,766.
+const maxQueryArgs = 30_000
+
 // sortCol is one column of a list's sort key.
 type sortCol struct {
 	ref        string
@@ -463,6 +470,12 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 		cond, cargs := keysetCond(sorts, vals)
 		where = append(where, cond)
 		args = append(args, cargs...)
+	}
+
+	// ParseQuery bounds filters and order; this bounds what a hand-built Query or a
+	// table with a very wide key could still bind, below SQLite's limit.
+	if len(args) >= maxQueryArgs {
+		return page, errors.WithCode(errors.Invalid, "bad_request", "the query would bind %d values; at most %d", len(args)+1, maxQueryArgs)
 	}
 
 	var b strings.Builder
@@ -549,7 +562,7 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 	}
 	one := func(op string) (string, []any, error) {
 		if len(f.Values) != 1 {
-			return "", nil, badFilter("filter on %q: %s takes one value", f.Column, f.Op)
+			return "", nil, badFilter("filter on %q: %s takes one value", errors.Clip(f.Column), f.Op)
 		}
 		return ref + " " + op + " ?", []any{e.bindText(c, f.Values[0])}, nil
 	}
@@ -568,7 +581,7 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 		return one(">=")
 	case OpLike:
 		if len(f.Values) != 1 {
-			return "", nil, badFilter("filter on %q: like takes one pattern", f.Column)
+			return "", nil, badFilter("filter on %q: like takes one pattern", errors.Clip(f.Column))
 		}
 		return ref + " LIKE ?", []any{f.Values[0]}, nil // LIKE compares text
 	case OpIn:
@@ -587,9 +600,9 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 		if len(f.Values) == 1 && f.Values[0] == notNull {
 			return ref + " IS NOT NULL", nil, nil
 		}
-		return "", nil, badFilter("filter on %q: is takes null or notnull", f.Column)
+		return "", nil, badFilter("filter on %q: is takes null or notnull", errors.Clip(f.Column))
 	}
-	return "", nil, badFilter("filter on %q: unknown operator %q", f.Column, f.Op)
+	return "", nil, badFilter("filter on %q: unknown operator %q", errors.Clip(f.Column), errors.Clip(f.Op))
 }
 
 // keysetCond is the condition "the row's sort key comes after vals" in the order sorts
@@ -969,7 +982,7 @@ func DecodeRow(data []byte) (Values, error) {
 		}
 		v, err := decodeValue(raw, false)
 		if err != nil {
-			return nil, errors.WithCode(errors.Invalid, "bad_value", "column %q: %s", name, err.Error())
+			return nil, errors.WithCode(errors.Invalid, "bad_value", "column %q: %s", errors.Clip(name), err.Error())
 		}
 		vals[name] = v
 	}
@@ -1069,7 +1082,7 @@ func decodeValue(raw json.RawMessage, strict bool) (any, error) {
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange && !math.IsInf(f, 0) {
 			return f, nil // underflow rounds to ±0, as SQLite does
 		}
-		return nil, fmt.Errorf("number %s is out of the float64 range", s)
+		return nil, fmt.Errorf("number %s is out of the float64 range", errors.Clip(s))
 	}
 	return f, nil
 }

@@ -35,7 +35,7 @@ type api struct {
 // mount registers the REST routes.
 func (a *api) mount(r chi.Router) {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		a.fail(w, r, errors.WithCode(errors.NotFound, "not_found", "no such route: %s", r.URL.Path))
+		a.fail(w, r, errors.WithCode(errors.NotFound, "not_found", "no such route: %s", errors.Clip(r.URL.Path)))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": map[string]string{
@@ -82,7 +82,7 @@ func (a *api) table(r *http.Request) (models.Table, error) {
 	}
 	t, ok := a.db.Table(name)
 	if !ok {
-		return t, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", name)
+		return t, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", errors.Clip(name))
 	}
 	return t, nil
 }
