@@ -34,7 +34,9 @@ import (
 // checkpoint and delete the WAL under us. So the descriptor is opened before SQLite
 // opens the file, closed at once only if the lock is refused (SQLite holds nothing
 // yet), and otherwise kept until both connection pools are closed (DB.Close): it is
-// never closed while SQLite has the file open.
+// never closed while SQLite has the file open. (Over NFS, Linux emulates flock with
+// whole-file fcntl locks, which would collide with SQLite's; WAL mode needs a local
+// file system anyway, see docs/operations.md.)
 func lockFile(path string, mode LockMode, wait time.Duration) (*os.File, error) {
 	if mode == LockNone {
 		return nil, nil

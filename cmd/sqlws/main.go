@@ -454,6 +454,9 @@ func capture(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if _, err := os.Stat(a.db); os.IsNotExist(err) {
+		return fmt.Errorf("%s: no such database file", a.db) // Open would create one
+	}
 	// --print reads only: it must not even switch the file to WAL mode.
 	d, err := db.Open(ctx, a.db, db.Options{ReadOnly: a.print})
 	if err != nil {
