@@ -68,16 +68,19 @@ type ChangesPage struct {
 	Gap bool
 }
 
+// Names in messages go through errors.Clip: a request may carry a table or column
+// name of nearly a megabyte, and an error must not echo it back whole.
+
 func unknownTable(name string) error {
-	return errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", name)
+	return errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", errors.Clip(name))
 }
 
 func unknownColumn(table, col string) error {
-	return errors.WithCode(errors.Invalid, "unknown_column", "unknown column %q in table %q", col, table)
+	return errors.WithCode(errors.Invalid, "unknown_column", "unknown column %q in table %q", errors.Clip(col), errors.Clip(table))
 }
 
 func rowNotFound(table string) error {
-	return errors.WithCode(errors.NotFound, "not_found", "no such row in table %q", table)
+	return errors.WithCode(errors.NotFound, "not_found", "no such row in table %q", errors.Clip(table))
 }
 
 func (d *DB) lookup(name string) (*schemaEntry, error) {
@@ -212,10 +215,10 @@ func (e *schemaEntry) rowJSON(sel []string) string {
 func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 	if len(e.PrimaryKey) == 0 {
 		if e.rowidName == "" {
-			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q has no addressable key", e.Name)
+			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q has no addressable key", errors.Clip(e.Name))
 		}
 		if len(key) != 1 {
-			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q is keyed by rowid: want one key value, got %d", e.Name, len(key))
+			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q is keyed by rowid: want one key value, got %d", errors.Clip(e.Name), len(key))
 		}
 		n, err := strconv.ParseInt(key[0], 10, 64)
 		if err != nil {
@@ -226,7 +229,7 @@ func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 	if len(key) != len(e.PrimaryKey) {
 		return "", nil, errors.WithCode(errors.Invalid, "bad_key",
 			"the key of table %q has %d column(s) (%s): got %d comma-separated value(s)",
-			e.Name, len(e.PrimaryKey), strings.Join(e.PrimaryKey, ", "), len(key))
+			errors.Clip(e.Name), len(e.PrimaryKey), errors.Clip(strings.Join(e.PrimaryKey, ", ")), len(key))
 	}
 	terms := make([]string, len(key))
 	args := make([]any, len(key))
@@ -300,7 +303,7 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 			return nil, nil, err
 		}
 		if c != nil && c.Generated {
-			return nil, nil, errors.WithCode(errors.Invalid, "generated_column", "column %q of table %q is generated and cannot be written", n, e.Name)
+			return nil, nil, errors.WithCode(errors.Invalid, "generated_column", "column %q of table %q is generated and cannot be written", errors.Clip(n), errors.Clip(e.Name))
 		}
 	}
 	refs := make([]string, 0, len(vals))
@@ -323,14 +326,21 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 // ---------------------------------------------------------------------------
 // Reads
 
-// readTx runs fn in one read transaction on the reader pool.
+// readTx runs fn in one read transaction on the reader pool. A storage fault starts
+// or continues the readers' fault episode; a read that works ends it.
 func (d *DB) readTx(ctx context.Context, op, table string, fn func(tx *sql.Tx) error) error {
 	tx, err := d.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return mapErr(ctx, op, table, err)
+		d.readFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
 	defer tx.Rollback()
-	return mapErr(ctx, op, table, fn(tx))
+	if err := fn(tx); err != nil {
+		d.readFaults.fail(op, err)
+		return classifyTable(op, table, err)
+	}
+	d.readFaults.ok()
+	return nil
 }
 
 // TableInfos returns every tracked table's schema with its row count.
@@ -385,6 +395,10 @@ func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult,
 	})
 	return res, err
 }
+
+// maxQueryArgs bounds the values one list query binds (filters, cursor and limit),
+// below SQLite's limit of 32,766.
+const maxQueryArgs = 30_000
 
 // sortCol is one column of a list's sort key.
 type sortCol struct {
@@ -459,6 +473,12 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 		cond, cargs := keysetCond(sorts, vals)
 		where = append(where, cond)
 		args = append(args, cargs...)
+	}
+
+	// ParseQuery bounds filters and order; this bounds what a hand-built Query or a
+	// table with a very wide key could still bind, below SQLite's limit.
+	if len(args) >= maxQueryArgs {
+		return page, errors.WithCode(errors.Invalid, "bad_request", "the query would bind %d values; at most %d", len(args)+1, maxQueryArgs)
 	}
 
 	var b strings.Builder
@@ -545,7 +565,7 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 	}
 	one := func(op string) (string, []any, error) {
 		if len(f.Values) != 1 {
-			return "", nil, badFilter("filter on %q: %s takes one value", f.Column, f.Op)
+			return "", nil, badFilter("filter on %q: %s takes one value", errors.Clip(f.Column), f.Op)
 		}
 		return ref + " " + op + " ?", []any{e.bindText(c, f.Values[0])}, nil
 	}
@@ -564,7 +584,7 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 		return one(">=")
 	case OpLike:
 		if len(f.Values) != 1 {
-			return "", nil, badFilter("filter on %q: like takes one pattern", f.Column)
+			return "", nil, badFilter("filter on %q: like takes one pattern", errors.Clip(f.Column))
 		}
 		return ref + " LIKE ?", []any{f.Values[0]}, nil // LIKE compares text
 	case OpIn:
@@ -583,9 +603,9 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 		if len(f.Values) == 1 && f.Values[0] == notNull {
 			return ref + " IS NOT NULL", nil, nil
 		}
-		return "", nil, badFilter("filter on %q: is takes null or notnull", f.Column)
+		return "", nil, badFilter("filter on %q: is takes null or notnull", errors.Clip(f.Column))
 	}
-	return "", nil, badFilter("filter on %q: unknown operator %q", f.Column, f.Op)
+	return "", nil, badFilter("filter on %q: unknown operator %q", errors.Clip(f.Column), errors.Clip(f.Op))
 }
 
 // keysetCond is the condition "the row's sort key comes after vals" in the order sorts
@@ -734,7 +754,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 	// Prepare (or find prepared) before taking the writer: preparing needs the
 	// writer connection, which the transaction then holds.
 	sMain, sReread, sHead := d.prepared(ctx, stmt), d.prepared(ctx, rereadQ), d.prepared(ctx, headSQL)
-	err := d.Write(ctx, op, func(tx *sql.Tx) error {
+	err := d.writeTx(ctx, op, e.Name, func(tx *sql.Tx) error {
 		q := wtx{ctx, tx}
 		if returning {
 			var ret []byte
@@ -774,7 +794,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 		}
 		return q.row(sHead, headSQL).Scan(&res.Seq)
 	})
-	return res, mapErr(ctx, op, e.Name, err)
+	return res, err
 }
 
 // wtx runs statements in a write transaction, through a prepared statement when it
@@ -968,7 +988,7 @@ func DecodeRow(data []byte) (Values, error) {
 		}
 		v, err := decodeValue(raw, false)
 		if err != nil {
-			return nil, errors.WithCode(errors.Invalid, "bad_value", "column %q: %s", name, err.Error())
+			return nil, errors.WithCode(errors.Invalid, "bad_value", "column %q: %s", errors.Clip(name), err.Error())
 		}
 		vals[name] = v
 	}
@@ -1068,7 +1088,7 @@ func decodeValue(raw json.RawMessage, strict bool) (any, error) {
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange && !math.IsInf(f, 0) {
 			return f, nil // underflow rounds to ±0, as SQLite does
 		}
-		return nil, fmt.Errorf("number %s is out of the float64 range", s)
+		return nil, fmt.Errorf("number %s is out of the float64 range", errors.Clip(s))
 	}
 	return f, nil
 }
@@ -1083,40 +1103,6 @@ func compactJSON(raw []byte) (any, error) {
 
 // ---------------------------------------------------------------------------
 // Errors
-
-// mapErr classifies a CRUD error: already classified errors pass through; an ended
-// context (the client left or the database stayed locked) is Unavailable; constraint
-// violations are Conflict (or Invalid for a STRICT type mismatch), naming the
-// constraint; a table dropped under us is NotFound. Anything else stays internal.
-func mapErr(ctx context.Context, op, table string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if k := errors.KindOf(err); k != errors.Internal {
-		return err
-	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		if m := constraintErr(se, table); m != nil {
-			return m
-		}
-		if se.Code()&0xff == sqlite3.SQLITE_MISMATCH {
-			// A non-integer for a rowid or INTEGER PRIMARY KEY: the client's mistake.
-			return errors.E(errors.Op(op), errors.Invalid, errors.Code("wrong_type"),
-				fmt.Sprintf("table %q: the row key must be an integer", table), err)
-		}
-		if isNoSuchTable(err) && table != "" {
-			return errors.E(errors.Op(op), errors.NotFound, errors.Code("unknown_table"), fmt.Sprintf("unknown table %q", table), err)
-		}
-	}
-	if ctx.Err() != nil {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
-	}
-	if isBusy(err) {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
 
 func isNoSuchTable(err error) bool {
 	return sqliteCode(err) == sqlite3.SQLITE_ERROR && strings.Contains(err.Error(), "no such table")
@@ -1173,9 +1159,15 @@ func constraintErr(se *sqlite.Error, table string) error {
 	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
 		return conflict("foreign_key_violation", "FOREIGN KEY constraint failed")
 	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
-		return conflict("trigger_violation", "refused by a trigger: %s", after("constraint failed: "))
+		msg := after("constraint failed: ")
+		if strings.HasPrefix(msg, pausedPrefix) {
+			// sqlws's own guard (PauseCapture): not the client's fault, and over once
+			// capture resumes.
+			return errors.E(errors.Unavailable, errors.CodeCapturePaused, msg+" (retry later)", error(se))
+		}
+		return conflict("trigger_violation", "refused by a trigger: %s", msg)
 	case sqlite3.SQLITE_CONSTRAINT_DATATYPE:
-		return errors.E(errors.Invalid, errors.Code("wrong_type"), after("constraint failed: "), error(se))
+		return errors.E(errors.Invalid, errors.CodeWrongType, after("constraint failed: "), error(se))
 	}
 	return conflict("constraint_violation", "constraint failed")
 }

@@ -7,10 +7,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sqlws/sqlws/errors"
@@ -31,6 +34,15 @@ type Options struct {
 	Tables []string
 	// ReadOnlySchema disables installing triggers (used by migrate/uninstall commands).
 	ReadOnlySchema bool
+	// ReadOnly opens both pools read-only and leaves the journal mode alone, for
+	// commands that only read (capture --print). Writes fail.
+	ReadOnly bool
+	// Lock is how the file is locked against other sqlws processes (see LockMode).
+	// Default LockNone.
+	Lock LockMode
+	// Logger receives the database's fault episodes (see faultLog). Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // DB is an open sqlws database: a reader pool, a single writer connection and the
@@ -54,6 +66,15 @@ type DB struct {
 	// written is signalled (non-blocking) after every commit on the writer, so the
 	// tailer wakes at once instead of waiting for its poll.
 	written chan struct{}
+
+	// lock is the descriptor holding the LockMode lock; see lockFile for why it is
+	// closed only after both pools.
+	lock *os.File
+	// readOnly is set (to why) when this process cannot write the file and serves it
+	// read-only (ServeReadOnly): every write is refused before it reaches SQLite.
+	readOnly atomic.Pointer[string]
+	// writeFaults and readFaults log storage faults once per episode.
+	writeFaults, readFaults *faultLog
 }
 
 // Open opens (creating if needed) the SQLite database at path in WAL mode. It does not
@@ -65,15 +86,46 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if opts.MaxReaders <= 0 {
 		opts.MaxReaders = 8
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	d := &DB{path: abs, opts: opts, tables: map[string]*schemaEntry{}, written: make(chan struct{}, 1),
-		stmts: stmtCache{m: map[string]*sql.Stmt{}}}
+		stmts:       stmtCache{m: map[string]*sql.Stmt{}},
+		writeFaults: &faultLog{path: "writes", db: abs, log: opts.Logger},
+		readFaults:  &faultLog{path: "reads", db: abs, log: opts.Logger}}
 
+	// The lock comes before SQLite opens the file: a refused lock is closed at once,
+	// which is only safe while SQLite holds no lock of its own on the file.
+	if d.lock, err = lockFile(abs, opts.Lock, opts.BusyTimeout); err != nil {
+		return nil, err
+	}
+	if opts.ReadOnly {
+		ro := dsn(abs, opts.BusyTimeout, false) + "&mode=ro"
+		d.writer, err = sql.Open("sqlite", ro)
+		if err == nil {
+			d.reader, err = sql.Open("sqlite", ro)
+		}
+		if err == nil {
+			err = d.reader.PingContext(ctx)
+		}
+		if err != nil {
+			for _, p := range []*sql.DB{d.writer, d.reader} {
+				if p != nil {
+					p.Close()
+				}
+			}
+			d.closeLock()
+			return nil, fmt.Errorf("open %s: %w", abs, err)
+		}
+		return d, nil
+	}
 	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true))
 	if err != nil {
+		d.closeLock()
 		return nil, fmt.Errorf("open writer: %w", err)
 	}
 	// One writer connection: SQLite admits one writer at a time anyway, and queuing in
@@ -86,18 +138,29 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	var mode string
 	if err := d.writer.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		d.writer.Close()
+		d.closeLock()
+		if p := writeProblem(abs); p != "" {
+			// SQLite says only "unable to open database file"; the operator needs to
+			// know which file or directory lacks which permission.
+			return nil, errors.E(errors.Unavailable, "database cannot be opened", fmt.Errorf("open %s: %s: %w", abs, p, err))
+		}
 		return nil, errors.E(errors.Unavailable, "database cannot be opened", fmt.Errorf("open %s: %w", abs, err))
 	}
 	// WAL is what lets the tailer and REST readers run beside writers; a database that
 	// refuses it (e.g. on a filesystem without shared memory) must not be served.
 	if !strings.EqualFold(mode, "wal") {
 		d.writer.Close()
+		d.closeLock()
+		if p := writeProblem(abs); p != "" {
+			return nil, fmt.Errorf("open %s: journal_mode is %q and cannot be set to wal: %s", abs, mode, p)
+		}
 		return nil, fmt.Errorf("open %s: journal_mode is %q, want wal", abs, mode)
 	}
 
 	d.reader, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, false))
 	if err != nil {
 		d.writer.Close()
+		d.closeLock()
 		return nil, fmt.Errorf("open readers: %w", err)
 	}
 	d.reader.SetMaxOpenConns(opts.MaxReaders)
@@ -139,7 +202,7 @@ func (d *DB) Wrote() {
 	}
 }
 
-// Close closes both pools.
+// Close closes both pools, then releases the lock (see lockFile for the order).
 func (d *DB) Close() error {
 	d.stmts.close()
 	d.changesMu.Lock()
@@ -148,7 +211,16 @@ func (d *DB) Close() error {
 		d.changes = nil
 	}
 	d.changesMu.Unlock()
-	return errors.Join(d.reader.Close(), d.writer.Close())
+	err := errors.Join(d.reader.Close(), d.writer.Close())
+	d.closeLock()
+	return err
+}
+
+func (d *DB) closeLock() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
 }
 
 // StreamID is the database's stream id, read by LoadMeta after migration.
@@ -163,24 +235,50 @@ func (d *DB) LoadMeta(ctx context.Context) error {
 	return nil
 }
 
-// classify turns a SQLite error into a classified error: busy and locked become
-// Unavailable, so callers answer 503 and clients retry.
-func classify(op string, err error) error {
+// classify turns an error from a database call into a classified error. It is the
+// one classification path for every read and write (classifyTable with the table
+// the statement worked on): already classified errors pass through; an ended
+// context, an interrupt or a closed pool is Unavailable; a storage fault (faultOf:
+// I/O error, read-only, disk full, busy) is Unavailable saying which; constraint
+// violations are Conflict naming the constraint; anything else stays internal.
+func classify(op string, err error) error { return classifyTable(op, "", err) }
+
+// classifyTable is classify for a statement on table: constraint messages name its
+// columns without the table prefix, and a "no such table" for it (dropped under the
+// request) is unknown_table.
+func classifyTable(op, table string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if errors.KindOf(err) != errors.Internal {
 		return err
 	}
-	// A deadline or interrupt means the database did not answer in time; a closed
-	// pool means sqlws is shutting down. Either way the client should retry.
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, sql.ErrConnDone) || sqliteCode(err) == sqlite3.SQLITE_INTERRUPT ||
+	// A deadline means the database did not answer in time (the writer was busy);
+	// a cancellation, interrupt or closed pool means the client left or sqlws is
+	// shutting down. Either way the client should retry.
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, sql.ErrConnDone) || sqliteCode(err) == sqlite3.SQLITE_INTERRUPT ||
 		strings.Contains(err.Error(), "sql: database is closed") {
 		return errors.E(errors.Op(op), errors.Unavailable, "database unavailable; retry", err)
 	}
-	if isBusy(err) {
-		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		if m := constraintErr(se, table); m != nil {
+			return m
+		}
+		if f, ok := faultOf(se); ok {
+			return errors.E(errors.Op(op), errors.Unavailable, f.message(), err)
+		}
+		if se.Code()&0xff == sqlite3.SQLITE_MISMATCH {
+			// A non-integer for a rowid or INTEGER PRIMARY KEY: the client's mistake.
+			return errors.E(errors.Op(op), errors.Invalid, errors.CodeWrongType,
+				fmt.Sprintf("table %q: the row key must be an integer", errors.Clip(table)), err)
+		}
+		if isNoSuchTable(err) && table != "" {
+			return errors.E(errors.Op(op), errors.NotFound, errors.CodeUnknownTable, fmt.Sprintf("unknown table %q", errors.Clip(table)), err)
+		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
@@ -194,26 +292,34 @@ func sqliteCode(err error) int {
 	return 0
 }
 
-func isBusy(err error) bool {
-	c := sqliteCode(err)
-	return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
-}
-
 // Write runs fn in one IMMEDIATE transaction on the writer connection, commits, and
 // wakes the tailer so subscribers see the change without waiting for a poll. fn must
 // not keep tx beyond its return.
 func (d *DB) Write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	return d.writeTx(ctx, op, "", fn)
+}
+
+// writeTx is Write for a statement on table (see classifyTable). A storage fault
+// starts or continues the writers' fault episode; a commit ends it.
+func (d *DB) writeTx(ctx context.Context, op, table string, fn func(tx *sql.Tx) error) error {
+	if err := d.refuseReadOnly(op); err != nil {
+		return err
+	}
 	tx, err := d.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return classify(op, err)
+		d.writeFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
-		return classify(op, err)
+		d.writeFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return classify(op, err)
+		d.writeFaults.fail(op, err)
+		return classifyTable(op, table, err)
 	}
+	d.writeFaults.ok()
 	d.Wrote()
 	return nil
 }

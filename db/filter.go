@@ -22,9 +22,17 @@ const (
 const (
 	DefaultLimit = 100
 	MaxLimit     = 1000
-	// maxInValues bounds an in.(…) list, keeping every query far below SQLite's limit
-	// on bound parameters.
+	// maxInValues bounds an in.(…) list.
 	maxInValues = 1000
+	// maxFilters bounds the filters of one request: their conditions are ANDed, and
+	// SQLite refuses an expression nested 1,000 deep.
+	maxFilters = 100
+	// maxFilterValues bounds the values all filters of one request bind together,
+	// keeping a query far below SQLite's limit on bound parameters (32,766).
+	maxFilterValues = 10_000
+	// maxOrderColumns bounds order: a page cursor binds each sort column up to once
+	// per sort column.
+	maxOrderColumns = 32
 )
 
 // Filter operators.
@@ -81,7 +89,7 @@ func ParseFilter(column, expr string) (Filter, error) {
 	f := Filter{Column: column}
 	op, rest, ok := strings.Cut(expr, ".")
 	if !ok {
-		return f, badFilter("filter on %q: want operator.value, e.g. eq.7", column)
+		return f, badFilter("filter on %q: want operator.value, e.g. eq.7", errors.Clip(column))
 	}
 	f.Op = op
 	switch op {
@@ -91,19 +99,19 @@ func ParseFilter(column, expr string) (Filter, error) {
 		f.Values = []string{strings.ReplaceAll(rest, "*", "%")}
 	case OpIn:
 		if len(rest) < 2 || rest[0] != '(' || rest[len(rest)-1] != ')' {
-			return f, badFilter("filter on %q: in wants a parenthesised list, e.g. in.(1,2)", column)
+			return f, badFilter("filter on %q: in wants a parenthesised list, e.g. in.(1,2)", errors.Clip(column))
 		}
 		items, err := splitItems(rest[1 : len(rest)-1])
 		if err != nil {
-			return f, badFilter("filter on %q: %s", column, err.Error())
+			return f, badFilter("filter on %q: %s", errors.Clip(column), err.Error())
 		}
 		if len(items) > maxInValues {
-			return f, badFilter("filter on %q: in takes at most %d values", column, maxInValues)
+			return f, badFilter("filter on %q: in takes at most %d values", errors.Clip(column), maxInValues)
 		}
 		f.Values = make([]string, 0, len(items))
 		for _, it := range items {
 			if it.tail != "" {
-				return f, badFilter("filter on %q: unexpected %q after a quoted value", column, it.tail)
+				return f, badFilter("filter on %q: unexpected %q after a quoted value", errors.Clip(column), errors.Clip(it.tail))
 			}
 			f.Values = append(f.Values, it.text)
 		}
@@ -114,10 +122,10 @@ func ParseFilter(column, expr string) (Filter, error) {
 		case notNull, "not_null", "not.null":
 			f.Values = []string{notNull}
 		default:
-			return f, badFilter("filter on %q: is takes null or notnull, not %q", column, rest)
+			return f, badFilter("filter on %q: is takes null or notnull, not %q", errors.Clip(column), errors.Clip(rest))
 		}
 	default:
-		return f, badFilter("filter on %q: unknown operator %q (want eq, neq, lt, lte, gt, gte, like, in or is)", column, op)
+		return f, badFilter("filter on %q: unknown operator %q (want eq, neq, lt, lte, gt, gte, like, in or is)", errors.Clip(column), errors.Clip(op))
 	}
 	return f, nil
 }
@@ -133,6 +141,9 @@ func ParseOrder(s string) ([]Order, error) {
 	if len(items) == 0 {
 		return nil, errors.WithCode(errors.Invalid, "bad_order", "order: no columns")
 	}
+	if len(items) > maxOrderColumns {
+		return nil, errors.WithCode(errors.Invalid, "bad_order", "order: %d columns; at most %d", len(items), maxOrderColumns)
+	}
 	out := make([]Order, 0, len(items))
 	for _, it := range items {
 		o := Order{Column: it.text}
@@ -140,7 +151,7 @@ func ParseOrder(s string) ([]Order, error) {
 		if it.quoted {
 			if it.tail != "" {
 				if it.tail[0] != '.' {
-					return nil, errors.WithCode(errors.Invalid, "bad_order", "order: unexpected %q after a quoted column", it.tail)
+					return nil, errors.WithCode(errors.Invalid, "bad_order", "order: unexpected %q after a quoted column", errors.Clip(it.tail))
 				}
 				mods = strings.Split(it.tail[1:], ".")
 			}
@@ -162,18 +173,18 @@ func ParseOrder(s string) ([]Order, error) {
 			switch strings.ToLower(m) {
 			case "asc", "desc":
 				if dirSet || nullsSet {
-					return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: want col.asc|desc[.nullsfirst|nullslast]", o.Column)
+					return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: want col.asc|desc[.nullsfirst|nullslast]", errors.Clip(o.Column))
 				}
 				dirSet = true
 				o.Desc = strings.EqualFold(m, "desc")
 			case "nullsfirst", "nullslast":
 				if nullsSet {
-					return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: want col.asc|desc[.nullsfirst|nullslast]", o.Column)
+					return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: want col.asc|desc[.nullsfirst|nullslast]", errors.Clip(o.Column))
 				}
 				nullsSet = true
 				o.NullsFirst = strings.EqualFold(m, "nullsfirst")
 			default:
-				return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: unknown direction %q (want asc or desc)", o.Column, m)
+				return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: unknown direction %q (want asc or desc)", errors.Clip(o.Column), errors.Clip(m))
 			}
 		}
 		if !nullsSet {
@@ -206,7 +217,7 @@ func ParseSelect(s string) ([]string, error) {
 	seen := map[string]bool{}
 	for _, it := range items {
 		if it.tail != "" {
-			return nil, errors.WithCode(errors.Invalid, "bad_select", "select: unexpected %q after a quoted column", it.tail)
+			return nil, errors.WithCode(errors.Invalid, "bad_select", "select: unexpected %q after a quoted column", errors.Clip(it.tail))
 		}
 		if it.text == "" {
 			return nil, errors.WithCode(errors.Invalid, "bad_select", "select: empty column name")
@@ -270,14 +281,25 @@ func ParseQuery(v url.Values) (Query, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys) // a stable statement text for the statement cache
+	n, values := 0, 0
+	for _, k := range keys {
+		n += len(v[k])
+	}
+	if n > maxFilters {
+		return q, badFilter("too many filters: %d; at most %d in one request", n, maxFilters)
+	}
 	for _, k := range keys {
 		for _, expr := range v[k] {
 			f, err := ParseFilter(k, expr)
 			if err != nil {
 				return q, err
 			}
+			values += len(f.Values)
 			q.Filters = append(q.Filters, f)
 		}
+	}
+	if values > maxFilterValues {
+		return q, badFilter("too many filter values: %d in all; at most %d in one request", values, maxFilterValues)
 	}
 	return q, nil
 }

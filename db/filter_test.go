@@ -1,6 +1,7 @@
 package db
 
 import (
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -279,4 +280,57 @@ func FuzzParseFilter(f *testing.F) {
 			t.Fatalf("condition %q does not start with the quoted column", cond)
 		}
 	})
+}
+
+// TestParseQueryBounds: a request binds a bounded number of values in all, so it is
+// refused as the client's mistake (400) long before SQLite's "too many SQL
+// variables" would turn it into a 500.
+func TestParseQueryBounds(t *testing.T) {
+	in := "in.(" + strings.TrimSuffix(strings.Repeat("1,", maxInValues), ",") + ")"
+	v := url.Values{}
+	for i := range 40 {
+		v.Set(fmt.Sprintf("c%d", i), in)
+	}
+	_, err := ParseQuery(v)
+	checkErr(t, err, errors.Invalid, "bad_filter", "too many filter values: 40000 in all; at most 10000")
+	v = url.Values{}
+	for i := range maxFilterValues / maxInValues {
+		v.Set(fmt.Sprintf("c%d", i), in)
+	}
+	if _, err := ParseQuery(v); err != nil {
+		t.Fatalf("%d values in all refused: %v", maxFilterValues, err)
+	}
+	v = url.Values{}
+	for range maxFilters + 1 {
+		v.Add("c", "is.null")
+	}
+	_, err = ParseQuery(v)
+	checkErr(t, err, errors.Invalid, "bad_filter", "too many filters: 101")
+	_, err = ParseQuery(url.Values{"order": {strings.TrimSuffix(strings.Repeat("c,", maxOrderColumns+1), ",")}})
+	checkErr(t, err, errors.Invalid, "bad_order", "33 columns; at most 32")
+}
+
+// Client-supplied names and values are echoed clipped to errors.ClipLen bytes.
+func TestFilterErrorsClipNames(t *testing.T) {
+	huge := strings.Repeat("n", 900<<10)
+	for _, tc := range []struct{ col, expr string }{
+		{huge, "eq"},
+		{huge, "bogus.1"},
+		{"c", huge + ".1"},
+		{"c", "is." + huge},
+		{"c", `in.("a"` + huge + ")"},
+	} {
+		_, err := ParseFilter(tc.col, tc.expr)
+		if err == nil {
+			t.Fatalf("filter %.20s=%.20s accepted", tc.col, tc.expr)
+		}
+		_, _, msg := errors.Public(err)
+		if len(msg) > 2*errors.ClipLen+200 || !strings.Contains(msg, strings.Repeat("n", errors.ClipLen)+"…") {
+			t.Fatalf("message of %d bytes does not clip the name: %.300s", len(msg), msg)
+		}
+	}
+	_, err := ParseOrder(huge + ".sideways")
+	if _, _, msg := errors.Public(err); len(msg) > 400 {
+		t.Fatalf("order message of %d bytes", len(msg))
+	}
 }

@@ -90,7 +90,10 @@ func (d *DB) MigrateStatus(ctx context.Context) ([]MigrationStatus, error) {
 
 // MigrateDown rolls back the newest migration. The capture triggers write into the
 // changelog, so they are dropped first: a trigger left pointing at a missing table
-// would make every application write fail.
+// would make every application write fail. They are dropped again afterwards: goose
+// runs the migration in its own transaction, and a server running meanwhile (only
+// with --force, see LockAdmin) may have reinstalled them in between; once the
+// migration has removed a table they write into, no server installs them again.
 func (d *DB) MigrateDown(ctx context.Context) error {
 	if _, err := d.DropTriggers(ctx); err != nil {
 		return err
@@ -101,6 +104,9 @@ func (d *DB) MigrateDown(ctx context.Context) error {
 	}
 	if _, err := p.Down(ctx); err != nil {
 		return fmt.Errorf("migrate down: %w", err)
+	}
+	if _, err := d.DropTriggers(ctx); err != nil {
+		return err
 	}
 	return nil
 }

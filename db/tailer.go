@@ -3,10 +3,12 @@ package db
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
+	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
 )
 
@@ -70,7 +72,9 @@ func (d *DB) NewTailer(after int64, sink func([]models.Encoded), opts TailerOpti
 func (t *Tailer) Last() int64 { return t.last.Load() }
 
 // Run tails until ctx is done. It also notices schema changes (a table created, a
-// column added) and regenerates the capture triggers.
+// column added) and regenerates the capture triggers. It returns an error wrapping
+// ErrNotInstalled if sqlws's tables are removed from the database under it, and
+// other errors only when it cannot start.
 func (t *Tailer) Run(ctx context.Context) error {
 	conn, err := t.db.reader.Conn(ctx)
 	if err != nil {
@@ -103,9 +107,16 @@ func (t *Tailer) Run(ctx context.Context) error {
 	// this first poll. It is cleared only by a sync that succeeded, so a sync that
 	// failed (e.g. SQLITE_BUSY behind another writer) is retried until it works.
 	needSync := true
-	// syncRetry backs off failed syncs: a sync that fails at once (sqlws's tables are
-	// gone) must not spin or flood the log.
-	syncRetry := t.opts.Poll
+	// A failed sync is retried no sooner than syncAt, syncRetry after the failure,
+	// which doubles up to maxSyncRetry: at most one attempt and one warning per
+	// interval, whatever wakes the tailer meanwhile (every commit does, and a sync
+	// that fails at once must neither spin nor flood the log).
+	syncRetry := minSyncRetry
+	var syncAt time.Time
+	// What the log was last told, so each state is logged once when it begins.
+	paused := map[string]bool{}
+	stale := map[string]bool{}
+	var pollFail, drainFail failureLog
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
 	w := watchWAL(t.db.path)
@@ -150,23 +161,31 @@ func (t *Tailer) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			t.opts.Logger.Warn("tail changelog: poll", "err", err)
+			pollFail.fail(t.opts.Logger, "tail changelog: poll failing; will retry", err)
 		default:
+			pollFail.ok(t.opts.Logger, "tail changelog: poll works again")
 			if sv != schemaVersion {
 				schemaVersion = sv
 				needSync = true
 			}
-			if needSync {
-				res, err := t.db.SyncTriggers(ctx)
+			if needSync && !time.Now().Before(syncAt) {
+				res, err := t.db.syncCapture(ctx)
 				switch {
+				case errors.Is(err, ErrNotInstalled):
+					// Uninstalled or migrated down under us (with --force): there is
+					// nothing left to tail, and serving on would hand clients a stream
+					// that silently stopped.
+					return fmt.Errorf("tail changelog: %w", err)
 				case err != nil:
 					if ctx.Err() != nil {
 						return nil
 					}
 					t.opts.Logger.Warn("sync capture triggers after a schema change; will retry", "err", err, "in", syncRetry)
+					syncAt = time.Now().Add(syncRetry)
+					syncRetry = min(2*syncRetry, maxSyncRetry)
 				default:
 					needSync = false
-					syncRetry = t.opts.Poll
+					syncRetry, syncAt = minSyncRetry, time.Time{}
 					if err := t.readDrops(ctx); err != nil {
 						t.opts.Logger.Warn("read dropped tables; will retry", "err", err)
 						needSync = true
@@ -177,6 +196,12 @@ func (t *Tailer) Run(ctx context.Context) error {
 					for _, sk := range res.Skipped {
 						t.opts.Logger.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
 					}
+					t.logChanges(paused, res.Paused,
+						"capture paused for a schema change: writes to the table fail until sqlws capture resume",
+						"capture resumed")
+					t.logChanges(stale, res.Stale,
+						"capture triggers out of date, and this server serves the database read-only and cannot update them: changes to the table may be captured with an old shape or not at all",
+						"capture triggers up to date again")
 				}
 			}
 			if dv != dataVersion {
@@ -184,8 +209,9 @@ func (t *Tailer) Run(ctx context.Context) error {
 					if ctx.Err() != nil {
 						return nil
 					}
-					t.opts.Logger.Warn("tail changelog; will retry", "err", err)
+					drainFail.fail(t.opts.Logger, "tail changelog: read failing; will retry", err)
 				} else {
+					drainFail.ok(t.opts.Logger, "tail changelog: reading again")
 					dataVersion = dv
 					lastDrain = time.Now()
 				}
@@ -202,8 +228,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 			wait = t.opts.Poll
 		}
 		if needSync {
-			wait = min(wait, syncRetry)
-			syncRetry = min(2*syncRetry, 5*time.Second)
+			wait = min(wait, max(time.Until(syncAt), t.opts.Poll))
 		}
 		timer.Reset(wait)
 		select {
@@ -247,6 +272,62 @@ func (t *Tailer) readDrops(ctx context.Context) error {
 		t.opts.Dropped(drops)
 	}
 	return nil
+}
+
+// Bounds of the back-off between failed trigger syncs.
+const (
+	minSyncRetry = 100 * time.Millisecond
+	maxSyncRetry = 5 * time.Second
+)
+
+// logChanges logs each table that joined set (began) or left it (ended), once, and
+// updates known to set.
+func (t *Tailer) logChanges(known map[string]bool, set []string, began, ended string) {
+	now := make(map[string]bool, len(set))
+	for _, tbl := range set {
+		now[tbl] = true
+		if !known[tbl] {
+			t.opts.Logger.Warn(began, "table", tbl)
+		}
+	}
+	for tbl := range known {
+		if !now[tbl] {
+			t.opts.Logger.Info(ended, "table", tbl)
+		}
+	}
+	clear(known)
+	for tbl := range now {
+		known[tbl] = true
+	}
+}
+
+// failureLog logs a failure that repeats on every wake-up once when it begins, then
+// at most every failureLogEvery while it lasts (with the count), and once when it
+// ends.
+type failureLog struct {
+	since, last time.Time
+	n           int
+}
+
+const failureLogEvery = 5 * time.Second
+
+func (f *failureLog) fail(log *slog.Logger, msg string, err error) {
+	now := time.Now()
+	f.n++
+	if f.n == 1 {
+		f.since, f.last = now, now
+		log.Warn(msg, "err", err)
+	} else if now.Sub(f.last) >= failureLogEvery {
+		f.last = now
+		log.Warn(msg, "err", err, "failures", f.n, "for", now.Sub(f.since).Round(time.Millisecond))
+	}
+}
+
+func (f *failureLog) ok(log *slog.Logger, msg string) {
+	if f.n > 0 {
+		log.Info(msg, "failures", f.n, "for", time.Since(f.since).Round(time.Millisecond))
+		f.n = 0
+	}
 }
 
 // coalesceWAL is the shortest time between two reads woken by other processes'

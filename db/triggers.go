@@ -344,7 +344,20 @@ type SyncResult struct {
 	// captured. Neither stops the others from being captured.
 	Missing []string
 	Skipped []Skipped
+
+	// Paused are tracked tables whose capture is paused (PauseCapture): they have
+	// guard triggers instead of capture triggers.
+	Paused []string
+	// Stale are tracked tables whose triggers differ from what SyncTriggers would
+	// install; only checkCapture (a database served read-only) reports them.
+	Stale []string
 }
+
+// ErrNotInstalled means sqlws's own tables are missing from the database: it was
+// never installed, or was uninstalled or migrated down (under a running server, with
+// --force). Capture triggers are never installed then: writing into missing tables
+// would make every application write fail.
+var ErrNotInstalled = errors.E(errors.Unavailable, "sqlws's tables are missing from the database (uninstalled or migrated down); run sqlws migrate up or start sqlws serve")
 
 // Skipped is a table SyncTriggers could not capture, and why.
 type Skipped struct{ Table, Reason string }
@@ -371,7 +384,7 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 		return res, classify("sync triggers", err)
 	}
 	if n != 3 {
-		return res, errors.E(errors.Unavailable, "sqlws tables are missing (uninstalled or migrated down?); run migrate up or restart serve")
+		return res, ErrNotInstalled
 	}
 
 	all, err := userTables(ctx, tx)
@@ -412,11 +425,18 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 		}
 		res.Skipped = append(res.Skipped, Skipped{n, err.Error()})
 	}
+
+	// Paused capture (sqlws capture pause, pause.go): a paused table keeps its guard
+	// triggers and gets no capture triggers until it is resumed.
+	if err := applyPauses(ctx, tx, names, entries, want, &res); err != nil {
+		return res, err
+	}
+
 	have, err := existingTriggers(ctx, tx)
 	if err != nil {
 		return res, err
 	}
-	if res.Gone, err = d.recordGone(ctx, tx, have); err != nil {
+	if res.Gone, err = d.recordGone(ctx, tx, have, res.Paused); err != nil {
 		return res, err
 	}
 	for name, h := range have {
@@ -449,13 +469,33 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 // now belongs to another table: SQLite drops a table's triggers with it, and moves
 // them with a rename, so that is how a DROP TABLE (also one followed by a CREATE of
 // the same name, a different table) or a rename away shows, whatever did it and
-// however long ago. ALTER TABLE ADD/DROP COLUMN keeps the triggers. Each is recorded
-// at the current head, in this transaction, for every process and every replay.
-func (d *DB) recordGone(ctx context.Context, tx *sql.Tx, have map[string]trigger) ([]models.Drop, error) {
+// however long ago. ALTER TABLE ADD/DROP COLUMN keeps the triggers. A paused table
+// has guard triggers instead (pause.go), which go the same way. Each is recorded at
+// the current head, in this transaction, for every process and every replay.
+func (d *DB) recordGone(ctx context.Context, tx *sql.Tx, have map[string]trigger, paused []string) ([]models.Drop, error) {
+	isPaused := make(map[string]bool, len(paused))
+	for _, t := range paused {
+		isPaused[t] = true
+	}
+	present := func(table string) bool {
+		names := []string{triggerName(table, "insert")}
+		if isPaused[table] {
+			names = names[:0]
+			for n := range guardSQL(table) {
+				names = append(names, n)
+			}
+		}
+		for _, n := range names {
+			if h, ok := have[n]; ok && h.table == table {
+				return true
+			}
+		}
+		return false
+	}
 	d.mu.RLock()
 	var gone []string
 	for name := range d.tables {
-		if h, ok := have[triggerName(name, "insert")]; !ok || h.table != name {
+		if !present(name) {
 			gone = append(gone, name)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	stderrors "errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Kind classifies an error by what the caller can do about it.
@@ -66,6 +67,9 @@ const (
 	CodeWrongType           Code = "wrong_type"           // Invalid
 	CodeGeneratedColumn     Code = "generated_column"     // Invalid
 	CodeMethodNotAllowed    Code = "method_not_allowed"
+	CodeReadOnly            Code = "read_only"      // Unavailable: the server cannot write the database
+	CodeCapturePaused       Code = "capture_paused" // Unavailable: capture of the table is paused for a schema change
+	CodeNotCapturable       Code = "not_capturable" // Invalid: the table cannot be captured
 )
 
 var kindInfo = [...]struct {
@@ -253,6 +257,24 @@ func message(err error) string {
 		err = e.Err
 	}
 	return ""
+}
+
+// ClipLen is how many bytes of a client-supplied name or value Clip keeps.
+const ClipLen = 128
+
+// Clip shortens a client-supplied string (a table or column name, a filter operator,
+// a path) for an error message: at most ClipLen bytes, cut on a rune boundary, then
+// "…". An error body that echoed a 900 KB name whole would cost the server memory
+// and bandwidth for nothing the client does not already have.
+func Clip(s string) string {
+	if len(s) <= ClipLen {
+		return s
+	}
+	n := ClipLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Re-exports of the standard library, so callers need one errors import.

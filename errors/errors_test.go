@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/sqlws/sqlws/errors"
 )
@@ -54,5 +55,28 @@ func TestERejectsUnknownArguments(t *testing.T) {
 	}
 	if err := errors.E(errors.Invalid, "msg", nil); errors.KindOf(err) != errors.Invalid {
 		t.Fatalf("a nil cause is not an error: %v", err)
+	}
+}
+
+func TestClip(t *testing.T) {
+	if got := errors.Clip("short"); got != "short" {
+		t.Fatalf("Clip(short) = %q", got)
+	}
+	exact := strings.Repeat("a", errors.ClipLen)
+	if got := errors.Clip(exact); got != exact {
+		t.Fatalf("a string of exactly ClipLen bytes was clipped: %q", got)
+	}
+	long := strings.Repeat("a", 900<<10)
+	if got := errors.Clip(long); got != strings.Repeat("a", errors.ClipLen)+"…" {
+		t.Fatalf("Clip(900 KB) has %d bytes", len(got))
+	}
+	// A multi-byte rune straddling the limit is dropped whole, never split.
+	s := strings.Repeat("a", errors.ClipLen-1) + "é" + "tail"
+	got := errors.Clip(s)
+	if got != strings.Repeat("a", errors.ClipLen-1)+"…" {
+		t.Fatalf("Clip split a rune: %q", got)
+	}
+	if !utf8.ValidString(got) {
+		t.Fatalf("Clip produced invalid UTF-8: %q", got)
 	}
 }

@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/sqlws/sqlws/errors"
 )
 
 // Bounds on what one request may ask a server to hold or echo.
 const (
-	MaxIDBytes     = 256  // a subscription id is echoed on every reply: keep it short
-	MaxTableNames  = 1000 // tables in one subscription
-	maxEchoedBytes = 128  // of a client-supplied name quoted back in an error message
+	MaxIDBytes    = 256  // a subscription id is echoed on every reply: keep it short
+	MaxTableNames = 1000 // tables in one subscription
 )
 
 // Request is a parsed, validated client message.
@@ -55,7 +53,7 @@ func Parse(data []byte) (Request, error) {
 	case "":
 		return r, errors.E(errors.Invalid, `missing "type"`)
 	default:
-		return r, errors.Errorf(errors.Invalid, "unknown message type %q", Echo(m.Type))
+		return r, errors.Errorf(errors.Invalid, "unknown message type %q", errors.Clip(m.Type))
 	}
 	if m.Type == TypeUnsubscribe {
 		return r, nil
@@ -121,17 +119,4 @@ func parseID(raw json.RawMessage) (json.RawMessage, error) {
 		return raw, nil
 	}
 	return nil, errors.E(errors.Invalid, `"id" must be a string or an integer`)
-}
-
-// Echo shortens a client-supplied name for a message sent back: an error must not
-// carry back whatever a client sent (a 900 KB table name, say).
-func Echo(s string) string {
-	if len(s) <= maxEchoedBytes {
-		return s
-	}
-	cut := maxEchoedBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
 }

@@ -63,13 +63,3 @@ func TestResetReason(t *testing.T) {
 		}
 	}
 }
-
-func TestEcho(t *testing.T) {
-	long := strings.Repeat("é", 200)
-	if got := protocol.Echo(long); len(got) > 131 || !strings.HasSuffix(got, "…") || !strings.HasPrefix(long, strings.TrimSuffix(got, "…")) {
-		t.Fatalf("Echo cut %q", got)
-	}
-	if protocol.Echo("t") != "t" {
-		t.Fatal("short names are echoed whole")
-	}
-}

@@ -149,11 +149,12 @@ func openAPIDoc(tables []models.Table) obj {
 	commonErrors := func(resp obj) obj {
 		resp["400"] = errResp("malformed request, unknown column or bad filter")
 		resp["404"] = errResp("unknown table or row")
-		resp["503"] = errResp("the database is busy; retry")
+		resp["503"] = errResp("the database cannot serve the request now (busy, disk I/O error, read-only, disk full); retry")
 		return resp
 	}
 	writeErrors := func(resp obj) obj {
 		commonErrors(resp)
+		resp["503"] = errResp("the database cannot take writes now (busy, disk I/O error, read-only, disk full; read_only: this server serves it read-only; capture_paused: the table's capture is paused for a schema change)")
 		resp["409"] = errResp("a UNIQUE, PRIMARY KEY, NOT NULL, CHECK or FOREIGN KEY constraint refused the write")
 		resp["413"] = errResp("the body exceeds the size limit")
 		resp["415"] = errResp("the body is not application/json")

@@ -36,7 +36,7 @@ type api struct {
 // mount registers the REST routes.
 func (a *api) mount(r chi.Router) {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		a.fail(w, r, errors.WithCode(errors.NotFound, errors.CodeNotFound, "no such route: %s", protocol.Echo(r.URL.Path)))
+		a.fail(w, r, errors.WithCode(errors.NotFound, errors.CodeNotFound, "no such route: %s", errors.Clip(r.URL.Path)))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeErrorBody(w, http.StatusMethodNotAllowed, errors.CodeMethodNotAllowed, "method "+r.Method+" is not allowed here")
@@ -82,7 +82,7 @@ func (a *api) table(r *http.Request) (models.Table, error) {
 	}
 	t, ok := a.db.Table(name)
 	if !ok {
-		return t, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", protocol.Echo(name))
+		return t, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(name))
 	}
 	return t, nil
 }

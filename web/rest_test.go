@@ -781,3 +781,57 @@ func TestOpenAPI(t *testing.T) {
 		t.Fatal("rowid table schema lacks rowid")
 	}
 }
+
+// TestRESTInputBounds: requests that would bind more values than a query may are the
+// client's mistake, 400 with a clear message, not a 500 from SQLite's "too many SQL
+// variables".
+func TestRESTInputBounds(t *testing.T) {
+	e := newEnv(t, testSchema, db.Options{}, 0)
+	in := "in.(" + strings.TrimSuffix(strings.Repeat("1,", 1000), ",") + ")"
+	var q []string
+	for range 40 {
+		q = append(q, "id="+in)
+	}
+	r := e.do("GET", "/api/tables/todos/rows?"+strings.Join(q, "&"), "", "")
+	m := r.json(t)
+	if r.status != 400 || !bytes.Contains(m["error"], []byte(`"code":"bad_filter"`)) ||
+		!bytes.Contains(m["error"], []byte("too many filter values: 40000 in all; at most 10000 in one request")) {
+		t.Fatalf("40 filters of 1000 values: %d %s", r.status, r.body)
+	}
+	// Ten such filters are within bounds and work.
+	r = e.do("GET", "/api/tables/todos/rows?"+strings.Join(q[:10], "&"), "", "")
+	if r.status != 200 || !bytes.Contains(r.body, []byte(`"id":1`)) {
+		t.Fatalf("10 filters of 1000 values: %d %.300s", r.status, r.body)
+	}
+}
+
+// TestRESTClipsNames: a client-supplied name of 900 KB (table, column in a body, a
+// filter or an order) is echoed in the error shortened to 128 bytes and "…".
+func TestRESTClipsNames(t *testing.T) {
+	e := newEnv(t, testSchema, db.Options{}, 2<<20)
+	huge := strings.Repeat("n", 900<<10)
+	clipped := strings.Repeat("n", 120) // of the 128 bytes kept, a route keeps its "/api/" too
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"table", "GET", "/api/tables/" + huge + "/rows", "", 404, "unknown_table"},
+		{"table in a write", "POST", "/api/tables/" + huge + "/rows", "{}", 404, "unknown_table"},
+		{"column in a body", "POST", "/api/tables/todos/rows", `{"` + huge + `":1}`, 400, "unknown_column"},
+		{"filter column", "GET", "/api/tables/todos/rows?" + huge + "=eq.1", "", 400, "unknown_column"},
+		{"filter operator", "GET", "/api/tables/todos/rows?id=" + huge + ".1", "", 400, "bad_filter"},
+		{"order", "GET", "/api/tables/todos/rows?order=" + huge, "", 400, "unknown_column"},
+		{"route", "GET", "/api/" + huge, "", 404, "not_found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(tc.method, tc.path, "", tc.body)
+			if r.status != tc.status || !bytes.Contains(r.body, []byte(`"code":"`+tc.code+`"`)) {
+				t.Fatalf("%d %.300s, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+			if len(r.body) > 1024 || !bytes.Contains(r.body, []byte(clipped)) || !bytes.Contains(r.body, []byte("n…")) {
+				t.Fatalf("error body of %d bytes does not clip the name: %.400s", len(r.body), r.body)
+			}
+		})
+	}
+}

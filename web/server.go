@@ -75,15 +75,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // writeError writes {"error":{"code","message"}} with the status of err's kind.
-// Internal errors are logged and reach the client only as "internal error".
+// Internal errors are logged and reach the client only as "internal error". A 503
+// is logged only at debug level: the database layer logs each storage fault once
+// per episode, and a line per refused request would bury the log while it lasts.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	kind, code, msg := errors.Public(err)
 	status := httpStatus(kind)
-	if status >= 500 {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	switch {
+	case status == http.StatusServiceUnavailable:
+		log.Debug("request refused", "method", r.Method, "path", errors.Clip(r.URL.Path), "code", code, "err", err)
+		if code != errors.CodeReadOnly { // retrying soon cannot help a server without write access
+			w.Header().Set("Retry-After", "1")
+		}
+	case status >= 500:
+		log.Error("request failed", "method", r.Method, "path", errors.Clip(r.URL.Path), "err", err)
 	}
 	writeErrorBody(w, status, code, msg)
 }

@@ -199,7 +199,7 @@ func (c *conn) subscribe(r *protocol.Request) {
 	id := r.ID
 	for _, t := range r.Tables {
 		if !h.tables.Tracked(t) {
-			c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", protocol.Echo(t)))
+			c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(t)))
 			return
 		}
 	}
@@ -499,7 +499,7 @@ func (c *conn) endSubscriptionLocked(s *subscription, st fanout.Status) {
 		return
 	}
 	c.queueLocked(protocol.ErrorMessageFor(s.id, string(errors.CodeTableDropped),
-		fmt.Sprintf("table %q was dropped; this subscription has every change it made", protocol.Echo(s.cur.DroppedTable()))))
+		fmt.Sprintf("table %q was dropped; this subscription has every change it made", errors.Clip(s.cur.DroppedTable()))))
 }
 
 var errNeedsHistory = errors.New("subscription is behind the window")

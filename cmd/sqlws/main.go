@@ -2,14 +2,16 @@
 // REST CRUD and a browser dashboard.
 //
 //	sqlws serve --db app.db [--addr 127.0.0.1:8080]
-//	sqlws migrate status|up|down --db app.db
-//	sqlws uninstall --db app.db
+//	sqlws migrate status|up|down --db app.db [--force]
+//	sqlws uninstall --db app.db [--force]
+//	sqlws capture pause|resume --db app.db --table T [--print]
 //
 // See docs/ for the protocol and every flag.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -33,8 +35,10 @@ const usage = `sqlws turns a SQLite database into a live change feed.
 
 Usage:
   sqlws serve --db PATH [flags]        serve WebSocket changes, REST and the dashboard
-  sqlws migrate status|up|down --db PATH
-  sqlws uninstall --db PATH            remove sqlws's triggers and tables
+  sqlws migrate status|up|down --db PATH [--force]
+  sqlws uninstall --db PATH [--force]  remove sqlws's triggers and tables
+  sqlws capture pause|resume --db PATH --table T [--print]
+                                       pause a table's capture for a schema change
 
 Run 'sqlws COMMAND -h' for a command's flags.
 `
@@ -54,6 +58,8 @@ func main() {
 		err = migrate(ctx, os.Args[2:], os.Stdout)
 	case "uninstall":
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
+	case "capture":
+		err = capture(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
@@ -156,19 +162,35 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	slog.SetDefault(log)
 
-	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables)})
+	// The shared lock, held until d.Close, is what uninstall and migrate down test to
+	// refuse to run under this server.
+	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: db.LockServe, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if c.demo {
-		if err := d.SeedDemo(ctx); err != nil {
-			return err
-		}
-	}
-	res, err := d.Install(ctx)
+	problem, err := d.CheckWritable(ctx)
 	if err != nil {
 		return err
+	}
+	var res db.SyncResult
+	if problem == "" {
+		if c.demo {
+			if err := d.SeedDemo(ctx); err != nil {
+				return err
+			}
+		}
+		if res, err = d.Install(ctx); err != nil {
+			return err
+		}
+	} else {
+		// Without write access nothing can be installed, but a file on which capture
+		// is already in place still streams what others write.
+		if res, err = d.ServeReadOnly(ctx, problem); err != nil {
+			return err
+		}
+		log.Warn("serving read-only: "+problem, "db", d.Path(),
+			"detail", "capture is installed and up to date, so changes others write still stream; REST writes answer 503 read_only; no migrations, trigger updates, retention or --demo")
 	}
 	if len(res.Missing) > 0 {
 		return fmt.Errorf("--tables names tables that do not exist: %s", strings.Join(res.Missing, ", "))
@@ -221,9 +243,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 			tailErr <- fmt.Errorf("tailer: %w", err)
 		}
 	})
-	wg.Go(func() {
-		d.RunRetention(runCtx, db.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}, c.retainInterval, tailer.Last, log)
-	})
+	if r := (db.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}); d.ReadOnly() == "" {
+		wg.Go(func() { d.RunRetention(runCtx, r, c.retainInterval, tailer.Last, log) })
+	} else if r.Enabled() {
+		log.Warn("retention is off: the database is served read-only")
+	}
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
@@ -253,6 +277,13 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("shutting down")
 	case runErr = <-serveErr:
 	case runErr = <-tailErr:
+		if errors.Is(runErr, db.ErrNotInstalled) {
+			// Serving on would leave subscribers on a stream that silently stopped and
+			// REST writes uncaptured: shut down as for SIGTERM (clients get 1001), but
+			// fail, so a supervisor or operator notices.
+			runErr = fmt.Errorf("sqlws's tables were removed from %s while it was being served (sqlws uninstall or migrate down with --force); shutting down; start sqlws serve again to reinstall", d.Path())
+			log.Error(runErr.Error())
+		}
 	}
 	// Stop accepting and finish REST requests while WebSockets close with 1001
 	// (Shutdown does not track hijacked connections); each has its own deadline, so a
@@ -296,20 +327,52 @@ func shellQuote(s string) string {
 	return s
 }
 
-func openForAdmin(ctx context.Context, name string, args []string) (*db.DB, []string, error) {
+// adminFlags are the flags of the commands other than serve.
+type adminFlags struct {
+	db    string
+	force bool   // uninstall, migrate down
+	table string // capture
+	print bool   // capture
+}
+
+func parseAdmin(name string, args []string, force, table bool) (adminFlags, error) {
+	var a adminFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	path := fs.String("db", "", "SQLite database file")
+	fs.StringVar(&a.db, "db", "", "SQLite database file")
+	if force {
+		fs.BoolVar(&a.force, "force", false, "proceed even while a sqlws server serves the file (it then shuts down)")
+	}
+	if table {
+		fs.StringVar(&a.table, "table", "", "the table whose capture to pause or resume")
+		fs.BoolVar(&a.print, "print", false, "print the SQL (for a migration) instead of running it")
+	}
 	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+		return a, err
 	}
-	if *path == "" {
-		return nil, nil, fmt.Errorf("--db is required")
+	if a.db == "" {
+		return a, fmt.Errorf("--db is required")
 	}
-	d, err := db.Open(ctx, *path, db.Options{})
-	if err != nil {
-		return nil, nil, err
+	if fs.NArg() > 0 {
+		return a, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	return d, fs.Args(), nil
+	if table && a.table == "" {
+		return a, fmt.Errorf("--table is required")
+	}
+	return a, nil
+}
+
+// openExclusive opens the database for a command that removes sqlws's objects:
+// while a server serves the file (it holds db.LockServe) it refuses, unless force.
+func openExclusive(ctx context.Context, a adminFlags) (*db.DB, error) {
+	d, err := db.Open(ctx, a.db, db.Options{Lock: db.LockAdmin})
+	if !errors.Is(err, db.ErrServed) {
+		return d, err
+	}
+	if !a.force {
+		return nil, fmt.Errorf("%w: stop that server first, or run again with --force to proceed anyway (the server then finds its tables gone, closes its clients' connections and exits with an error)", err)
+	}
+	fmt.Fprintf(os.Stderr, "sqlws: %v; proceeding because of --force\n", err)
+	return db.Open(ctx, a.db, db.Options{})
 }
 
 func migrate(ctx context.Context, args []string, out io.Writer) error {
@@ -317,7 +380,21 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("usage: sqlws migrate status|up|down --db PATH")
 	}
 	verb := args[0]
-	d, _, err := openForAdmin(ctx, "migrate "+verb, args[1:])
+	switch verb {
+	case "up", "down", "status":
+	default:
+		return fmt.Errorf("unknown migrate command %q (want status, up or down)", verb)
+	}
+	a, err := parseAdmin("migrate "+verb, args[1:], verb == "down", false)
+	if err != nil {
+		return err
+	}
+	var d *db.DB
+	if verb == "down" {
+		d, err = openExclusive(ctx, a)
+	} else {
+		d, err = db.Open(ctx, a.db, db.Options{})
+	}
 	if err != nil {
 		return err
 	}
@@ -345,14 +422,16 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 			}
 			fmt.Fprintf(out, "%05d  %-8s %s\n", s.Version, state, s.Source)
 		}
-	default:
-		return fmt.Errorf("unknown migrate command %q (want status, up or down)", verb)
 	}
 	return nil
 }
 
 func uninstall(ctx context.Context, args []string, out io.Writer) error {
-	d, _, err := openForAdmin(ctx, "uninstall", args)
+	a, err := parseAdmin("uninstall", args, true, false)
+	if err != nil {
+		return err
+	}
+	d, err := openExclusive(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -361,5 +440,64 @@ func uninstall(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out, "removed sqlws triggers and tables; your tables are untouched")
+	return nil
+}
+
+// capture runs `sqlws capture pause|resume`: see docs/operations.md, "Changing a
+// captured table's schema". Both are meant to run beside a running server, so they
+// take no lock.
+func capture(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 || (args[0] != "pause" && args[0] != "resume") {
+		return fmt.Errorf("usage: sqlws capture pause|resume --db PATH --table T [--print]")
+	}
+	verb := args[0]
+	a, err := parseAdmin("capture "+verb, args[1:], false, true)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(a.db); os.IsNotExist(err) {
+		return fmt.Errorf("%s: no such database file", a.db) // Open would create one
+	}
+	// --print reads only: it must not even switch the file to WAL mode.
+	d, err := db.Open(ctx, a.db, db.Options{ReadOnly: a.print})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if a.print {
+		var sqlText string
+		if verb == "pause" {
+			sqlText, err = d.PauseSQL(ctx, a.table)
+		} else {
+			sqlText, err = d.ResumeSQL(ctx, a.table)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(out, sqlText)
+		return err
+	}
+	if verb == "pause" {
+		paused, err := d.PauseCapture(ctx, a.table)
+		if err != nil {
+			return err
+		}
+		if !paused {
+			fmt.Fprintf(out, "capture of %s was already paused\n", a.table)
+			return nil
+		}
+		fmt.Fprintf(out, "capture of %s paused: writes to it fail until sqlws capture resume --db %s --table %s\n",
+			a.table, shellQuote(a.db), shellQuote(a.table))
+		return nil
+	}
+	res, err := d.ResumeCapture(ctx, a.table)
+	if err != nil {
+		return err
+	}
+	if res.Dropped {
+		fmt.Fprintf(out, "table %s no longer exists; its pause was cleared\n", a.table)
+		return nil
+	}
+	fmt.Fprintf(out, "capture of %s resumed with columns %s\n", a.table, strings.Join(res.Columns, ", "))
 	return nil
 }

@@ -266,6 +266,18 @@ func (s *Server) Stderr() string { return s.stderr.String() }
 // Exited is closed once the process has exited.
 func (s *Server) Exited() <-chan struct{} { return s.done }
 
+// WaitExit waits up to timeout for the server to exit by itself and returns its exit
+// code (-1 if it died of a signal). It fails the test on timeout.
+func (s *Server) WaitExit(timeout time.Duration) int {
+	s.t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(timeout):
+		s.t.Fatalf("sqlws still running after %v; stderr:\n%s", timeout, tail(s.Stderr(), 8000))
+	}
+	return s.state.ExitCode()
+}
+
 // Kill kills the server with SIGKILL (a crash) and waits for it to be gone.
 func (s *Server) Kill() {
 	s.t.Helper()
@@ -499,6 +511,62 @@ func NewDB(t testing.TB, schema string) string {
 	}
 	SQLite(t, p, schema)
 	return p
+}
+
+// Unwritable makes path (a file or a directory) unwritable and returns a function
+// that undoes it; the undo also runs at cleanup (before t.TempDir's removal, which an
+// immutable file would defeat), and running it twice is harmless.
+//
+// Root's permission checks ignore file modes (CI runs as root), so as root it makes
+// path immutable (see Immutable), which stops root too. Otherwise it removes the
+// write bits.
+func Unwritable(t testing.TB, path string) (undo func()) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return Immutable(t, path)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, st.Mode().Perm()&^0o222); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	undo = func() {
+		once.Do(func() {
+			if err := os.Chmod(path, st.Mode().Perm()); err != nil {
+				t.Errorf("chmod %s: %v", path, err)
+			}
+		})
+	}
+	t.Cleanup(undo)
+	return undo
+}
+
+// Immutable sets path's immutable attribute (chattr +i) and returns a function that
+// clears it, which also runs at cleanup. Unlike a file mode, the attribute stops root,
+// and it stops writes through descriptors opened before it was set (on ext4, xfs and
+// btrfs), which is how a disk that starts failing under a running server looks:
+// SQLite's writes fail with SQLITE_IOERR_WRITE. It skips the test, saying why, where
+// chattr, the capability (CAP_LINUX_IMMUTABLE, so in practice root) or the file
+// system's support is missing.
+func Immutable(t testing.TB, path string) (undo func()) {
+	t.Helper()
+	if out, err := exec.Command("chattr", "+i", path).CombinedOutput(); err != nil {
+		t.Skipf("cannot make %s immutable: chattr +i: %v: %s (needs chattr, CAP_LINUX_IMMUTABLE and a file system with the attribute, e.g. ext4, xfs, btrfs)",
+			path, err, strings.TrimSpace(string(out)))
+	}
+	var once sync.Once
+	undo = func() {
+		once.Do(func() {
+			if out, err := exec.Command("chattr", "-i", path).CombinedOutput(); err != nil {
+				t.Errorf("chattr -i %s: %v: %s", path, err, out)
+			}
+		})
+	}
+	t.Cleanup(undo)
+	return undo
 }
 
 // QuoteLiteral quotes s as an SQL string literal.

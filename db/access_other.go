@@ -1,0 +1,6 @@
+//go:build !unix
+
+package db
+
+// writeProblem cannot tell more than SQLite here.
+func writeProblem(path string) string { return "" }
