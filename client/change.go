@@ -26,16 +26,16 @@ type Change struct {
 	Raw json.RawMessage
 }
 
-// Decode decodes the whole record. The returned PK, Old and New are copies, not
-// views of Raw. Old or New is the JSON literal null when the operation has no such
-// image.
+// Decode decodes the whole record. PK, Old and New are copies (one allocation for
+// the three), not views of Raw, so a decoded change can be kept without keeping
+// the client's buffers alive. Old or New is the JSON literal null when the
+// operation has no such image. Keys are matched exactly, as the protocol spells
+// them.
 func (c Change) Decode() (models.Change, error) {
-	var m models.Change
-	if err := json.Unmarshal(c.Raw, &m); err != nil {
+	m, err := decodeRecord(c.Raw)
+	if err != nil {
 		return models.Change{}, fmt.Errorf("sqlws client: decode change %d: %w", c.Seq, err)
 	}
-	// The scanned fields are authoritative (encoding/json matches keys without
-	// regard to case, the scanner exactly, as the protocol is written).
 	m.Seq, m.Table, m.Op = c.Seq, c.Table, c.Op
 	return m, nil
 }

@@ -212,6 +212,99 @@ func parseRecord(b []byte, i int, in *interner) (Change, int, error) {
 	return c, i, nil
 }
 
+// decodeRecord reads pk, old, new and ts from a record parseRecord accepted. It
+// walks the record with the scanner rather than encoding/json, whose
+// case-insensitive key matching would read a column-like key such as "TS" into
+// the wrong field.
+func decodeRecord(b []byte) (models.Change, error) {
+	var m models.Change
+	var pk, old, new []byte
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return m, errAt(i, "a change record must be a JSON object")
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		i++
+	} else {
+		for {
+			key, next, err := scanKey(b, i)
+			if err != nil {
+				return m, err
+			}
+			i = next
+			end, err := skipValue(b, i, 2)
+			if err != nil {
+				return m, err
+			}
+			switch string(key) {
+			case "pk":
+				pk = b[i:end]
+			case "old":
+				old = b[i:end]
+			case "new":
+				new = b[i:end]
+			case "ts":
+				if m.TS, err = parseInt(b[i:end]); err != nil {
+					return m, errAt(i, "ts must be an integer")
+				}
+			}
+			i = skipWS(b, end)
+			if i < len(b) && b[i] == ',' {
+				i = skipWS(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == '}' {
+				i++
+				break
+			}
+			return m, errAt(i, "expected , or } in a change record")
+		}
+	}
+	if i = skipWS(b, i); i != len(b) {
+		return m, errAt(i, "data after the change record")
+	}
+	buf := make([]byte, 0, len(pk)+len(old)+len(new))
+	take := func(v []byte) json.RawMessage {
+		if v == nil {
+			return nil
+		}
+		n := len(buf)
+		buf = append(buf, v...)
+		return buf[n:len(buf):len(buf)]
+	}
+	m.PK, m.Old, m.New = take(pk), take(old), take(new)
+	return m, nil
+}
+
+// parseInt parses a JSON integer (or null, as 0) without allocating.
+func parseInt(b []byte) (int64, error) {
+	if string(b) == "null" {
+		return 0, nil
+	}
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 {
+		return 0, errAt(0, "not an int64")
+	}
+	var v uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errAt(0, "not an integer")
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && v <= 1<<63:
+		return -int64(v), nil // 1<<63 wraps to the minimum, as it should
+	case !neg && v < 1<<63:
+		return int64(v), nil
+	}
+	return 0, errAt(0, "not an int64")
+}
+
 // scanSeq parses the integer at b[i]: a seq is a non-negative int64 written without
 // fraction or exponent.
 func scanSeq(b []byte, i int) (int64, int, error) {

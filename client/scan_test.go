@@ -37,57 +37,131 @@ func record(seq int64, table, op string) []byte {
 		[]byte(`{"id":7,"title":"milk","done":0}`), []byte(`{"id":7,"title":"oat milk","done":1}`), 1763771284123)
 }
 
-// reference decodes a frame with encoding/json into what parseFrame should find:
-// exact (case-sensitive) keys, the last of duplicate keys.
+// reference decodes a frame with encoding/json into what parseFrame should find.
+// It reads objects member by member, so that, like parseFrame, it sees every
+// occurrence of a repeated key: each must be well-formed, and the last one counts.
 type refChange struct {
-	seq       int64
-	table, op string
-	raw       string
+	seq          int64
+	table, op    string
+	raw          string
+	pk, old, new json.RawMessage
+	ts           int64
+	tsBad        bool // some ts is neither an integer nor null: Decode must fail
+}
+
+type member struct {
+	key string
+	val json.RawMessage
+}
+
+// members lists the members of the JSON object raw, in order; ok is false if raw is
+// not an object.
+func members(raw []byte) (ms []member, ok bool) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil, false
+	}
+	for d.More() {
+		k, err := d.Token()
+		if err != nil {
+			return nil, false
+		}
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return nil, false
+		}
+		ms = append(ms, member{k.(string), v})
+	}
+	if tok, err := d.Token(); err != nil || tok != json.Delim('}') {
+		return nil, false
+	}
+	return ms, true
+}
+
+func refString(v json.RawMessage) (string, bool) {
+	var s string
+	return s, len(v) > 0 && v[0] == '"' && json.Unmarshal(v, &s) == nil
+}
+
+func refRecord(r json.RawMessage) (refChange, bool) {
+	c := refChange{raw: string(r)}
+	ms, ok := members(r)
+	if !ok {
+		return c, false
+	}
+	var haveSeq, haveTable, haveOp bool
+	for _, m := range ms {
+		var ok bool
+		switch m.key {
+		case "seq":
+			var err error
+			c.seq, err = strconv.ParseInt(string(m.val), 10, 64)
+			ok, haveSeq = err == nil && !bytes.ContainsAny(m.val, "+-.eE"), true
+		case "table":
+			c.table, ok = refString(m.val)
+			haveTable = true
+		case "op":
+			c.op, ok = refString(m.val)
+			haveOp = true
+		case "pk":
+			c.pk, ok = m.val, true
+		case "old":
+			c.old, ok = m.val, true
+		case "new":
+			c.new, ok = m.val, true
+		case "ts":
+			c.ts, ok = 0, true
+			if string(m.val) != "null" {
+				n, err := strconv.ParseInt(string(m.val), 10, 64)
+				c.ts = n
+				c.tsBad = c.tsBad || err != nil || m.val[0] == '+'
+			}
+		default:
+			ok = true
+		}
+		if !ok {
+			return c, false
+		}
+	}
+	return c, haveSeq && haveTable && haveOp
 }
 
 func reference(b []byte) (typ string, id string, changes []refChange, hasChanges bool, ok bool) {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(b, &top) != nil || top == nil {
+	if !json.Valid(b) {
 		return "", "", nil, false, false
 	}
-	if raw, found := top["type"]; found {
-		if raw[0] != '"' || json.Unmarshal(raw, &typ) != nil {
-			return "", "", nil, false, false
-		}
-	}
-	id = string(top["id"])
-	raw, found := top["changes"]
-	if !found || len(raw) == 0 || raw[0] != '[' {
-		return typ, id, nil, false, true
-	}
-	var recs []json.RawMessage
-	if json.Unmarshal(raw, &recs) != nil {
+	ms, ok := members(b)
+	if !ok {
 		return "", "", nil, false, false
 	}
-	for _, r := range recs {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(r, &m) != nil || m == nil {
-			return "", "", nil, false, false
+	for _, m := range ms {
+		switch m.key {
+		case "type":
+			if typ, ok = refString(m.val); !ok {
+				return "", "", nil, false, false
+			}
+		case "id":
+			id = string(m.val)
+		case "changes":
+			changes, hasChanges = nil, false
+			if m.val[0] != '[' {
+				continue
+			}
+			var recs []json.RawMessage
+			if json.Unmarshal(m.val, &recs) != nil {
+				return "", "", nil, false, false
+			}
+			for _, r := range recs {
+				c, ok := refRecord(r)
+				if !ok {
+					return "", "", nil, false, false
+				}
+				changes = append(changes, c)
+			}
+			hasChanges = true
 		}
-		var c refChange
-		s, okSeq := m["seq"]
-		if !okSeq || bytes.ContainsAny(s, ".eE-") || len(s) == 0 {
-			return "", "", nil, false, false
-		}
-		var err error
-		if c.seq, err = strconv.ParseInt(string(s), 10, 64); err != nil {
-			return "", "", nil, false, false
-		}
-		tb, okT := m["table"]
-		op, okO := m["op"]
-		if !okT || !okO || json.Unmarshal(tb, &c.table) != nil || json.Unmarshal(op, &c.op) != nil ||
-			tb[0] != '"' || op[0] != '"' {
-			return "", "", nil, false, false
-		}
-		c.raw = string(r)
-		changes = append(changes, c)
 	}
-	return typ, id, changes, true, true
+	return typ, id, changes, hasChanges, true
 }
 
 // checkAgainstReference fails unless parseFrame and encoding/json agree on b.
@@ -125,8 +199,20 @@ func checkAgainstReference(t *testing.T, b []byte) {
 		if !json.Valid(c.Raw) {
 			t.Fatalf("change %d Raw %q is not valid JSON", i, c.Raw)
 		}
-		if _, err := c.Decode(); err != nil {
-			t.Fatalf("change %d: Decode: %v", i, err)
+		m, err := c.Decode()
+		if w.tsBad {
+			if err == nil {
+				t.Fatalf("change %d: Decode(%s) accepted a ts that is not an int64", i, c.Raw)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("change %d: Decode(%s): %v", i, c.Raw, err)
+		}
+		if m.Seq != c.Seq || m.Table != c.Table || m.Op != c.Op || m.TS != w.ts ||
+			string(m.PK) != string(w.pk) || string(m.Old) != string(w.old) || string(m.New) != string(w.new) ||
+			(m.PK == nil) != (w.pk == nil) || (m.Old == nil) != (w.old == nil) || (m.New == nil) != (w.new == nil) {
+			t.Fatalf("change %d: Decode(%s) = %+v; encoding/json reads pk %s old %s new %s ts %d", i, c.Raw, m, w.pk, w.old, w.new, w.ts)
 		}
 	}
 }
@@ -178,6 +264,10 @@ func TestParseFrameCases(t *testing.T) {
 		`{"type":"changes","id":"a","changes":[{"seq":1,"table":"t","op":"insert"}],"changes":{}}`,
 		`{"type":"changes","id":"a","changes":[{"seq":9223372036854775807,"table":"t","op":"u","SEQ":3}]}`,
 		`{"type":"future","whatever":[{}]}`,
+		`{"type":"changes","id":"a","changes":[{"seq":1,"table":"t","op":"i","ts":1.5,"TS":"x","Pk":3}]}`,
+		`{"type":"changes","id":"a","changes":[{"seq":1,"table":"t","op":"i","ts":null,"pk":{"a":1},"pk":{"a":2},"new":null}]}`,
+		`{"type":"changes","id":"a","changes":[{"seq":1,"table":"t","op":"i","ts":-9223372036854775808}]}`,
+		`{"type":"changes","id":"a","changes":[{"seq":1,"table":"t","op":"i","ts":9223372036854775808}]}`,
 		`{}`,
 		"{\"type\":\"changes\",\"id\":\"a\",\"changes\":[{\"seq\":1,\"table\":\"\xff\xfe\",\"op\":\"insert\"}]}",
 	}
