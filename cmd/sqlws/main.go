@@ -34,6 +34,7 @@ Usage:
   sqlws serve --db PATH [flags]        serve WebSocket changes, REST and the dashboard
   sqlws migrate status|up|down --db PATH
   sqlws uninstall --db PATH            remove sqlws's triggers and tables
+  sqlws tail --db-url URL [flags]      print a server's changes as JSON lines, resuming across restarts
   sqlws bench [flags]                  run the load benchmarks (see docs/performance.md)
 
 Run 'sqlws COMMAND -h' for a command's flags.
@@ -56,6 +57,8 @@ func main() {
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
 	case "bench":
 		err = bench(ctx, os.Args[2:], os.Stdout)
+	case "tail":
+		err = runTail(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
