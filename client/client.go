@@ -185,6 +185,7 @@ const (
 	StateClosed
 )
 
+// String returns the state's name, as /sqlws.js spells it.
 func (s State) String() string {
 	switch s {
 	case StateOpen:

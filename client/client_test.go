@@ -678,3 +678,39 @@ func TestClose(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+// BenchmarkCatchUp measures the whole client on a real server: a subscription
+// from seq 0 reads a changelog of 200,000 changes (frames of up to 1,000) and the
+// consumer takes them all with Next. The server shares the machine, so the figure
+// is the pair's throughput, not the client's alone.
+func BenchmarkCatchUp(b *testing.B) {
+	const rows = 200_000
+	db := testenv.NewDB(b, `CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0);`)
+	srv := testenv.StartServer(b, db)
+	testenv.SQLite(b, db, fmt.Sprintf(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < %d)
+INSERT INTO todos(title) SELECT 'buy milk number ' || x FROM c;`, rows))
+	c, err := client.Dial(b.Context(), srv.WSURL(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := c.Subscribe(b.Context(), client.SubscribeOptions{Since: client.Seq(0)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for n := 0; n < rows; {
+			batch, err := s.Next(b.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(batch)
+		}
+		if err := s.Unsubscribe(b.Context()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "changes/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*rows), "ns/change")
+}

@@ -32,6 +32,7 @@ type ResetError struct {
 	Stream string
 }
 
+// Error says what happened and what the caller must do.
 func (e *ResetError) Error() string {
 	return fmt.Sprintf("sqlws client: subscription %q reset (%s): reload and subscribe again (server head %d)", e.ID, e.Reason, e.Head)
 }
@@ -52,6 +53,7 @@ type ServerError struct {
 	Message string
 }
 
+// Error includes the code, so a log line is enough to tell refusals apart.
 func (e *ServerError) Error() string {
 	return fmt.Sprintf("sqlws client: subscription %q: %s: %s", e.ID, e.Code, e.Message)
 }

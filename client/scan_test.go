@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"testing"
@@ -450,5 +451,65 @@ func BenchmarkUnmarshalFrame(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/change")
 		})
+	}
+}
+
+// TestQueue feeds a subscription's queue frames of random sizes, with duplicates,
+// and takes from it at random moments: Next returns every new seq once, in order,
+// with its record intact, and the buffers handed out are never written again.
+func TestQueue(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	c := &Client{subs: map[string]*Subscription{}, unsubs: map[string]chan struct{}{}, opts: (*Options)(nil).withDefaults()}
+	s := &Subscription{c: c, id: "q", key: `"q"`, limit: 1 << 30, done: make(chan struct{}),
+		ready: make(chan struct{}, 1), space: make(chan struct{}, 1), acked: make(chan struct{})}
+	c.subs[s.key] = s
+	var got []Change
+	var snapshots []string // the Raw of every change handed out, as first seen
+	next, sent := int64(1), int64(0)
+	for sent < 5000 {
+		// A frame that may repeat up to 3 seqs already sent, then 1–300 new ones.
+		from := max(1, next-int64(rnd.IntN(4)))
+		n := 1 + rnd.IntN(300)
+		var recs [][]byte
+		for seq := from; seq < next+int64(n); seq++ {
+			recs = append(recs, record(seq, "t"+strconv.FormatInt(seq%7, 10), models.OpUpdate))
+		}
+		next += int64(n)
+		sent += int64(n)
+		if err := c.handle(nil, serverFrame(`"q"`, recs...)); err != nil {
+			t.Fatal(err)
+		}
+		for rnd.IntN(3) > 0 {
+			if s.Stats().Buffered == 0 {
+				break
+			}
+			b, err := s.Next(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, b...)
+			for _, ch := range b {
+				snapshots = append(snapshots, string(ch.Raw))
+			}
+		}
+	}
+	for s.Stats().Buffered > 0 {
+		b, _ := s.Next(t.Context())
+		got = append(got, b...)
+		for _, ch := range b {
+			snapshots = append(snapshots, string(ch.Raw))
+		}
+	}
+	if int64(len(got)) != sent {
+		t.Fatalf("got %d changes, want %d", len(got), sent)
+	}
+	for i, ch := range got {
+		want := record(int64(i+1), "t"+strconv.Itoa((i+1)%7), models.OpUpdate)
+		if ch.Seq != int64(i+1) || string(ch.Raw) != string(want) || snapshots[i] != string(want) || ch.Table != "t"+strconv.Itoa((i+1)%7) {
+			t.Fatalf("change %d = %d %s, want %s", i, ch.Seq, ch.Raw, want)
+		}
+	}
+	if st := s.Stats(); st.Delivered != sent || st.Received != st.Delivered+st.Dropped || st.Dropped == 0 {
+		t.Errorf("stats = %+v", st)
 	}
 }
