@@ -33,6 +33,7 @@ FUZZTIME ?= 50000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./db
 	$(GO) test -run '^$$' -fuzz '^FuzzKeyFromImage$$' -fuzztime $(FUZZTIME) ./db
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./client
 
 deps-test:
 	@command -v sqlite3 >/dev/null 2>&1 || { apt-get update && apt-get install -y sqlite3; }
@@ -43,7 +44,7 @@ deps-test:
 bench: bench-go bench-load
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./db ./ws ./web ./cmd/sqlws-bench
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./db ./fanout ./ws ./web ./client ./cmd/sqlws-bench
 
 bench-load: build
 	./$(BENCH_BIN) --sqlws $(BIN) --short

@@ -39,6 +39,7 @@ Usage:
   sqlws uninstall --db PATH [--force]  remove sqlws's triggers and tables
   sqlws capture pause|resume --db PATH --table T [--print]
                                        pause a table's capture for a schema change
+  sqlws tail --db-url URL [flags]      print a server's changes as JSON lines, resuming across restarts
 
 Run 'sqlws COMMAND -h' for a command's flags.
 `
@@ -60,6 +61,8 @@ func main() {
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
 	case "capture":
 		err = capture(ctx, os.Args[2:], os.Stdout)
+	case "tail":
+		err = runTail(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
