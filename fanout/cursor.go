@@ -90,15 +90,16 @@ const (
 )
 
 // Next appends c's next changes from the window to dst, advancing c: at most a frame's
-// worth, skipping changes of other tables. It does no I/O.
-func (w *Window) Next(c *Cursor, dst []models.Encoded) ([]models.Encoded, Status) {
+// worth (FrameBytes, or maxBytes when smaller and not 0), skipping changes of other
+// tables. It does no I/O.
+func (w *Window) Next(c *Cursor, dst []models.Encoded, maxBytes int) ([]models.Encoded, Status) {
 	for {
 		limit := c.dropLimitFrom(w)
 		if c.pos >= limit {
 			return dst, Dropped
 		}
 		from := c.pos
-		out, pos, behind := w.read(dst, from, c.tables, limit)
+		out, pos, behind := w.read(dst, from, c.tables, limit, maxBytes)
 		if behind {
 			return dst, Behind
 		}

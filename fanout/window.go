@@ -37,11 +37,14 @@ type Options struct {
 	// (defaults 1,000 and 1 MiB): the changes of one frame.
 	FrameChanges int
 	FrameBytes   int
-	// MemoryBudget bounds the memory of the window and of the pages of changelog
-	// shared by subscribers catching up (default 256 MiB). The window takes at most a
-	// quarter of it (and no more than WindowBytes); pages the rest. When pages in use
-	// fill it, catching up waits for memory rather than taking more: delivery slows,
-	// memory does not grow. Connections' own memory is not counted.
+	// MemoryBudget bounds the memory of the window, of the pages of changelog shared
+	// by subscribers catching up, and of the frames being written (default 256 MiB).
+	// The window takes at most a quarter of it (and no more than WindowBytes), the
+	// pages half; the last quarter is for frames in flight (which reference the
+	// window's and the pages' changes rather than copy them, save small live frames)
+	// and the collector's headroom. When pages in use fill their half, catching up
+	// waits for memory rather than taking more: delivery slows, memory does not grow.
+	// Connections' own memory (a few tens of kilobytes each) is not counted.
 	MemoryBudget int64
 }
 
@@ -94,7 +97,7 @@ func NewWindow(src Source, head int64, opts Options) *Window {
 	opts.setDefaults()
 	return &Window{
 		src: src, opts: opts,
-		pages: newPages(src, opts.MemoryBudget-int64(opts.WindowBytes)),
+		pages: newPages(src, opts.MemoryBudget/2),
 		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
 		first: head + 1, head: head,
 	}
@@ -207,7 +210,7 @@ func (w *Window) dropLimit(c *Cursor) (int64, string) {
 // the frame limits and no further than seq limit, and returns the new position: the
 // seq of the last change examined, so filtered-out changes are skipped once. behind
 // reports that cursor is before the window. The returned JSON slices are immutable.
-func (w *Window) read(dst []models.Encoded, cursor int64, tables *TableSet, limit int64) (out []models.Encoded, pos int64, behind bool) {
+func (w *Window) read(dst []models.Encoded, cursor int64, tables *TableSet, limit int64, maxBytes int) (out []models.Encoded, pos int64, behind bool) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if cursor >= w.head {
@@ -216,6 +219,9 @@ func (w *Window) read(dst []models.Encoded, cursor int64, tables *TableSet, limi
 	if cursor+1 < w.first {
 		return dst, cursor, true
 	}
+	if maxBytes <= 0 || maxBytes > w.opts.FrameBytes {
+		maxBytes = w.opts.FrameBytes
+	}
 	bytes := 0
 	for i := int(cursor + 1 - w.first); i < w.n; i++ {
 		e := w.ring[(w.start+i)%len(w.ring)]
@@ -223,7 +229,7 @@ func (w *Window) read(dst []models.Encoded, cursor int64, tables *TableSet, limi
 			break
 		}
 		if tables.match(e.Table) {
-			if len(dst) >= w.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > w.opts.FrameBytes) {
+			if len(dst) >= w.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > maxBytes) {
 				break
 			}
 			dst = append(dst, e)

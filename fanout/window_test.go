@@ -23,10 +23,10 @@ func TestWindowEvictsByCountAndBytes(t *testing.T) {
 		}
 	}
 	// A cursor before the window goes to history; inside reads exactly what follows.
-	if _, _, behind := w.read(nil, 20, nil, math.MaxInt64); !behind {
+	if _, _, behind := w.read(nil, 20, nil, math.MaxInt64, 0); !behind {
 		t.Fatalf("cursor 20 with window 26..30 is not behind")
 	}
-	got, cur, behind := w.read(nil, 27, nil, math.MaxInt64)
+	got, cur, behind := w.read(nil, 27, nil, math.MaxInt64, 0)
 	if behind || cur != 30 || len(got) != 3 || got[0].Seq != 28 {
 		t.Fatalf("read after 27: %d entries cursor %d behind %v", len(got), cur, behind)
 	}
@@ -42,16 +42,16 @@ func TestWindowEvictsByCountAndBytes(t *testing.T) {
 func TestWindowFilterSkipsAndGapRestarts(t *testing.T) {
 	w := NewWindow(nil, 0, Options{})
 	w.Publish([]models.Encoded{enc(1, "a"), enc(2, "b"), enc(3, "a"), enc(4, "b")})
-	got, cur, _ := w.read(nil, 0, NewTableSet([]string{"b"}), math.MaxInt64)
+	got, cur, _ := w.read(nil, 0, NewTableSet([]string{"b"}), math.MaxInt64, 0)
 	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
 		t.Fatalf("filtered read: %v cursor %d", got, cur)
 	}
-	got, cur, _ = w.read(nil, 0, NewTableSet([]string{"b", "c", "b"}), math.MaxInt64)
+	got, cur, _ = w.read(nil, 0, NewTableSet([]string{"b", "c", "b"}), math.MaxInt64, 0)
 	if len(got) != 2 || got[0].Seq != 2 || got[1].Seq != 4 || cur != 4 {
 		t.Fatalf("read filtered by two tables: %v cursor %d", got, cur)
 	}
 	// A limit stops the read there.
-	got, cur, _ = w.read(nil, 0, nil, 2)
+	got, cur, _ = w.read(nil, 0, nil, 2, 0)
 	if len(got) != 2 || cur != 2 {
 		t.Fatalf("read limited to 2: %v cursor %d", got, cur)
 	}
@@ -60,7 +60,7 @@ func TestWindowFilterSkipsAndGapRestarts(t *testing.T) {
 	if st := w.Stats(); st.First != 10 || st.Head != 10 || st.Len != 1 {
 		t.Fatalf("after jump: %+v", st)
 	}
-	if _, _, behind := w.read(nil, 4, nil, math.MaxInt64); !behind {
+	if _, _, behind := w.read(nil, 4, nil, math.MaxInt64, 0); !behind {
 		t.Fatal("a cursor before a jump must read history, where the gap is detected")
 	}
 }
@@ -73,7 +73,7 @@ func TestFrameLimits(t *testing.T) {
 	}
 	w.Publish(b)
 	c := w.NewCursor(nil, 0)
-	got, st := w.Next(c, nil)
+	got, st := w.Next(c, nil, 0)
 	if st != Ready || len(got) != 3 || c.Pos() != 3 {
 		t.Fatalf("frame of %d, cursor %d, status %v", len(got), c.Pos(), st)
 	}
@@ -88,24 +88,24 @@ func TestDropEndsCursorsNamingTheTable(t *testing.T) {
 	named, all := w.NewCursor([]string{"t"}, 0), w.NewCursor(nil, 0)
 	w.TableDropped([]models.Drop{{Table: "t", Seq: 2}})
 	w.Publish([]models.Encoded{enc(4, "t")})
-	if got, st := w.Next(named, nil); st != Ready || len(got) != 1 || got[0].Seq != 1 {
+	if got, st := w.Next(named, nil, 0); st != Ready || len(got) != 1 || got[0].Seq != 1 {
 		t.Fatalf("before the drop: %v %v", got, st)
 	}
-	if _, st := w.Next(named, nil); st != Dropped || named.DroppedTable() != "t" {
+	if _, st := w.Next(named, nil, 0); st != Dropped || named.DroppedTable() != "t" {
 		t.Fatalf("at the drop: %v, want Dropped", st)
 	}
-	if got, st := w.Next(all, nil); st != Ready || len(got) != 4 {
+	if got, st := w.Next(all, nil, 0); st != Ready || len(got) != 4 {
 		t.Fatalf("every table: %v %v", got, st)
 	}
 	// Started after the drop (from its seq on): the new table.
 	later := w.NewCursor([]string{"t"}, 2)
-	if got, st := w.Next(later, nil); st != Ready || len(got) != 2 || got[0].Seq != 3 {
+	if got, st := w.Next(later, nil, 0); st != Ready || len(got) != 2 || got[0].Seq != 3 {
 		t.Fatalf("after the drop: %v %v", got, st)
 	}
 	// Started before the drop, knowing of it: resumes the old table's history.
 	early := w.NewCursor([]string{"t"}, 0)
-	w.Next(early, nil)
-	if _, st := w.Next(early, nil); st != Dropped {
+	w.Next(early, nil, 0)
+	if _, st := w.Next(early, nil, 0); st != Dropped {
 		t.Fatalf("replay across the drop: %v, want Dropped", st)
 	}
 }
@@ -132,7 +132,7 @@ func TestFanOutAllocations(t *testing.T) {
 		}
 		w.Publish(batch)
 		for _, c := range cursors {
-			scratch, _ = w.Next(c, scratch[:0])
+			scratch, _ = w.Next(c, scratch[:0], 0)
 			buf = protocol.AppendChanges(buf[:0], id, scratch)
 		}
 	}
@@ -174,7 +174,7 @@ func BenchmarkFanOut(b *testing.B) {
 				}
 				w.Publish(batch)
 				for _, c := range cursors {
-					scratch, _ = w.Next(c, scratch[:0])
+					scratch, _ = w.Next(c, scratch[:0], 0)
 					buf = protocol.AppendChanges(buf[:0], []byte(`1`), scratch)
 				}
 			}

@@ -39,10 +39,13 @@ type conn struct {
 	// writeStart is when the frame being written started (unix ns), 0 when none: the
 	// hub's watchdog closes connections whose write has taken longer than WriteTimeout.
 	writeStart atomic.Int64
-	// Liveness, driven by the hub's watchdog (unix ns): when the next ping is due, and
-	// when the unanswered ping was sent (0: none outstanding).
-	nextPing atomic.Int64
-	pingSent atomic.Int64
+	// Liveness, driven by the hub's watchdog (unix ns): when the next ping is due,
+	// when the unanswered ping was sent (0: none outstanding), and when a write last
+	// completed. A peer that keeps taking frames is alive even if its pong is still
+	// queued behind megabytes of them in the socket.
+	nextPing  atomic.Int64
+	pingSent  atomic.Int64
+	lastWrite atomic.Int64
 	// ending is set by the first end; endDone is closed once the socket is closed.
 	ending  atomic.Bool
 	endDone chan struct{}
@@ -444,7 +447,11 @@ func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error)
 		}
 		s := c.order[c.next]
 		c.next++
-		entries, st := win.Next(s.cur, f.batch[:0])
+		maxBytes := 0 // the writer: a frame's worth, gathered
+		if windowOnly {
+			maxBytes = pumpFrameBytes
+		}
+		entries, st := win.Next(s.cur, f.batch[:0], maxBytes)
 		if st == fanout.Behind {
 			if windowOnly {
 				return false, errNeedsHistory
@@ -481,7 +488,13 @@ func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error)
 			return false, nil
 		}
 		if len(entries) > 0 {
-			f.copyChanges(s.id, entries)
+			if windowOnly {
+				f.copyChanges(s.id, entries) // the pump: small, written without blocking
+			} else {
+				// The writer may block on the socket for as long as the write timeout:
+				// it holds no copy meanwhile, only the window's shared entries.
+				f.gatherChanges(s.id, entries, fanout.Lease{})
+			}
 			return true, nil
 		}
 	}
@@ -503,6 +516,12 @@ func (c *conn) endSubscriptionLocked(s *subscription, st fanout.Status) {
 }
 
 var errNeedsHistory = errors.New("subscription is behind the window")
+
+// pumpFrameBytes bounds a frame the pump builds. The pump copies what it writes, and
+// hands a frame the socket did not take whole to the connection's writer; live frames
+// are small, and a subscriber with more to catch up on within the window is served
+// by its writer, which gathers instead of copying.
+const pumpFrameBytes = 16 << 10
 
 // framePool holds frame buffers; they start small (most live frames carry a few
 // changes) and grow to the frames they build.
@@ -532,6 +551,9 @@ func (c *conn) writeGathered(vec net.Buffers) bool {
 
 // wrote ends the connection and the writer if a write failed.
 func (c *conn) wrote(err error) bool {
+	if err == nil {
+		c.lastWrite.Store(c.hub.clock.Load())
+	}
 	if err != nil {
 		c.finishWriting()
 		c.end(CloseWriteFailed, 0, err.Error())

@@ -94,6 +94,10 @@ type Hub struct {
 	stopPumps chan struct{}   // closed by Close
 	pumpsWG   sync.WaitGroup
 
+	// clock is the watchdog's time (unix ns) as of its last look: a clock for marks
+	// made on every frame (conn.lastWrite) that costs no clock read.
+	clock atomic.Int64
+
 	connIDs atomic.Uint64 // the last connection id given out
 	closes  closeCounts
 }
@@ -149,14 +153,20 @@ func (h *Hub) watchdog() {
 		conns = append(conns[:0], h.conns...)
 		h.mu.RUnlock()
 		now := time.Now().UnixNano()
+		h.clock.Store(now)
 		writeLimit := now - int64(h.opts.WriteTimeout)
 		for _, c := range conns {
 			switch s, p := c.writeStart.Load(), c.pingSent.Load(); {
 			case s != 0 && s < writeLimit:
 				// A socket that blocked this long cannot carry a close frame either.
 				c.endAsync(CloseSlowConsumer, 0, "write timeout")
-			case p != 0 && now-p > int64(h.opts.PingTimeout):
+			case p != 0 && now-p > int64(h.opts.PingTimeout) && c.lastWrite.Load() <= p:
 				c.endAsync(ClosePingTimeout, websocket.StatusPolicyViolation, "ping timeout")
+			case p != 0 && now-p > int64(h.opts.PingTimeout):
+				// No pong yet, but the peer has taken frames since the ping: alive,
+				// and slow to reach the pong. Ping again later.
+				c.pingSent.Store(0)
+				c.nextPing.Store(now + int64(h.opts.PingInterval))
 			case p == 0 && now >= c.nextPing.Load():
 				c.sendPing(now)
 			}

@@ -92,6 +92,7 @@ func (c *conn) pumpOne(f *frame) bool {
 	n, locked, err := c.fc.tryWrite(frame)
 	switch {
 	case err == nil && n == len(frame):
+		c.lastWrite.Store(c.hub.clock.Load())
 		return true
 	case err == nil || err == errWouldBlock:
 		// The writer goroutine finishes the frame; the buffer goes with it.

@@ -34,6 +34,9 @@ Runs the load scenarios and prints figures against the targets (docs/performance
   W4  one client resuming 1,000,000 changes behind (since=0): changes/s
   W5  write throughput with capture ÷ without (1-row and 1,000-row transactions)
   W6  REST create p50 with N subscribers ÷ with none
+  W7  N subscribers, writer flat out for --sustain (15 s): delivered changes/s over
+      the whole write window, server RSS against its memory budget, and the rate
+      at which the backlog drains once the writer stops
 
 By default each scenario run starts the sqlws binary's 'serve' (--sqlws; default: the
 sqlws beside this binary, else sqlws on PATH) on a fresh temporary database at
@@ -58,6 +61,7 @@ type benchConfig struct {
 	payload    int
 	w2Rows     int64
 	w4Rows     int64
+	sustain    time.Duration
 	serverArgs []string
 	sqlws      string
 	keep       bool
@@ -78,7 +82,7 @@ func (c *benchConfig) w2RowCount() int64 {
 	return max(int64(1e6*c.duration.Seconds())/int64(c.subs), 1000)
 }
 
-var allScenarios = []string{"W1", "W2", "W3", "W4", "W5", "W6"}
+var allScenarios = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W7"}
 
 func bench(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "writer" {
@@ -106,6 +110,7 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes per written row")
 	fs.Int64Var(&c.w2Rows, "w2-rows", 0, "rows the W2 writer writes (default: 1e6 × duration ÷ subs)")
 	fs.Int64Var(&c.w4Rows, "w4-rows", 0, "changes W4 resumes over (default 1,000,000; 100,000 with --short)")
+	fs.DurationVar(&c.sustain, "sustain", 0, "how long the W7 writer writes flat out (default 15s; 4s with --short)")
 	fs.StringVar(&c.sqlws, "sqlws", "", "the sqlws binary whose serve the scenarios start (default: sqlws in this binary's directory, else on PATH)")
 	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for the started server (e.g. \"--window-changes 200000\")")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary databases and server logs")
@@ -148,6 +153,9 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if c.duration <= 0 {
 		c.duration = pick(c.short, 3*time.Second, 10*time.Second)
+	}
+	if c.sustain <= 0 {
+		c.sustain = pick(c.short, 4*time.Second, 15*time.Second)
 	}
 	if c.w4Rows <= 0 {
 		c.w4Rows = int64(pick(c.short, 100_000, 1_000_000))
@@ -302,6 +310,7 @@ var scenarioTitles = map[string]string{
 	"W4": "one client resuming %d changes behind (since=0)",
 	"W5": "write throughput with capture ÷ without (1-row and 1,000-row transactions)",
 	"W6": "REST create p50 with %d subscribers ÷ with none",
+	"W7": "%d subscribers, writer flat out for %v: delivered changes/s, RSS against the budget, drain",
 }
 
 func (b *bencher) title(id string) string {
@@ -313,6 +322,8 @@ func (b *bencher) title(id string) string {
 		return fmt.Sprintf(t, b.cfg.idle)
 	case "W4":
 		return fmt.Sprintf(t, b.cfg.w4Rows)
+	case "W7":
+		return fmt.Sprintf(t, b.cfg.subs, b.cfg.sustain)
 	}
 	return t
 }
@@ -333,6 +344,8 @@ func (b *bencher) runScenario(ctx context.Context, id string) runResult {
 		r = b.w5(ctx)
 	case "W6":
 		r = b.w6(ctx)
+	case "W7":
+		r = b.w7(ctx)
 	}
 	r.Seconds = time.Since(t0).Seconds()
 	return r

@@ -94,6 +94,7 @@ type serveConfig struct {
 	bodyLimit      int64
 	windowChanges  int
 	windowBytes    int
+	memoryBudget   int64
 	poll           time.Duration
 	busyTimeout    time.Duration
 	origins        string
@@ -119,7 +120,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Int64Var(&c.readLimit, "read-limit", 64<<10, "largest WebSocket client message in bytes (larger: close 1009)")
 	fs.Int64Var(&c.bodyLimit, "body-limit", 1<<20, "largest REST request body in bytes (larger: 413)")
 	fs.IntVar(&c.windowChanges, "window-changes", 100_000, "changes kept in memory for fan-out")
-	fs.IntVar(&c.windowBytes, "window-bytes", 64<<20, "bytes of encoded changes kept in memory for fan-out")
+	fs.IntVar(&c.windowBytes, "window-bytes", 64<<20, "bytes of encoded changes kept in memory for fan-out (at most a quarter of --memory-budget)")
+	fs.Int64Var(&c.memoryBudget, "memory-budget", fanout.DefaultMemoryBudget, "bytes for the fan-out window and the changelog pages shared by subscribers catching up; past it, catching up slows instead of using more memory")
 	fs.DurationVar(&c.poll, "poll", 2*time.Millisecond, "how often to check for other processes' commits")
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins allowed to open WebSockets (same origin is always allowed)")
@@ -211,7 +213,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// fill it, so clients resuming after a restart are served from memory instead of
 	// each reading the changelog.
 	start := max(pos.Oldest-1, pos.Head-int64(c.windowChanges))
-	win := fanout.NewWindow(d, start, fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes})
+	win := fanout.NewWindow(d, start, fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes, MemoryBudget: c.memoryBudget})
 	hub := ws.NewHub(win, d, ws.Options{
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
@@ -251,6 +253,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	} else if r.Enabled() {
 		log.Warn("retention is off: the database is served read-only")
 	}
+	wg.Go(func() {
+		followMemoryLimit(runCtx, c.memoryBudget, func() int { return hub.Stats().Connections })
+	})
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
