@@ -363,6 +363,10 @@ INSERT INTO todos(id, title, done) VALUES (1, 'milk', 0), (2, 'eggs', 1), (3, 't
 	testenv.SQLite(t, db, `DELETE FROM todos WHERE id = 2;`)
 	p.waitJS("the CLI delete to remove the row", bwWait, bwRow(`{"id":2}`)+` === null && window.__sqlws.rows === 3`)
 
+	// The status area shows the server's lag and delivery rate, read from /metrics.
+	p.waitJS("the server's figures in the status area", bwWait,
+		`(e => !e.hidden && /^lag \d+ · [\d.]+[kM]? changes\/s$/.test(e.textContent) && e.dataset.lag === "0")(document.querySelector('[data-testid="server-stats"]'))`)
+
 	// Every change is in the log with its seq; clicking one shows old and new rows.
 	head := testenv.SQLiteInt(t, db, `SELECT max(seq) FROM sqlws_changes;`)
 	p.waitJS("the log to reach the head", bwWait, fmt.Sprintf(`document.querySelector('[data-testid="log-entry"][data-seq="%d"]')`, head))

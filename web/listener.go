@@ -39,9 +39,10 @@ type ListenerOptions struct {
 // episode rather than once per failed accept.
 type Listener struct {
 	net.Listener
-	max  int64
-	open atomic.Int64
-	log  *slog.Logger
+	max     int64
+	open    atomic.Int64
+	refused atomic.Uint64
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	spare   *os.File // released to make room for one accept when descriptors run out
@@ -75,6 +76,9 @@ func (l *Listener) MaxConns() int { return int(l.max) }
 // Open is the number of client connections open now.
 func (l *Listener) Open() int { return int(l.open.Load()) }
 
+// Refused is the number of connections refused so far.
+func (l *Listener) Refused() uint64 { return l.refused.Load() }
+
 // Accept returns the next connection the server may serve.
 func (l *Listener) Accept() (net.Conn, error) {
 	var backoff time.Duration
@@ -86,6 +90,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 				backoff = 0
 			}
 			if l.open.Load() >= l.max {
+				l.refused.Add(1)
 				refuse(c, "too many connections")
 				continue
 			}
@@ -126,6 +131,7 @@ func (l *Listener) refuseOne() {
 		// even trying, so give the one attempt a moment.
 		tl.SetDeadline(time.Now().Add(5 * time.Millisecond))
 		if c, err := tl.Accept(); err == nil {
+			l.refused.Add(1)
 			refuse(c, "out of file descriptors")
 		}
 		tl.SetDeadline(time.Time{})

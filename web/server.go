@@ -11,6 +11,7 @@ import (
 
 	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/metrics"
 )
 
 // Config wires the HTTP surface.
@@ -20,7 +21,9 @@ type Config struct {
 	WebSocket http.Handler
 	// BodyLimit caps request bodies. Default 1 MiB.
 	BodyLimit int64
-	Logger    *slog.Logger
+	// Metrics, if set, is served at /metrics, answers /readyz and counts requests.
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 }
 
 // NewRouter returns the complete HTTP handler.
@@ -32,7 +35,8 @@ func NewRouter(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(recoverer(cfg.Logger))
+	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger))
+	mountObservability(r, cfg.Metrics, cfg.Logger)
 
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -81,6 +85,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	kind, code, msg := errors.Public(err)
 	status := httpStatus(kind)
+	countError(r, string(code))
+	log = logFor(r, log)
 	switch {
 	case status == http.StatusServiceUnavailable:
 		log.Debug("request refused", "method", r.Method, "path", errors.Clip(r.URL.Path), "code", code, "err", err)

@@ -30,10 +30,11 @@ const (
 	CloseWriteFailed                     // the socket failed while writing (no close frame)
 	CloseShutdown                        // the server is shutting down (1001)
 	CloseUnavailable                     // the database was unavailable when the connection opened (1013)
-	numCloseReasons
+	// NumCloseReasons is how many reasons there are.
+	NumCloseReasons
 )
 
-var closeReasonNames = [numCloseReasons]string{
+var closeReasonNames = [NumCloseReasons]string{
 	ClosePeer:         "peer_close",
 	ClosePeerGone:     "peer_gone",
 	CloseTooBig:       "message_too_big",
@@ -49,7 +50,7 @@ var closeReasonNames = [numCloseReasons]string{
 
 // String is the reason's stable name, as logged and used as a metric label.
 func (r CloseReason) String() string {
-	if r < numCloseReasons {
+	if r < NumCloseReasons {
 		return closeReasonNames[r]
 	}
 	return "unknown"
@@ -142,4 +143,4 @@ func readEnd(err error) (CloseReason, websocket.StatusCode, string) {
 }
 
 // closeCounts is one counter per reason.
-type closeCounts [numCloseReasons]atomic.Uint64
+type closeCounts [NumCloseReasons]atomic.Uint64

@@ -61,11 +61,12 @@ type conn struct {
 	// blocking, handed to the writer goroutine with the rest from pendingOff; when
 	// pendingLocked the pump wrote part of it and the frameConn's lock is held for
 	// the writer, so nothing can come between the two parts.
-	pending       *[]byte
-	pendingOff    int
-	pendingLocked bool
-	closed        bool
-	overflowed    bool // too many unanswered requests: closing
+	pending        *[]byte
+	pendingOff     int
+	pendingLocked  bool
+	pendingChanges int // changes in pending, for the counters
+	closed         bool
+	overflowed     bool // too many unanswered requests: closing
 	// interrupt cancels the history read under way, if any: a read can wait for
 	// memory, and replies and pings must not wait behind it.
 	interrupt context.CancelFunc
@@ -228,6 +229,7 @@ func (c *conn) subscribe(r *protocol.Request) {
 		since = pos.Head // live from the current head
 	}
 	if reason := protocol.ResetReason(h.src.StreamID(), r.Stream, pos, since); reason != "" {
+		h.counts.count(&h.counts.resets, reason)
 		c.queue(protocol.ResetMessageFor(id, reason, h.src.StreamID(), pos.Head))
 		return
 	}
@@ -242,6 +244,7 @@ func (c *conn) subscribe(r *protocol.Request) {
 	c.queueLocked(ack)
 	c.subs[s.key] = s
 	c.order = append(c.order, s)
+	h.counts.subscriptions.Add(1)
 	c.mu.Unlock()
 	c.wake()
 }
@@ -263,6 +266,7 @@ func (c *conn) unsubscribe(id json.RawMessage) {
 }
 
 func (c *conn) removeLocked(s *subscription) {
+	c.hub.counts.subscriptions.Add(-1)
 	delete(c.subs, s.key)
 	for i, o := range c.order {
 		if o == s {
@@ -278,6 +282,7 @@ func (c *conn) sendError(id json.RawMessage, err error) {
 	if kind == errors.Internal {
 		c.hub.opts.Logger.Error("websocket request failed", "conn", c.id, "err", err)
 	}
+	c.hub.counts.count(&c.hub.counts.errors, string(code))
 	c.queue(protocol.ErrorMessageFor(id, string(code), msg))
 }
 
@@ -363,18 +368,17 @@ func (c *conn) writeLoop() {
 		c.mu.Lock()
 		c.dirty = false
 		if p := c.pending; p != nil {
-			rest, locked := (*p)[c.pendingOff:], c.pendingLocked
-			c.pending, c.pendingLocked = nil, false
+			rest, locked, changes := (*p)[c.pendingOff:], c.pendingLocked, c.pendingChanges
+			c.pending, c.pendingLocked, c.pendingChanges = nil, false, 0
 			c.mu.Unlock()
 			c.writeStart.Store(time.Now().UnixNano())
 			err := c.fc.finishWrite(rest, locked)
 			c.writeStart.Store(0)
 			framePool.Put(p)
-			if err != nil {
-				c.finishWriting()
-				c.end(CloseWriteFailed, 0, err.Error())
+			if !c.wrote(err) {
 				return
 			}
+			c.hub.counts.sent(len(rest), changes)
 			continue
 		}
 		if len(c.control) > 0 {
@@ -385,6 +389,7 @@ func (c *conn) writeLoop() {
 				if !c.write(m) {
 					return
 				}
+				c.hub.counts.sent(len(m), 0)
 			}
 			continue
 		}
@@ -412,11 +417,19 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Unlock()
 		var ok bool
+		var n int
 		if f.gathered() {
 			ok = c.writeGathered(f.vec)
+			for _, b := range f.vec {
+				n += len(b)
+			}
 		} else {
 			b := *f.buf
-			ok = c.write(b[frameHeader(b, len(b)-frameHeaderMax):])
+			n = len(b) - frameHeader(b, len(b)-frameHeaderMax)
+			ok = c.write(b[len(b)-n:])
+		}
+		if ok {
+			c.hub.counts.sent(n, len(f.batch))
 		}
 		f.done()
 		if !ok {
@@ -508,9 +521,11 @@ func (c *conn) endSubscriptionLocked(s *subscription, st fanout.Status) {
 	c.removeLocked(s)
 	src := c.hub.src
 	if st == fanout.Pruned {
+		c.hub.counts.count(&c.hub.counts.resets, protocol.ResetPruned)
 		c.queueLocked(protocol.ResetMessageFor(s.id, protocol.ResetPruned, src.StreamID(), c.hub.win.Head()))
 		return
 	}
+	c.hub.counts.count(&c.hub.counts.errors, string(errors.CodeTableDropped))
 	c.queueLocked(protocol.ErrorMessageFor(s.id, string(errors.CodeTableDropped),
 		fmt.Sprintf("table %q was dropped; this subscription has every change it made", errors.Clip(s.cur.DroppedTable()))))
 }

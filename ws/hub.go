@@ -100,6 +100,7 @@ type Hub struct {
 
 	connIDs atomic.Uint64 // the last connection id given out
 	closes  closeCounts
+	counts  counters
 }
 
 // NewHub returns a hub serving win's stream, whose tables are tables.
@@ -199,11 +200,17 @@ func (h *Hub) goTracked(f func()) {
 
 // Stats is a snapshot of the hub for metrics.
 type Stats struct {
-	Connections int
-	Window      fanout.Stats
-	Pages       fanout.PageStats
+	Connections   int
+	Subscriptions int64
+	Window        fanout.Stats
+	Pages         fanout.PageStats
 	// Closes counts ended connections by reason (index by CloseReason).
-	Closes [numCloseReasons]uint64
+	Closes [NumCloseReasons]uint64
+	// Written to sockets since the start: frames (replies and pings included), their
+	// bytes, and the changes they carried.
+	Frames, Bytes, Changes uint64
+	Resets                 map[string]uint64 // resets sent, by reason
+	Errors                 map[string]uint64 // error replies sent, by code
 }
 
 // Stats returns a snapshot of the hub.
@@ -213,6 +220,10 @@ func (h *Hub) Stats() Stats {
 	h.mu.RUnlock()
 	st.Window = h.win.Stats()
 	st.Pages = h.win.PageStats()
+	st.Subscriptions = h.counts.subscriptions.Load()
+	st.Frames, st.Bytes, st.Changes = h.counts.frames.Load(), h.counts.bytes.Load(), h.counts.changes.Load()
+	st.Resets = h.counts.snapshot(h.counts.resets)
+	st.Errors = h.counts.snapshot(h.counts.errors)
 	for i := range st.Closes {
 		st.Closes[i] = h.closes[i].Load()
 	}

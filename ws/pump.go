@@ -93,10 +93,11 @@ func (c *conn) pumpOne(f *frame) bool {
 	switch {
 	case err == nil && n == len(frame):
 		c.lastWrite.Store(c.hub.clock.Load())
+		c.hub.counts.sent(n, len(f.batch))
 		return true
 	case err == nil || err == errWouldBlock:
 		// The writer goroutine finishes the frame; the buffer goes with it.
-		c.pending, c.pendingOff, c.pendingLocked = f.buf, start+n, locked
+		c.pending, c.pendingOff, c.pendingLocked, c.pendingChanges = f.buf, start+n, locked, len(f.batch)
 		f.buf = framePool.Get().(*[]byte)
 		c.startWriterLocked()
 		return false

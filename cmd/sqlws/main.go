@@ -27,6 +27,7 @@ import (
 
 	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/metrics"
 	"github.com/sqlws/sqlws/web"
 	"github.com/sqlws/sqlws/ws"
 )
@@ -95,6 +96,7 @@ type serveConfig struct {
 	windowChanges  int
 	windowBytes    int
 	memoryBudget   int64
+	readyLag       int64
 	poll           time.Duration
 	busyTimeout    time.Duration
 	origins        string
@@ -128,6 +130,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames, each up to a core while a change fans out (0: half the cores, at least 1)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); keep it private")
+	fs.Int64Var(&c.readyLag, "ready-lag", 10_000, "/readyz answers 503 while the tailer is more than this many changes behind the database")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most open client connections, HTTP and WebSocket; more are answered 503 (0: the descriptor limit less a reserve for SQLite)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "longest a REST request may take to arrive (body included) and its response to be written")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 30*time.Second, "close an idle keep-alive HTTP connection after this")
@@ -155,7 +158,13 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	var c serveConfig
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	serveFlags(fs, &c)
+	fs.Usage = func() {
+		envUsage(fs, fs.Output(), "Usage: sqlws serve --db PATH [flags]\n\nEvery flag can also be set by the environment variable shown (the flag wins).\n\n")
+	}
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := applyEnv(fs); err != nil {
 		return err
 	}
 	if c.dbPath == "" {
@@ -229,7 +238,9 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// reads slowly or idles cannot hold a connection; a WebSocket clears these
 	// deadlines when it is upgraded and is bounded by pings and its write timeout.
 	srv := &http.Server{
-		Handler:           web.NewRouter(web.Config{DB: d, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log}),
+		Handler: web.NewRouter(web.Config{DB: d, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
+			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: d.Position, DBPath: d.Path(),
+				Listener: ln, MemoryBudget: c.memoryBudget, ReadyLag: c.readyLag})}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
 		ReadTimeout:       c.requestTimeout,
 		WriteTimeout:      c.requestTimeout,

@@ -371,6 +371,49 @@ client.on('status', (s) => {
   }
 });
 
+// ---------------------------------------------------------------------------
+// Server figures: lag and delivery rate, read from /metrics (the same numbers a
+// Prometheus scrape sees).
+
+const serverStatsEl = tid('server-stats');
+
+/** metricValue returns the value of an unlabelled sample in Prometheus text, or NaN. */
+function metricValue(text, name) {
+  const m = text.match(new RegExp(`^${name} ([^\\s]+)$`, 'm'));
+  return m ? Number(m[1]) : NaN;
+}
+
+function compact(n) {
+  if (!Number.isFinite(n)) return '–';
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e4) return `${Math.round(n / 1e3)}k`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(Math.round(n));
+}
+
+let lastSent = null;
+async function pollServerStats() {
+  try {
+    const resp = await fetch('/metrics', { cache: 'no-store' });
+    if (!resp.ok) throw new Error(resp.statusText);
+    const text = await resp.text();
+    const now = performance.now();
+    const sent = metricValue(text, 'sqlws_changes_sent_total');
+    const lag = Math.max(metricValue(text, 'sqlws_subscriber_lag_max_changes'), metricValue(text, 'sqlws_tailer_lag_changes') || 0);
+    let rate = NaN;
+    if (lastSent && Number.isFinite(sent)) rate = Math.max(0, (sent - lastSent.sent) / ((now - lastSent.at) / 1000));
+    lastSent = { sent, at: now };
+    serverStatsEl.textContent = `lag ${compact(lag)} · ${compact(rate)} changes/s`;
+    serverStatsEl.dataset.lag = String(lag);
+    serverStatsEl.dataset.rate = Number.isFinite(rate) ? String(Math.round(rate)) : '';
+    serverStatsEl.hidden = false;
+  } catch {
+    serverStatsEl.hidden = true;
+  }
+}
+pollServerStats();
+setInterval(pollServerStats, 2000);
+
 let noticeTimer = 0;
 function notice(text, kind = 'info', sticky = false) {
   noticeEl.textContent = text;
