@@ -145,7 +145,7 @@ func (ps *pages) load(ctx context.Context, p *page) {
 		var got []models.Encoded
 		// Each entry costs entryOverhead beside its JSON, which is what the Source
 		// counts.
-		got, err = ps.src.ReadChanges(ctx, start-1, pageChanges, int(max(room-pageChanges*entryOverhead, 1)))
+		got, err = ps.read(ctx, start-1, int(max(room-pageChanges*entryOverhead, 1)))
 		if errors.Is(err, models.ErrGap) {
 			p.gapAfter, err = true, nil
 			p.pruned = len(got) == 0
@@ -171,6 +171,24 @@ func (ps *pages) load(ctx context.Context, p *page) {
 		p.cached = false
 	}
 	ps.bytes += p.bytes
+}
+
+// read runs one Source read on a goroutine of its own. The caller is a subscriber's
+// writer, which lives as long as the subscriber is behind; a database read (SQLite
+// is deep) would grow its stack for good, and a thousand subscribers catching up
+// would hold tens of megabytes of stacks that the memory budget cannot see.
+func (ps *pages) read(ctx context.Context, after int64, maxBytes int) ([]models.Encoded, error) {
+	type result struct {
+		got []models.Encoded
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		got, err := ps.src.ReadChanges(ctx, after, pageChanges, maxBytes)
+		ch <- result{got, err}
+	}()
+	r := <-ch
+	return r.got, r.err
 }
 
 // entryOverhead is what an entry costs beside its JSON: the Encoded header and the
