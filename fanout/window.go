@@ -34,7 +34,10 @@ type Options struct {
 	WindowChanges int
 	WindowBytes   int
 	// FrameChanges and FrameBytes bound what one read returns for one subscription
-	// (defaults 1,000 and 1 MiB): the changes of one frame.
+	// (defaults 256 and 256 KiB): the changes of one frame. A subscriber that is behind
+	// gets frames this large; each writer holds a frame's entries and write vectors
+	// (about 128 bytes per change) while it writes, so with many subscribers catching
+	// up at once, larger frames cost memory the budget does not see.
 	FrameChanges int
 	FrameBytes   int
 	// MemoryBudget bounds the memory of the window, of the pages of changelog shared
@@ -56,10 +59,10 @@ func (o *Options) setDefaults() {
 		o.WindowBytes = 64 << 20
 	}
 	if o.FrameChanges <= 0 {
-		o.FrameChanges = 1000
+		o.FrameChanges = 256
 	}
 	if o.FrameBytes <= 0 {
-		o.FrameBytes = 1 << 20
+		o.FrameBytes = 256 << 10
 	}
 	if o.MemoryBudget <= 0 {
 		o.MemoryBudget = DefaultMemoryBudget

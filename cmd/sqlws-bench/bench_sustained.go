@@ -156,6 +156,7 @@ func (b *bencher) w7(ctx context.Context) runResult {
 		closeClients(clients)
 		return errResult(err)
 	}
+	e.fetchProfile("heap", "heap") // with --pprof: what the memory holds at the peak of the backlog
 	b.logf("W7: writer done: %d rows at %.0f/s; measuring the drain for %v", w.Rows, w.RowsPerSec, drainSpell)
 	want := w.Head - e.base
 	drainStart := time.Now()
