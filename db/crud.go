@@ -72,15 +72,15 @@ type ChangesPage struct {
 // name of nearly a megabyte, and an error must not echo it back whole.
 
 func unknownTable(name string) error {
-	return errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", errors.Clip(name))
+	return errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(name))
 }
 
 func unknownColumn(table, col string) error {
-	return errors.WithCode(errors.Invalid, "unknown_column", "unknown column %q in table %q", errors.Clip(col), errors.Clip(table))
+	return errors.WithCode(errors.Invalid, errors.CodeUnknownColumn, "unknown column %q in table %q", errors.Clip(col), errors.Clip(table))
 }
 
 func rowNotFound(table string) error {
-	return errors.WithCode(errors.NotFound, "not_found", "no such row in table %q", errors.Clip(table))
+	return errors.WithCode(errors.NotFound, errors.CodeNotFound, "no such row in table %q", errors.Clip(table))
 }
 
 func (d *DB) lookup(name string) (*schemaEntry, error) {
@@ -215,10 +215,10 @@ func (e *schemaEntry) rowJSON(sel []string) string {
 func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 	if len(e.PrimaryKey) == 0 {
 		if e.rowidName == "" {
-			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q has no addressable key", errors.Clip(e.Name))
+			return "", nil, errors.WithCode(errors.Invalid, errors.CodeBadKey, "table %q has no addressable key", errors.Clip(e.Name))
 		}
 		if len(key) != 1 {
-			return "", nil, errors.WithCode(errors.Invalid, "bad_key", "table %q is keyed by rowid: want one key value, got %d", errors.Clip(e.Name), len(key))
+			return "", nil, errors.WithCode(errors.Invalid, errors.CodeBadKey, "table %q is keyed by rowid: want one key value, got %d", errors.Clip(e.Name), len(key))
 		}
 		n, err := strconv.ParseInt(key[0], 10, 64)
 		if err != nil {
@@ -227,7 +227,7 @@ func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 		return e.rowidName + " = ?", []any{n}, nil
 	}
 	if len(key) != len(e.PrimaryKey) {
-		return "", nil, errors.WithCode(errors.Invalid, "bad_key",
+		return "", nil, errors.WithCode(errors.Invalid, errors.CodeBadKey,
 			"the key of table %q has %d column(s) (%s): got %d comma-separated value(s)",
 			errors.Clip(e.Name), len(e.PrimaryKey), errors.Clip(strings.Join(e.PrimaryKey, ", ")), len(key))
 	}
@@ -303,7 +303,7 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 			return nil, nil, err
 		}
 		if c != nil && c.Generated {
-			return nil, nil, errors.WithCode(errors.Invalid, "generated_column", "column %q of table %q is generated and cannot be written", errors.Clip(n), errors.Clip(e.Name))
+			return nil, nil, errors.WithCode(errors.Invalid, errors.CodeGeneratedColumn, "column %q of table %q is generated and cannot be written", errors.Clip(n), errors.Clip(e.Name))
 		}
 	}
 	refs := make([]string, 0, len(vals))
@@ -478,7 +478,7 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 	// ParseQuery bounds filters and order; this bounds what a hand-built Query or a
 	// table with a very wide key could still bind, below SQLite's limit.
 	if len(args) >= maxQueryArgs {
-		return page, errors.WithCode(errors.Invalid, "bad_request", "the query would bind %d values; at most %d", len(args)+1, maxQueryArgs)
+		return page, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "the query would bind %d values; at most %d", len(args)+1, maxQueryArgs)
 	}
 
 	var b strings.Builder
@@ -674,11 +674,11 @@ func keysetCond(sorts []sortCol, vals []any) (string, []any) {
 func decodeCursor(s string, n int) ([]any, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
 	if err != nil {
-		return nil, errors.WithCode(errors.Invalid, "bad_cursor", "after: not a cursor from this list's next")
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadCursor, "after: not a cursor from this list's next")
 	}
 	vals, err := decodeArray(raw, n)
 	if err != nil {
-		return nil, errors.WithCode(errors.Invalid, "bad_cursor", "after: not a cursor from this list's next (with the same order)")
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadCursor, "after: not a cursor from this list's next (with the same order)")
 	}
 	return vals, nil
 }
@@ -923,7 +923,7 @@ func (d *DB) UpdateRow(ctx context.Context, table string, key []string, vals Val
 		return res, err
 	}
 	if len(refs) == 0 {
-		return res, errors.WithCode(errors.Invalid, "bad_request", "nothing to update: the body names no column")
+		return res, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "nothing to update: the body names no column")
 	}
 	sets := make([]string, len(refs))
 	for i, r := range refs {
@@ -952,7 +952,7 @@ func (d *DB) DeleteRow(ctx context.Context, table string, key []string) (int64, 
 // Values
 
 func badJSON(format string, args ...any) error {
-	return errors.WithCode(errors.Invalid, "bad_json", format, args...)
+	return errors.WithCode(errors.Invalid, errors.CodeBadJSON, format, args...)
 }
 
 // DecodeRow decodes a request body, a JSON object {column: value}, for binding. Values:
@@ -988,7 +988,7 @@ func DecodeRow(data []byte) (Values, error) {
 		}
 		v, err := decodeValue(raw, false)
 		if err != nil {
-			return nil, errors.WithCode(errors.Invalid, "bad_value", "column %q: %s", errors.Clip(name), err.Error())
+			return nil, errors.WithCode(errors.Invalid, errors.CodeBadValue, "column %q: %s", errors.Clip(name), err.Error())
 		}
 		vals[name] = v
 	}
@@ -1140,24 +1140,24 @@ func constraintErr(se *sqlite.Error, table string) error {
 		}
 		return strings.Join(parts, ", ")
 	}
-	conflict := func(c, format string, args ...any) error {
-		return errors.E(errors.Conflict, errors.Code(c), fmt.Sprintf(format, args...), error(se))
+	conflict := func(c errors.Code, format string, args ...any) error {
+		return errors.E(errors.Conflict, c, fmt.Sprintf(format, args...), error(se))
 	}
 	switch code {
 	case sqlite3.SQLITE_CONSTRAINT_UNIQUE:
-		return conflict("unique_violation", "UNIQUE constraint failed on column %s", columns(after("UNIQUE constraint failed: ")))
+		return conflict(errors.CodeUniqueViolation, "UNIQUE constraint failed on column %s", columns(after("UNIQUE constraint failed: ")))
 	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_ROWID:
 		cols := columns(after("UNIQUE constraint failed: "))
 		if cols == "" {
 			cols = "rowid"
 		}
-		return conflict("primary_key_violation", "PRIMARY KEY constraint failed on column %s: the key is taken", cols)
+		return conflict(errors.CodePrimaryKeyViolation, "PRIMARY KEY constraint failed on column %s: the key is taken", cols)
 	case sqlite3.SQLITE_CONSTRAINT_NOTNULL:
-		return conflict("not_null_violation", "NOT NULL constraint failed on column %s", columns(after("NOT NULL constraint failed: ")))
+		return conflict(errors.CodeNotNullViolation, "NOT NULL constraint failed on column %s", columns(after("NOT NULL constraint failed: ")))
 	case sqlite3.SQLITE_CONSTRAINT_CHECK:
-		return conflict("check_violation", "CHECK constraint failed: %s", after("CHECK constraint failed: "))
+		return conflict(errors.CodeCheckViolation, "CHECK constraint failed: %s", after("CHECK constraint failed: "))
 	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-		return conflict("foreign_key_violation", "FOREIGN KEY constraint failed")
+		return conflict(errors.CodeForeignKeyViolation, "FOREIGN KEY constraint failed")
 	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
 		msg := after("constraint failed: ")
 		if strings.HasPrefix(msg, pausedPrefix) {
@@ -1165,9 +1165,9 @@ func constraintErr(se *sqlite.Error, table string) error {
 			// capture resumes.
 			return errors.E(errors.Unavailable, errors.CodeCapturePaused, msg+" (retry later)", error(se))
 		}
-		return conflict("trigger_violation", "refused by a trigger: %s", msg)
+		return conflict(errors.CodeTriggerViolation, "refused by a trigger: %s", msg)
 	case sqlite3.SQLITE_CONSTRAINT_DATATYPE:
 		return errors.E(errors.Invalid, errors.CodeWrongType, after("constraint failed: "), error(se))
 	}
-	return conflict("constraint_violation", "constraint failed")
+	return conflict(errors.CodeConstraintViolation, "constraint failed")
 }

@@ -77,7 +77,7 @@ type Query struct {
 }
 
 func badFilter(format string, args ...any) error {
-	return errors.WithCode(errors.Invalid, "bad_filter", format, args...)
+	return errors.WithCode(errors.Invalid, errors.CodeBadFilter, format, args...)
 }
 
 // ParseFilter parses the value of a filter parameter, e.g. "eq.7", "in.(1,\"a,b\")",
@@ -136,13 +136,13 @@ func ParseFilter(column, expr string) (Filter, error) {
 func ParseOrder(s string) ([]Order, error) {
 	items, err := splitItems(s)
 	if err != nil {
-		return nil, errors.WithCode(errors.Invalid, "bad_order", "order: %s", err.Error())
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order: %s", err.Error())
 	}
 	if len(items) == 0 {
-		return nil, errors.WithCode(errors.Invalid, "bad_order", "order: no columns")
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order: no columns")
 	}
 	if len(items) > maxOrderColumns {
-		return nil, errors.WithCode(errors.Invalid, "bad_order", "order: %d columns; at most %d", len(items), maxOrderColumns)
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order: %d columns; at most %d", len(items), maxOrderColumns)
 	}
 	out := make([]Order, 0, len(items))
 	for _, it := range items {
@@ -151,7 +151,7 @@ func ParseOrder(s string) ([]Order, error) {
 		if it.quoted {
 			if it.tail != "" {
 				if it.tail[0] != '.' {
-					return nil, errors.WithCode(errors.Invalid, "bad_order", "order: unexpected %q after a quoted column", errors.Clip(it.tail))
+					return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order: unexpected %q after a quoted column", errors.Clip(it.tail))
 				}
 				mods = strings.Split(it.tail[1:], ".")
 			}
@@ -166,25 +166,25 @@ func ParseOrder(s string) ([]Order, error) {
 			o.Column = strings.Join(parts, ".")
 		}
 		if o.Column == "" {
-			return nil, errors.WithCode(errors.Invalid, "bad_order", "order: empty column name")
+			return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order: empty column name")
 		}
 		var dirSet, nullsSet bool
 		for _, m := range mods {
 			switch strings.ToLower(m) {
 			case "asc", "desc":
 				if dirSet || nullsSet {
-					return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: want col.asc|desc[.nullsfirst|nullslast]", errors.Clip(o.Column))
+					return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order on %q: want col.asc|desc[.nullsfirst|nullslast]", errors.Clip(o.Column))
 				}
 				dirSet = true
 				o.Desc = strings.EqualFold(m, "desc")
 			case "nullsfirst", "nullslast":
 				if nullsSet {
-					return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: want col.asc|desc[.nullsfirst|nullslast]", errors.Clip(o.Column))
+					return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order on %q: want col.asc|desc[.nullsfirst|nullslast]", errors.Clip(o.Column))
 				}
 				nullsSet = true
 				o.NullsFirst = strings.EqualFold(m, "nullsfirst")
 			default:
-				return nil, errors.WithCode(errors.Invalid, "bad_order", "order on %q: unknown direction %q (want asc or desc)", errors.Clip(o.Column), errors.Clip(m))
+				return nil, errors.WithCode(errors.Invalid, errors.CodeBadOrder, "order on %q: unknown direction %q (want asc or desc)", errors.Clip(o.Column), errors.Clip(m))
 			}
 		}
 		if !nullsSet {
@@ -211,16 +211,16 @@ func ParseSelect(s string) ([]string, error) {
 	}
 	items, err := splitItems(s)
 	if err != nil {
-		return nil, errors.WithCode(errors.Invalid, "bad_select", "select: %s", err.Error())
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadSelect, "select: %s", err.Error())
 	}
 	out := make([]string, 0, len(items))
 	seen := map[string]bool{}
 	for _, it := range items {
 		if it.tail != "" {
-			return nil, errors.WithCode(errors.Invalid, "bad_select", "select: unexpected %q after a quoted column", errors.Clip(it.tail))
+			return nil, errors.WithCode(errors.Invalid, errors.CodeBadSelect, "select: unexpected %q after a quoted column", errors.Clip(it.tail))
 		}
 		if it.text == "" {
-			return nil, errors.WithCode(errors.Invalid, "bad_select", "select: empty column name")
+			return nil, errors.WithCode(errors.Invalid, errors.CodeBadSelect, "select: empty column name")
 		}
 		if !seen[it.text] {
 			seen[it.text] = true
@@ -228,7 +228,7 @@ func ParseSelect(s string) ([]string, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.WithCode(errors.Invalid, "bad_select", "select: no columns")
+		return nil, errors.WithCode(errors.Invalid, errors.CodeBadSelect, "select: no columns")
 	}
 	return out, nil
 }
@@ -241,7 +241,7 @@ func ParseLimit(s string, max int) (int, error) {
 		return max, nil
 	}
 	if err != nil || n < 1 {
-		return 0, errors.WithCode(errors.Invalid, "bad_limit", "limit must be an integer from 1 to %d", max)
+		return 0, errors.WithCode(errors.Invalid, errors.CodeBadLimit, "limit must be an integer from 1 to %d", max)
 	}
 	return min(n, max), nil
 }

@@ -172,7 +172,7 @@ func pauseStmts(ctx context.Context, q querier, table string, check bool) (stmts
 			return nil, true, nil
 		}
 		if len(capture) == 0 {
-			return nil, false, errors.WithCode(errors.Invalid, "not_captured",
+			return nil, false, errors.WithCode(errors.Invalid, errors.CodeNotCaptured,
 				"table %q has no sqlws capture triggers: it is not captured, so there is nothing to pause", errors.Clip(table))
 		}
 	} else {
@@ -215,7 +215,7 @@ func (d *DB) ResumeCapture(ctx context.Context, table string) (ResumeResult, err
 			return err
 		}
 		if !paused[table] {
-			return errors.WithCode(errors.Invalid, "not_paused", "capture of table %q is not paused", errors.Clip(table))
+			return errors.WithCode(errors.Invalid, errors.CodeNotPaused, "capture of table %q is not paused", errors.Clip(table))
 		}
 		var stmts []string
 		if tableExists(ctx, tx, table) != nil {

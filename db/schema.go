@@ -69,7 +69,7 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 	}
 	rows.Close()
 	if !found {
-		return nil, errors.WithCode(errors.NotFound, "unknown_table", "unknown table %q", name)
+		return nil, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", name)
 	}
 
 	rows, err = q.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`, name)
