@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
 // headSQL reads the last assigned seq: the AUTOINCREMENT counter, which survives
@@ -17,11 +18,11 @@ const headSQL = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name
 func (d *DB) Position(ctx context.Context) (models.Position, error) {
 	var p models.Position
 	var oldest sql.NullInt64
-	err := d.reader.QueryRowContext(ctx,
+	err := d.Reader().QueryRowContext(ctx,
 		headSQL+`, (SELECT min(seq) FROM sqlws_changes)`).
 		Scan(&p.Head, &oldest)
 	if err != nil {
-		return p, classify("read changelog position", err)
+		return p, store.Classify("read changelog position", err)
 	}
 	p.Oldest = p.Head + 1
 	if oldest.Valid {
@@ -37,7 +38,7 @@ func Head(ctx context.Context, q interface {
 }) (int64, error) {
 	var h int64
 	if err := q.QueryRowContext(ctx, headSQL).Scan(&h); err != nil {
-		return 0, classify("read changelog head", err)
+		return 0, store.Classify("read changelog head", err)
 	}
 	return h, nil
 }
@@ -54,7 +55,7 @@ func Head(ctx context.Context, q interface {
 func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
 	st, err := d.changesStmt(ctx)
 	if err != nil {
-		return nil, classify("read changelog", err)
+		return nil, store.Classify("read changelog", err)
 	}
 	out, _, err := readChanges(ctx, st, after, limit, maxBytes, true)
 	return out, err
@@ -74,7 +75,7 @@ func (d *DB) changesStmt(ctx context.Context) (*sql.Stmt, error) {
 	if d.changes != nil {
 		return d.changes, nil
 	}
-	st, err := d.reader.PrepareContext(ctx, changesSQL)
+	st, err := d.Reader().PrepareContext(ctx, changesSQL)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 	}
 	rows, err := st.QueryContext(ctx, after, limit)
 	if err != nil {
-		return nil, false, classify("read changelog", err)
+		return nil, false, store.Classify("read changelog", err)
 	}
 	defer rows.Close()
 	out = make([]models.Encoded, 0, min(limit, 256))
@@ -106,7 +107,7 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 	)
 	for rows.Next() {
 		if err := rows.Scan(&seq, &rtbl, &rop, &pk, &old, &nw, &ts); err != nil {
-			return nil, false, classify("read changelog", err)
+			return nil, false, store.Classify("read changelog", err)
 		}
 		if contiguous && seq != after+1 {
 			return out, false, models.ErrGap
@@ -140,7 +141,7 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		total += len(buf)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, classify("read changelog", err)
+		return nil, false, store.Classify("read changelog", err)
 	}
 	return out, len(out) == limit, nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
 // This file is the CRUD layer behind the REST API. Its rules:
@@ -326,23 +327,6 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 // ---------------------------------------------------------------------------
 // Reads
 
-// readTx runs fn in one read transaction on the reader pool. A storage fault starts
-// or continues the readers' fault episode; a read that works ends it.
-func (d *DB) readTx(ctx context.Context, op, table string, fn func(tx *sql.Tx) error) error {
-	tx, err := d.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		d.readFaults.fail(op, err)
-		return classifyTable(op, table, err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		d.readFaults.fail(op, err)
-		return classifyTable(op, table, err)
-	}
-	d.readFaults.ok()
-	return nil
-}
-
 // TableInfos returns every tracked table's schema with its row count.
 func (d *DB) TableInfos(ctx context.Context) ([]TableInfo, error) {
 	tables := d.Tables()
@@ -351,7 +335,7 @@ func (d *DB) TableInfos(ctx context.Context) ([]TableInfo, error) {
 		for _, t := range tables {
 			var n int64
 			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(t.Name)).Scan(&n); err != nil {
-				if isNoSuchTable(err) {
+				if store.IsNoSuchTable(err) {
 					continue // dropped since the last schema sync
 				}
 				return err
@@ -712,7 +696,7 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 	// another one from the pool.
 	st, err := d.changesStmt(ctx)
 	if err != nil {
-		return p, classify("read changes", err)
+		return p, store.Classify("read changes", err)
 	}
 	err = d.readTx(ctx, "read changes", "", func(tx *sql.Tx) error {
 		var oldest sql.NullInt64
@@ -745,7 +729,7 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 // no row.
 func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, args []any, returning, reread bool) (RowResult, error) {
 	var res RowResult
-	ctx, cancel := context.WithTimeout(ctx, 2*d.opts.BusyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, 2*d.BusyTimeout())
 	defer cancel()
 	var rereadQ string
 	if reread {
@@ -859,7 +843,7 @@ func (d *DB) prepared(ctx context.Context, query string) *sql.Stmt {
 	if ok || full {
 		return s
 	}
-	s, err := d.writer.PrepareContext(ctx, query)
+	s, err := d.Writer().PrepareContext(ctx, query)
 	if err != nil {
 		return nil
 	}
@@ -1104,8 +1088,31 @@ func compactJSON(raw []byte) (any, error) {
 // ---------------------------------------------------------------------------
 // Errors
 
-func isNoSuchTable(err error) bool {
-	return sqliteCode(err) == sqlite3.SQLITE_ERROR && strings.Contains(err.Error(), "no such table")
+// classifyTable adds to store's classification what only a statement on table can
+// mean: a constraint violation is Conflict naming the constraint (its columns without
+// the table prefix), a non-integer rowid is wrong_type, and "no such table" for table
+// (dropped under the request) is unknown_table. Anything store classified already, or
+// that is not SQLite's, passes through.
+func classifyTable(op, table string, err error) error {
+	if err == nil || errors.KindOf(err) != errors.Internal {
+		return err
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	if m := constraintErr(se, table); m != nil {
+		return m
+	}
+	if se.Code()&0xff == sqlite3.SQLITE_MISMATCH {
+		// A non-integer for a rowid or INTEGER PRIMARY KEY: the client's mistake.
+		return errors.E(errors.Op(op), errors.Invalid, errors.CodeWrongType,
+			fmt.Sprintf("table %q: the row key must be an integer", errors.Clip(table)), err)
+	}
+	if table != "" && store.IsNoSuchTable(err) {
+		return errors.E(errors.Op(op), errors.NotFound, errors.CodeUnknownTable, fmt.Sprintf("unknown table %q", errors.Clip(table)), err)
+	}
+	return err
 }
 
 // sqliteMessage is SQLite's own message in a modernc error: "constraint failed: UNIQUE

@@ -8,7 +8,7 @@ import (
 // SeedDemo creates and fills a small demo table when the database has no user tables,
 // so a first `make run` has something to show.
 func (d *DB) SeedDemo(ctx context.Context) error {
-	names, err := userTables(ctx, d.reader)
+	names, err := userTables(ctx, d.Reader())
 	if err != nil {
 		return err
 	}

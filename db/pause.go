@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/store"
 )
 
 // Pausing capture lets an application change a captured table's shape in ways the
@@ -66,7 +67,7 @@ func pausedTables(ctx context.Context, q querier) (map[string]bool, error) {
 	rows, err := q.QueryContext(ctx, `SELECT substr(key, ?) FROM sqlws_meta WHERE substr(key, 1, ?) = ?`,
 		len(pauseKey)+1, len(pauseKey), pauseKey)
 	if err != nil {
-		if isNoSuchTable(err) {
+		if store.IsNoSuchTable(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("list paused tables: %w", err)
@@ -134,7 +135,7 @@ func (d *DB) PauseCapture(ctx context.Context, table string) (bool, error) {
 // PauseSQL is the SQL PauseCapture would run, one statement per line, for pasting
 // into a migration. It needs only the table to exist.
 func (d *DB) PauseSQL(ctx context.Context, table string) (string, error) {
-	stmts, _, err := pauseStmts(ctx, d.reader, table, false)
+	stmts, _, err := pauseStmts(ctx, d.Reader(), table, false)
 	if err != nil {
 		return "", err
 	}
@@ -161,7 +162,7 @@ func pauseStmts(ctx context.Context, q querier, table string, check bool) (stmts
 		}
 	}
 	if check {
-		if err := requireInstalled(ctx, q); err != nil {
+		if err := store.RequireInstalled(ctx, q, store.ChangesTable, store.PendingTable, store.MetaTable); err != nil {
 			return nil, false, err
 		}
 		paused, err := pausedTables(ctx, q)
@@ -207,7 +208,7 @@ type ResumeResult struct {
 func (d *DB) ResumeCapture(ctx context.Context, table string) (ResumeResult, error) {
 	var res ResumeResult
 	err := d.Write(ctx, "resume capture", func(tx *sql.Tx) error {
-		if err := requireInstalled(ctx, tx); err != nil {
+		if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.MetaTable); err != nil {
 			return err
 		}
 		paused, err := pausedTables(ctx, tx)
@@ -239,10 +240,10 @@ func (d *DB) ResumeCapture(ctx context.Context, table string) (ResumeResult, err
 // per line, for pasting into a migration after the schema change (generate it on a
 // copy of the database on which the change was made).
 func (d *DB) ResumeSQL(ctx context.Context, table string) (string, error) {
-	if err := tableExists(ctx, d.reader, table); err != nil {
+	if err := tableExists(ctx, d.Reader(), table); err != nil {
 		return "", err
 	}
-	stmts, _, err := resumeStmts(ctx, d.reader, table)
+	stmts, _, err := resumeStmts(ctx, d.Reader(), table)
 	if err != nil {
 		return "", err
 	}
@@ -317,25 +318,6 @@ func tableExists(ctx context.Context, q querier, table string) error {
 		}
 	}
 	return unknownTable(table)
-}
-
-// requireInstalled fails with ErrNotInstalled unless sqlws's tables exist.
-func requireInstalled(ctx context.Context, q querier) error {
-	rows, err := q.QueryContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('sqlws_changes', 'sqlws_pending', 'sqlws_meta')`)
-	if err != nil {
-		return classify("check installation", err)
-	}
-	defer rows.Close()
-	n := 0
-	if rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return classify("check installation", err)
-		}
-	}
-	if n != 3 {
-		return ErrNotInstalled
-	}
-	return rows.Err()
 }
 
 func sortedValues(m map[string]string) []string {

@@ -7,44 +7,9 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/pressly/goose/v3"
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/sqlws/sqlws/errors"
-	"github.com/sqlws/sqlws/migrations"
+	"github.com/sqlws/sqlws/store"
 )
-
-// CheckWritable reports whether this process can write the database: "" if it can,
-// otherwise why not, naming the file or directory and the permission it lacks. It
-// writes the header's user_version back unchanged in a transaction it rolls back,
-// which needs write access to the file and, in WAL mode, to the -wal and -shm files,
-// and changes nothing. (BEGIN IMMEDIATE alone is no test: on a file SQLite could
-// only open read-only it quietly starts a read transaction.) A database that stays
-// locked by another writer past the busy timeout cannot be tested; that counts as
-// writable, and the install that follows waits for the lock or reports busy.
-func (d *DB) CheckWritable(ctx context.Context) (string, error) {
-	tx, err := d.writer.BeginTx(ctx, nil)
-	if err == nil {
-		var v int64
-		if err = tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err == nil {
-			_, err = tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
-		}
-		tx.Rollback()
-	}
-	if err == nil {
-		return "", nil
-	}
-	switch sqliteCode(err) {
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-		return "", nil
-	case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM, sqlite3.SQLITE_IOERR:
-		if p := writeProblem(d.path); p != "" {
-			return p, nil
-		}
-		return fmt.Sprintf("SQLite cannot write %s: %v", d.path, err), nil
-	}
-	return "", classify("check write access", err)
-}
 
 // ServeReadOnly prepares to serve a database this process cannot write; problem is
 // CheckWritable's answer. Nothing can be installed or repaired without writing, so it
@@ -66,7 +31,7 @@ func (d *DB) ServeReadOnly(ctx context.Context, problem string) (SyncResult, err
 	if err != nil {
 		return res, fmt.Errorf("%s; checking sqlws's installation: %w", problem, err)
 	}
-	pending, err := d.pendingMigrations(ctx)
+	pending, err := d.PendingMigrations(ctx)
 	if err != nil {
 		return res, fmt.Errorf("%s; checking sqlws's migrations: %w", problem, err)
 	}
@@ -82,32 +47,15 @@ func (d *DB) ServeReadOnly(ctx context.Context, problem string) (SyncResult, err
 	if err := d.LoadMeta(ctx); err != nil {
 		return res, refuse("its stream id cannot be read (%v)", err)
 	}
-	d.readOnly.Store(&problem)
+	d.SetReadOnly(problem)
 	return res, nil
-}
-
-// ReadOnly is why this server serves the database read-only, or "".
-func (d *DB) ReadOnly() string {
-	if p := d.readOnly.Load(); p != nil {
-		return *p
-	}
-	return ""
-}
-
-// refuseReadOnly is the error for a write on a database served read-only, or nil.
-func (d *DB) refuseReadOnly(op string) error {
-	if d.readOnly.Load() == nil {
-		return nil
-	}
-	return errors.E(errors.Op(op), errors.Unavailable, errors.CodeReadOnly,
-		"this sqlws server has no write access to the database and serves it read-only; write through the application or a server that can")
 }
 
 // syncCapture is what the tailer runs after a schema change: SyncTriggers, or on a
 // database served read-only, checkCapture, which refreshes the schema the CRUD layer
 // uses and reports tables whose triggers are out of date without touching them.
 func (d *DB) syncCapture(ctx context.Context) (SyncResult, error) {
-	if d.readOnly.Load() != nil {
+	if d.ReadOnly() != "" {
 		return d.checkCapture(ctx)
 	}
 	return d.SyncTriggers(ctx)
@@ -119,17 +67,13 @@ func (d *DB) syncCapture(ctx context.Context) (SyncResult, error) {
 // transaction on the reader pool.
 func (d *DB) checkCapture(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
-	tx, err := d.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := d.Reader().BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return res, classify("check capture", err)
+		return res, store.Classify("check capture", err)
 	}
 	defer tx.Rollback()
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('sqlws_changes', 'sqlws_pending', 'sqlws_meta')`).Scan(&n); err != nil {
-		return res, classify("check capture", err)
-	}
-	if n != 3 {
-		return res, ErrNotInstalled
+	if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.MetaTable); err != nil {
+		return res, err
 	}
 	all, err := userTables(ctx, tx)
 	if err != nil {
@@ -202,29 +146,6 @@ func (d *DB) checkCapture(ctx context.Context) (SyncResult, error) {
 	d.tables = entries
 	d.mu.Unlock()
 	return res, nil
-}
-
-// pendingMigrations lists sqlws's migrations not recorded as applied, read without
-// goose (whose provider creates its version table when it is missing, a write).
-func (d *DB) pendingMigrations(ctx context.Context) ([]string, error) {
-	p, err := goose.NewProvider(goose.DialectSQLite3, d.reader, migrations.FS, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
-	}
-	var pending []string
-	for _, s := range p.ListSources() {
-		var n int
-		err := d.reader.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(VersionTable)+" WHERE version_id = ?", s.Version).Scan(&n)
-		if err != nil && isNoSuchTable(err) {
-			n = 0
-		} else if err != nil {
-			return nil, classify("read migrations", err)
-		}
-		if n == 0 {
-			pending = append(pending, fmt.Sprintf("%05d", s.Version))
-		}
-	}
-	return pending, nil
 }
 
 // quoteList is names, double-quoted and comma-separated, for messages.

@@ -11,6 +11,7 @@ import (
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
 // installed returns a database on which sqlws was installed and then closed, as a
@@ -32,7 +33,7 @@ func installed(t *testing.T, schema string) string {
 // openServe opens path as serve does and returns CheckWritable's answer.
 func openServe(t *testing.T, path string) (*db.DB, string) {
 	t.Helper()
-	d, err := db.Open(context.Background(), path, db.Options{Lock: db.LockServe})
+	d, err := db.Open(context.Background(), path, db.Options{Lock: store.LockServe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +135,7 @@ func TestServeReadOnlyRefusals(t *testing.T) {
 		// directory in which they cannot be created.
 		path := installed(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
 		testenv.Unwritable(t, filepath.Dir(path))
-		_, err := db.Open(ctx, path, db.Options{Lock: db.LockServe})
+		_, err := db.Open(ctx, path, db.Options{Lock: store.LockServe})
 		if err == nil || !strings.Contains(err.Error(), "directory "+filepath.Dir(path)+" is not writable") || !strings.Contains(err.Error(), "test.db-wal") {
 			t.Fatalf("Open in an unwritable directory: %v", err)
 		}

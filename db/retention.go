@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"log/slog"
 	"time"
+
+	"github.com/sqlws/sqlws/store"
 )
 
 // Retention bounds the changelog by age and/or count. Zero values disable a bound.
@@ -61,7 +63,7 @@ func (d *DB) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) 
 func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 	var cutoff int64
 	if r.MaxCount > 0 {
-		head, err := Head(ctx, d.reader)
+		head, err := Head(ctx, d.Reader())
 		if err != nil {
 			return 0, err
 		}
@@ -72,16 +74,16 @@ func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 		var s sql.NullInt64
 		// ts is not indexed; seq order is commit order, so the newest too-old change is
 		// found by walking from the oldest end and stopping at the first young one.
-		err := d.reader.QueryRowContext(ctx,
+		err := d.Reader().QueryRowContext(ctx,
 			`SELECT (SELECT seq FROM sqlws_changes WHERE ts >= ? ORDER BY seq LIMIT 1)`, limit).Scan(&s)
 		if err != nil {
-			return 0, classify("prune changelog", err)
+			return 0, store.Classify("prune changelog", err)
 		}
 		if s.Valid {
 			cutoff = max(cutoff, s.Int64-1)
 		} else {
 			// Every retained change is too old.
-			head, err := Head(ctx, d.reader)
+			head, err := Head(ctx, d.Reader())
 			if err != nil {
 				return 0, err
 			}

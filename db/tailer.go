@@ -10,6 +10,7 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
 // TailerOptions configure a Tailer.
@@ -76,9 +77,9 @@ func (t *Tailer) Last() int64 { return t.last.Load() }
 // ErrNotInstalled if sqlws's tables are removed from the database under it, and
 // other errors only when it cannot start.
 func (t *Tailer) Run(ctx context.Context) error {
-	conn, err := t.db.reader.Conn(ctx)
+	conn, err := t.db.Reader().Conn(ctx)
 	if err != nil {
-		return classify("tail changelog", err)
+		return store.Classify("tail changelog", err)
 	}
 	defer conn.Close()
 	// Prepared once: the poll runs hundreds of times a second, and compiling it each
@@ -87,17 +88,17 @@ func (t *Tailer) Run(ctx context.Context) error {
 	// inside every time they run (a sixth of the server's CPU beside a busy writer).
 	pollData, err := conn.PrepareContext(ctx, "PRAGMA data_version")
 	if err != nil {
-		return classify("tail changelog", err)
+		return store.Classify("tail changelog", err)
 	}
 	defer pollData.Close()
 	pollSchema, err := conn.PrepareContext(ctx, "PRAGMA schema_version")
 	if err != nil {
-		return classify("tail changelog", err)
+		return store.Classify("tail changelog", err)
 	}
 	defer pollSchema.Close()
 	changes, err := conn.PrepareContext(ctx, changesSQL)
 	if err != nil {
-		return classify("tail changelog", err)
+		return store.Classify("tail changelog", err)
 	}
 	defer changes.Close()
 
@@ -119,7 +120,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 	var pollFail, drainFail failureLog
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
-	w := watchWAL(t.db.path)
+	w := watchWAL(t.db.Path())
 	if w != nil {
 		defer w.Close()
 		walWrites = w.C
@@ -248,7 +249,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 				case <-timer.C:
 				}
 			}
-		case <-t.db.written:
+		case <-t.db.Written():
 			// Our own writer committed; waking now saves up to a poll interval.
 			dataVersion = -1
 		}

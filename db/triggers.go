@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
 // The capture triggers must run in every SQLite that writes to a served database, the
@@ -353,12 +353,6 @@ type SyncResult struct {
 	Stale []string
 }
 
-// ErrNotInstalled means sqlws's own tables are missing from the database: it was
-// never installed, or was uninstalled or migrated down (under a running server, with
-// --force). Capture triggers are never installed then: writing into missing tables
-// would make every application write fail.
-var ErrNotInstalled = errors.E(errors.Unavailable, "sqlws's tables are missing from the database (uninstalled or migrated down); run sqlws migrate up or start sqlws serve")
-
 // Skipped is a table SyncTriggers could not capture, and why.
 type Skipped struct{ Table, Reason string }
 
@@ -370,21 +364,17 @@ type Skipped struct{ Table, Reason string }
 // outside this process's --tables are left alone: another sqlws process may own them.
 func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	var res SyncResult
-	tx, err := d.writer.BeginTx(ctx, nil)
+	tx, err := d.Writer().BeginTx(ctx, nil)
 	if err != nil {
-		return res, classify("sync triggers", err)
+		return res, store.Classify("sync triggers", err)
 	}
 	defer tx.Rollback()
 
 	// Triggers that write into missing tables would make every application write
 	// fail; if sqlws was uninstalled (or migrated down) under a running server, stop
 	// capturing rather than reinstall.
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('sqlws_changes', 'sqlws_pending', 'sqlws_drops')`).Scan(&n); err != nil {
-		return res, classify("sync triggers", err)
-	}
-	if n != 3 {
-		return res, ErrNotInstalled
+	if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.DropsTable); err != nil {
+		return res, err
 	}
 
 	all, err := userTables(ctx, tx)
@@ -442,7 +432,7 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 	for name, h := range have {
 		if (inScope[h.table] || len(d.opts.Tables) == 0) && want[name] != h.sql {
 			if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
-				return res, classify("drop trigger", err)
+				return res, store.Classify("drop trigger", err)
 			}
 			res.Dropped++
 		}
@@ -452,12 +442,12 @@ func (d *DB) SyncTriggers(ctx context.Context) (SyncResult, error) {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, sqlText); err != nil {
-			return res, classify(fmt.Sprintf("create trigger %q", name), err)
+			return res, store.Classify(fmt.Sprintf("create trigger %q", name), err)
 		}
 		res.Created++
 	}
 	if err := tx.Commit(); err != nil {
-		return res, classify("sync triggers", err)
+		return res, store.Classify("sync triggers", err)
 	}
 	d.mu.Lock()
 	d.tables = entries
@@ -511,7 +501,7 @@ func (d *DB) recordGone(ctx context.Context, tx *sql.Tx, have map[string]trigger
 	out := make([]models.Drop, 0, len(gone))
 	for _, name := range gone {
 		if _, err := tx.ExecContext(ctx, "INSERT INTO sqlws_drops (seq, tbl) VALUES (?, ?)", head, name); err != nil {
-			return nil, classify("record dropped table", err)
+			return nil, store.Classify("record dropped table", err)
 		}
 		out = append(out, models.Drop{Table: name, Seq: head})
 	}
@@ -521,20 +511,20 @@ func (d *DB) recordGone(ctx context.Context, tx *sql.Tx, have map[string]trigger
 // DropsAfter returns the recorded table drops after rowid after (0: all), and the
 // rowid of the last one, for a reader that follows them.
 func (d *DB) DropsAfter(ctx context.Context, after int64) ([]models.Drop, int64, error) {
-	rows, err := d.reader.QueryContext(ctx, "SELECT rowid, seq, tbl FROM sqlws_drops WHERE rowid > ? ORDER BY rowid", after)
+	rows, err := d.Reader().QueryContext(ctx, "SELECT rowid, seq, tbl FROM sqlws_drops WHERE rowid > ? ORDER BY rowid", after)
 	if err != nil {
-		return nil, after, classify("read dropped tables", err)
+		return nil, after, store.Classify("read dropped tables", err)
 	}
 	defer rows.Close()
 	var out []models.Drop
 	for rows.Next() {
 		var dr models.Drop
 		if err := rows.Scan(&after, &dr.Seq, &dr.Table); err != nil {
-			return nil, after, classify("read dropped tables", err)
+			return nil, after, store.Classify("read dropped tables", err)
 		}
 		out = append(out, dr)
 	}
-	return out, after, classify("read dropped tables", rows.Err())
+	return out, after, store.Classify("read dropped tables", rows.Err())
 }
 
 type trigger struct{ table, sql string }
@@ -555,31 +545,4 @@ func existingTriggers(ctx context.Context, q querier) (map[string]trigger, error
 		out[name] = trigger{table, s.String}
 	}
 	return out, rows.Err()
-}
-
-// DropTriggers removes every sqlws capture trigger. The changelog stays.
-func (d *DB) DropTriggers(ctx context.Context) (int, error) {
-	tx, err := d.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return 0, classify("drop triggers", err)
-	}
-	defer tx.Rollback()
-	n, err := dropTriggers(ctx, tx)
-	if err != nil {
-		return 0, err
-	}
-	return n, classify("drop triggers", tx.Commit())
-}
-
-func dropTriggers(ctx context.Context, tx *sql.Tx) (int, error) {
-	have, err := existingTriggers(ctx, tx)
-	if err != nil {
-		return 0, err
-	}
-	for name := range have {
-		if _, err := tx.ExecContext(ctx, "DROP TRIGGER IF EXISTS "+quoteIdent(name)); err != nil {
-			return 0, classify("drop trigger", err)
-		}
-	}
-	return len(have), nil
 }

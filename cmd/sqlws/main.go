@@ -27,6 +27,7 @@ import (
 
 	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/store"
 	"github.com/sqlws/sqlws/web"
 	"github.com/sqlws/sqlws/ws"
 )
@@ -167,7 +168,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// The shared lock, held until d.Close, is what uninstall and migrate down test to
 	// refuse to run under this server.
-	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: db.LockServe, Logger: log})
+	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: store.LockServe, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -365,10 +366,10 @@ func parseAdmin(name string, args []string, force, table bool) (adminFlags, erro
 }
 
 // openExclusive opens the database for a command that removes sqlws's objects:
-// while a server serves the file (it holds db.LockServe) it refuses, unless force.
+// while a server serves the file (it holds store.LockServe) it refuses, unless force.
 func openExclusive(ctx context.Context, a adminFlags) (*db.DB, error) {
-	d, err := db.Open(ctx, a.db, db.Options{Lock: db.LockAdmin})
-	if !errors.Is(err, db.ErrServed) {
+	d, err := db.Open(ctx, a.db, db.Options{Lock: store.LockAdmin})
+	if !errors.Is(err, store.ErrServed) {
 		return d, err
 	}
 	if !a.force {

@@ -1,4 +1,4 @@
-package db
+package store
 
 import (
 	"context"
@@ -33,7 +33,7 @@ func TestClassifyReadOnly(t *testing.T) {
 	if sqliteCode(werr) != 8 {
 		t.Fatalf("write on a read-only connection: %v, want SQLITE_READONLY", werr)
 	}
-	kind, code, msg := errors.Public(classifyTable("create row", "a", werr))
+	kind, code, msg := errors.Public(Classify("create row", werr))
 	if kind != errors.Unavailable || code != "unavailable" || msg != "database is read-only; retry later" {
 		t.Fatalf("classified as %v %q %q", kind, code, msg)
 	}

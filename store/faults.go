@@ -1,7 +1,8 @@
-package db
+package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -14,6 +15,50 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 )
+
+// Classify turns an error from a database call into a classified error. It is the one
+// classification of SQLite's failures, for every read and write: already classified
+// errors pass through; an ended context, an interrupt or a closed pool is
+// Unavailable (the client left, or sqlws is shutting down: retry); a storage fault
+// (faultOf: I/O error, read-only, disk full, busy) is Unavailable saying which;
+// anything else stays internal, wrapped with op, with SQLite's error in its chain for
+// a caller that knows more about the statement (a constraint, a dropped table) to
+// classify further.
+func Classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.KindOf(err) != errors.Internal {
+		return err
+	}
+	// A deadline means the database did not answer in time (the writer was busy).
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.E(errors.Op(op), errors.Unavailable, "database is busy; retry", err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, sql.ErrConnDone) || sqliteCode(err) == sqlite3.SQLITE_INTERRUPT ||
+		strings.Contains(err.Error(), "sql: database is closed") {
+		return errors.E(errors.Op(op), errors.Unavailable, "database unavailable; retry", err)
+	}
+	if f, ok := faultOf(err); ok {
+		return errors.E(errors.Op(op), errors.Unavailable, f.message(), err)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// sqliteCode is the primary SQLite result code of err, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code() & 0xff
+	}
+	return 0
+}
+
+// IsNoSuchTable reports whether err is SQLite's "no such table": a table dropped
+// under a statement, or sqlws's own tables missing.
+func IsNoSuchTable(err error) bool {
+	return sqliteCode(err) == sqlite3.SQLITE_ERROR && strings.Contains(err.Error(), "no such table")
+}
 
 // fault is a class of SQLite results that say the database cannot do what it was
 // asked right now, whatever was asked: the request was fine and may work later.

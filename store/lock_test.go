@@ -1,4 +1,4 @@
-package db_test
+package store_test
 
 import (
 	"context"
@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/internal/testenv"
+	"github.com/sqlws/sqlws/store"
 )
 
 // TestServeLock: servers share the file; an admin command is refused while one
@@ -18,42 +18,42 @@ import (
 func TestServeLock(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
 	ctx := context.Background()
-	s1, err := db.Open(ctx, path, db.Options{Lock: db.LockServe})
+	s1, err := store.Open(ctx, path, store.Options{Lock: store.LockServe})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := db.Open(ctx, path, db.Options{Lock: db.LockServe})
+	s2, err := store.Open(ctx, path, store.Options{Lock: store.LockServe})
 	if err != nil {
 		t.Fatalf("a second server on the same file: %v", err)
 	}
-	_, err = db.Open(ctx, path, db.Options{Lock: db.LockAdmin})
-	if !errors.Is(err, db.ErrServed) || !strings.Contains(err.Error(), path) {
+	_, err = store.Open(ctx, path, store.Options{Lock: store.LockAdmin})
+	if !errors.Is(err, store.ErrServed) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("admin open while served: %v, want ErrServed naming %s", err, path)
 	}
 	s1.Close()
-	if _, err = db.Open(ctx, path, db.Options{Lock: db.LockAdmin}); !errors.Is(err, db.ErrServed) {
+	if _, err = store.Open(ctx, path, store.Options{Lock: store.LockAdmin}); !errors.Is(err, store.ErrServed) {
 		t.Fatalf("admin open while one of two servers still serves: %v", err)
 	}
 	s2.Close()
-	admin, err := db.Open(ctx, path, db.Options{Lock: db.LockAdmin})
+	admin, err := store.Open(ctx, path, store.Options{Lock: store.LockAdmin})
 	if err != nil {
 		t.Fatalf("admin open with no server: %v", err)
 	}
 	start := time.Now()
-	_, err = db.Open(ctx, path, db.Options{Lock: db.LockServe, BusyTimeout: 300 * time.Millisecond})
-	if !errors.Is(err, db.ErrAdminRunning) {
+	_, err = store.Open(ctx, path, store.Options{Lock: store.LockServe, BusyTimeout: 300 * time.Millisecond})
+	if !errors.Is(err, store.ErrAdminRunning) {
 		t.Fatalf("serve open during an admin command: %v, want ErrAdminRunning", err)
 	}
 	if waited := time.Since(start); waited < 250*time.Millisecond {
 		t.Fatalf("serve gave up after %v, want it to wait about the busy timeout", waited)
 	}
 	admin.Close()
-	s3, err := db.Open(ctx, path, db.Options{Lock: db.LockServe})
+	s3, err := store.Open(ctx, path, store.Options{Lock: store.LockServe})
 	if err != nil {
 		t.Fatalf("serve open after the admin command: %v", err)
 	}
 	s3.Close()
-	if _, err := db.Open(ctx, filepath.Join(t.TempDir(), "missing.db"), db.Options{Lock: db.LockAdmin}); err == nil || !strings.Contains(err.Error(), "no such database file") {
+	if _, err := store.Open(ctx, filepath.Join(t.TempDir(), "missing.db"), store.Options{Lock: store.LockAdmin}); err == nil || !strings.Contains(err.Error(), "no such database file") {
 		t.Fatalf("admin open of a missing file: %v", err)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package db
+package store
 
 // writeProblem cannot tell more than SQLite here.
 func writeProblem(path string) string { return "" }
