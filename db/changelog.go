@@ -4,22 +4,17 @@ import (
 	"context"
 	"database/sql"
 
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
 )
-
-// headSQL reads the last assigned seq: the AUTOINCREMENT counter, which survives
-// retention deleting every row, or the newest row if that is higher — SQLite leaves
-// the counter behind when an OR FAIL statement stops after some rows were written.
-const headSQL = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0),
-	coalesce((SELECT max(seq) FROM sqlws_changes), 0))`
 
 // Position reads the changelog's head and oldest retained seq in one read transaction.
 func (d *DB) Position(ctx context.Context) (models.Position, error) {
 	var p models.Position
 	var oldest sql.NullInt64
 	err := d.Reader().QueryRowContext(ctx,
-		headSQL+`, (SELECT min(seq) FROM sqlws_changes)`).
+		store.HeadSQL+`, (SELECT min(seq) FROM sqlws_changes)`).
 		Scan(&p.Head, &oldest)
 	if err != nil {
 		return p, store.Classify("read changelog position", err)
@@ -29,18 +24,6 @@ func (d *DB) Position(ctx context.Context) (models.Position, error) {
 		p.Oldest = oldest.Int64
 	}
 	return p, nil
-}
-
-// Head returns the last assigned seq using q, so a caller can read it in the same
-// transaction as the rows it returns.
-func Head(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) (int64, error) {
-	var h int64
-	if err := q.QueryRowContext(ctx, headSQL).Scan(&h); err != nil {
-		return 0, store.Classify("read changelog head", err)
-	}
-	return h, nil
 }
 
 // ReadChanges returns up to limit changes with seq > after, in seq order, each encoded
@@ -103,7 +86,7 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		tbl, op     string
 		rtbl, rop   sql.RawBytes
 		pk, old, nw sql.RawBytes
-		key         []byte // scratch for keys rebuilt from images
+		key         []byte // scratch for keys rebuilt from images (capture.AppendKey)
 	)
 	for rows.Next() {
 		if err := rows.Scan(&seq, &rtbl, &rop, &pk, &old, &nw, &ts); err != nil {
@@ -119,21 +102,9 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 			tbl = string(rtbl)
 		}
 		op = internOp(rop)
-		if len(pk) > 0 && pk[0] == '[' { // key column positions (keyExpr)
-			image := nw
-			if op == "delete" {
-				image = old
-			}
-			var err error
-			if key, err = keyFromImage(key[:0], pk, image); err != nil {
-				// Only a hand-edited changelog gets here. The change still goes out,
-				// with a null key, rather than stopping the stream behind it.
-				key = key[:0]
-			}
-			pk = key
-		}
-		buf := make([]byte, 0, 64+len(tbl)+len(pk)+len(old)+len(nw))
-		buf = models.AppendChange(buf, seq, tbl, op, pk, old, nw, ts)
+		key = capture.AppendKey(key[:0], pk, op, old, nw)
+		buf := make([]byte, 0, 64+len(tbl)+len(key)+len(old)+len(nw))
+		buf = capture.AppendChange(buf, seq, tbl, op, key, old, nw, ts)
 		if maxBytes > 0 && len(out) > 0 && total+len(buf) > maxBytes {
 			return out, true, rows.Err() // the bound holds, except that one change always goes out
 		}
@@ -157,4 +128,23 @@ func internOp(op []byte) string {
 		return "delete"
 	}
 	return string(op)
+}
+
+// DropsAfter returns the recorded table drops after rowid after (0: all), and the
+// rowid of the last one, for a reader that follows them.
+func (d *DB) DropsAfter(ctx context.Context, after int64) ([]models.Drop, int64, error) {
+	rows, err := d.Reader().QueryContext(ctx, "SELECT rowid, seq, tbl FROM sqlws_drops WHERE rowid > ? ORDER BY rowid", after)
+	if err != nil {
+		return nil, after, store.Classify("read dropped tables", err)
+	}
+	defer rows.Close()
+	var out []models.Drop
+	for rows.Next() {
+		var dr models.Drop
+		if err := rows.Scan(&after, &dr.Seq, &dr.Table); err != nil {
+			return nil, after, store.Classify("read dropped tables", err)
+		}
+		out = append(out, dr)
+	}
+	return out, after, store.Classify("read dropped tables", rows.Err())
 }

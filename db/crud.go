@@ -18,6 +18,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
@@ -76,16 +77,12 @@ func unknownTable(name string) error {
 	return errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(name))
 }
 
-func unknownColumn(table, col string) error {
-	return errors.WithCode(errors.Invalid, errors.CodeUnknownColumn, "unknown column %q in table %q", errors.Clip(col), errors.Clip(table))
-}
-
 func rowNotFound(table string) error {
 	return errors.WithCode(errors.NotFound, errors.CodeNotFound, "no such row in table %q", errors.Clip(table))
 }
 
-func (d *DB) lookup(name string) (*schemaEntry, error) {
-	e, ok := d.entry(name)
+func (d *DB) lookup(name string) (*capture.Table, error) {
+	e, ok := d.schema.Table(name)
 	if !ok {
 		return nil, unknownTable(name)
 	}
@@ -95,67 +92,13 @@ func (d *DB) lookup(name string) (*schemaEntry, error) {
 // ---------------------------------------------------------------------------
 // Schema helpers
 
-// rowidKey is the name under which a table without a declared primary key exposes its
-// rowid in REST rows, filters and writes ("rowid" unless a column shadows it), or "".
-func (e *schemaEntry) rowidKey() string {
-	if len(e.PrimaryKey) == 0 {
-		return e.rowidName
-	}
-	return ""
-}
-
-// ref resolves a column name from a request to its SQL reference and column (nil for
-// the rowid pseudo-column).
-func (e *schemaEntry) ref(name string) (string, *models.Column, error) {
-	if c := e.Column(name); c != nil {
-		return quoteIdent(c.Name), c, nil
-	}
-	if rk := e.rowidKey(); rk != "" && name == rk {
-		return rk, nil, nil // one of three fixed spellings, safe unquoted
-	}
-	return "", nil, unknownColumn(e.Name, name)
-}
-
-// affinity is SQLite's column type affinity.
-type affinity uint8
-
-const (
-	affBlob affinity = iota // BLOB or no declared type: values are stored as given
-	affInteger
-	affText
-	affReal
-	affNumeric
-)
-
-// columnAffinity applies SQLite's rules (https://sqlite.org/datatype3.html §3.1). A
-// nil column is the rowid.
-func columnAffinity(c *models.Column, strict bool) affinity {
-	if c == nil {
-		return affInteger
-	}
-	t := strings.ToUpper(c.Type)
-	switch {
-	case strict && t == "ANY":
-		return affBlob
-	case strings.Contains(t, "INT"):
-		return affInteger
-	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
-		return affText
-	case strings.Contains(t, "BLOB"), t == "":
-		return affBlob
-	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
-		return affReal
-	}
-	return affNumeric
-}
-
 // bindText turns a text value from a URL (a key part or a filter value) into a bind
 // parameter. Comparisons with a typed column convert it by the column's affinity ('7'
 // finds INTEGER 7). A column with BLOB affinity (declared BLOB, or no type) compares
 // storage classes as they are, so there x'HEX' binds as a BLOB, so does plain hex for
 // a column declared BLOB, and a canonical integer binds as INTEGER.
-func (e *schemaEntry) bindText(c *models.Column, s string) any {
-	if columnAffinity(c, e.Strict) != affBlob {
+func bindText(e *capture.Table, c *models.Column, s string) any {
+	if e.Affinity(c) != capture.AffBlob {
 		return s
 	}
 	if len(s) >= 3 && (s[0] == 'x' || s[0] == 'X') && s[1] == '\'' && s[len(s)-1] == '\'' {
@@ -174,48 +117,11 @@ func (e *schemaEntry) bindText(c *models.Column, s string) any {
 	return s
 }
 
-// rowJSON is the SQL expression of a row as a JSON object: the rowid first for a table
-// without a declared key, then the columns in table order. sel limits the columns
-// (nil: all); it must have been checked with ref.
-func (e *schemaEntry) rowJSON(sel []string) string {
-	want := func(string) bool { return true }
-	if sel != nil {
-		set := make(map[string]bool, len(sel))
-		for _, s := range sel {
-			set[s] = true
-		}
-		want = func(n string) bool { return set[n] }
-	}
-	var b strings.Builder
-	b.WriteString("json_object(")
-	n := 0
-	if rk := e.rowidKey(); rk != "" && want(rk) {
-		b.WriteString(quoteLiteral(rk))
-		b.WriteString(",")
-		b.WriteString(rk)
-		n++
-	}
-	for _, c := range e.Columns {
-		if !want(c.Name) {
-			continue
-		}
-		if n > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString(quoteLiteral(c.Name))
-		b.WriteString(",")
-		b.WriteString(valueExpr(quoteIdent(c.Name), columnAffinity(&c, e.Strict)))
-		n++
-	}
-	b.WriteString(")")
-	return b.String()
-}
-
 // keyWhere is the WHERE condition that selects the row whose key parts (text from the
 // URL, in key order) are key.
-func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
+func keyWhere(e *capture.Table, key []string) (string, []any, error) {
 	if len(e.PrimaryKey) == 0 {
-		if e.rowidName == "" {
+		if e.RowidName == "" {
 			return "", nil, errors.WithCode(errors.Invalid, errors.CodeBadKey, "table %q has no addressable key", errors.Clip(e.Name))
 		}
 		if len(key) != 1 {
@@ -225,7 +131,7 @@ func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 		if err != nil {
 			return "", nil, rowNotFound(e.Name) // no row has a non-integer rowid
 		}
-		return e.rowidName + " = ?", []any{n}, nil
+		return e.RowidName + " = ?", []any{n}, nil
 	}
 	if len(key) != len(e.PrimaryKey) {
 		return "", nil, errors.WithCode(errors.Invalid, errors.CodeBadKey,
@@ -235,24 +141,21 @@ func (e *schemaEntry) keyWhere(key []string) (string, []any, error) {
 	terms := make([]string, len(key))
 	args := make([]any, len(key))
 	for i, k := range e.PrimaryKey {
-		terms[i] = quoteIdent(k) + " = ?"
-		args[i] = e.bindText(e.Column(k), key[i])
+		terms[i] = capture.QuoteIdent(k) + " = ?"
+		args[i] = bindText(e, e.Column(k), key[i])
 	}
 	return strings.Join(terms, " AND "), args, nil
 }
 
-// useRowid reports whether rows can be re-read by rowid after a write.
-func (e *schemaEntry) useRowid() bool { return !e.WithoutRowid && e.rowidName != "" }
-
 // returningKey is what a write's RETURNING clause yields to re-read the row: the rowid,
 // or for a WITHOUT ROWID table a JSON array of its encoded key values.
-func (e *schemaEntry) returningKey() string {
-	if e.useRowid() {
-		return e.rowidName
+func returningKey(e *capture.Table) string {
+	if e.HasRowid() {
+		return e.RowidName
 	}
 	refs := make([]string, len(e.PrimaryKey))
 	for i, k := range e.PrimaryKey {
-		refs[i] = valueExpr(quoteIdent(k), columnAffinity(e.Column(k), e.Strict))
+		refs[i] = capture.ValueExpr(capture.QuoteIdent(k), e.Affinity(e.Column(k)))
 	}
 	return "json_array(" + strings.Join(refs, ",") + ")"
 }
@@ -260,30 +163,30 @@ func (e *schemaEntry) returningKey() string {
 // rereadSQL selects the row a write's RETURNING clause identified (see rereadArgs).
 // It runs inside the write transaction, so the row reflects what triggers did after
 // the statement.
-func (e *schemaEntry) rereadSQL() string {
+func rereadSQL(e *capture.Table) string {
 	var where string
-	if e.useRowid() {
-		where = e.rowidName + " = ?"
+	if e.HasRowid() {
+		where = e.RowidName + " = ?"
 	} else {
 		terms := make([]string, len(e.PrimaryKey))
 		for i, k := range e.PrimaryKey {
-			terms[i] = quoteIdent(k) + " IS ?"
+			terms[i] = capture.QuoteIdent(k) + " IS ?"
 		}
 		where = strings.Join(terms, " AND ")
 	}
-	return "SELECT " + e.rowJSON(nil) + " FROM " + quoteIdent(e.Name) + " WHERE " + where
+	return "SELECT " + e.RowJSON(nil) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + where
 }
 
 // rereadArgs turns what RETURNING yielded into rereadSQL's arguments.
-func (e *schemaEntry) rereadArgs(ret []byte) ([]any, error) {
-	if e.useRowid() {
+func rereadArgs(e *capture.Table, ret []byte) ([]any, error) {
+	if e.HasRowid() {
 		n, err := strconv.ParseInt(string(ret), 10, 64)
 		if err != nil {
 			return nil, fmt.Errorf("re-read row: rowid %q: %w", ret, err)
 		}
 		return []any{n}, nil
 	}
-	vals, err := decodeArray(models.ExpandReals(nil, ret), len(e.PrimaryKey))
+	vals, err := decodeArray(capture.ExpandReals(nil, ret), len(e.PrimaryKey))
 	if err != nil {
 		return nil, fmt.Errorf("re-read row: key %s: %w", ret, err)
 	}
@@ -292,14 +195,14 @@ func (e *schemaEntry) rereadArgs(ret []byte) ([]any, error) {
 
 // writeColumns checks a body's columns and returns their SQL references and values in
 // table order (the rowid pseudo-column first).
-func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
+func writeColumns(e *capture.Table, vals Values) ([]string, []any, error) {
 	names := make([]string, 0, len(vals))
 	for n := range vals {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		_, c, err := e.ref(n)
+		_, c, err := e.Ref(n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -309,7 +212,7 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 	}
 	refs := make([]string, 0, len(vals))
 	args := make([]any, 0, len(vals))
-	if rk := e.rowidKey(); rk != "" {
+	if rk := e.RowidKey; rk != "" {
 		if v, ok := vals[rk]; ok && e.Column(rk) == nil {
 			refs = append(refs, rk)
 			args = append(args, v)
@@ -317,7 +220,7 @@ func (e *schemaEntry) writeColumns(vals Values) ([]string, []any, error) {
 	}
 	for _, c := range e.Columns {
 		if v, ok := vals[c.Name]; ok {
-			refs = append(refs, quoteIdent(c.Name))
+			refs = append(refs, capture.QuoteIdent(c.Name))
 			args = append(args, v)
 		}
 	}
@@ -334,7 +237,7 @@ func (d *DB) TableInfos(ctx context.Context) ([]TableInfo, error) {
 	err := d.readTx(ctx, "list tables", "", func(tx *sql.Tx) error {
 		for _, t := range tables {
 			var n int64
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+quoteIdent(t.Name)).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+capture.QuoteIdent(t.Name)).Scan(&n); err != nil {
 				if store.IsNoSuchTable(err) {
 					continue // dropped since the last schema sync
 				}
@@ -357,14 +260,14 @@ func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult,
 	if err != nil {
 		return res, err
 	}
-	where, args, err := e.keyWhere(key)
+	where, args, err := keyWhere(e, key)
 	if err != nil {
 		return res, err
 	}
-	q := "SELECT " + e.rowJSON(nil) + " FROM " + quoteIdent(e.Name) + " WHERE " + where + " LIMIT 1"
+	q := "SELECT " + e.RowJSON(nil) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + where + " LIMIT 1"
 	err = d.readTx(ctx, "get row", e.Name, func(tx *sql.Tx) error {
 		var err error
-		if res.Seq, err = Head(ctx, tx); err != nil {
+		if res.Seq, err = store.Head(ctx, tx); err != nil {
 			return err
 		}
 		var row []byte
@@ -374,7 +277,7 @@ func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult,
 			}
 			return err
 		}
-		res.Row = models.AppendRowJSON(nil, row)
+		res.Row = capture.AppendRowJSON(nil, row)
 		return nil
 	})
 	return res, err
@@ -405,7 +308,7 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 	}
 	limit = min(limit, MaxLimit)
 	for _, c := range q.Select {
-		if _, _, err := e.ref(c); err != nil {
+		if _, _, err := e.Ref(c); err != nil {
 			return page, err
 		}
 	}
@@ -422,27 +325,27 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 		}
 	}
 	for _, o := range q.Order {
-		ref, _, err := e.ref(o.Column)
+		ref, _, err := e.Ref(o.Column)
 		if err != nil {
 			return page, err
 		}
 		add(sortCol{ref: ref, desc: o.Desc, nullsFirst: o.NullsFirst})
 	}
-	if rk := e.rowidKey(); rk != "" {
+	if rk := e.RowidKey; rk != "" {
 		add(sortCol{ref: rk, nullsFirst: true})
 	} else {
 		for _, k := range e.PrimaryKey {
-			add(sortCol{ref: quoteIdent(k), nullsFirst: true})
+			add(sortCol{ref: capture.QuoteIdent(k), nullsFirst: true})
 		}
-		if e.useRowid() && !e.pkIsRowid() {
-			add(sortCol{ref: e.rowidName, nullsFirst: true})
+		if e.HasRowid() && !pkIsRowid(e) {
+			add(sortCol{ref: e.RowidName, nullsFirst: true})
 		}
 	}
 
 	var where []string
 	var args []any
 	for _, f := range q.Filters {
-		cond, fargs, err := e.filterSQL(f)
+		cond, fargs, err := filterSQL(e, f)
 		if err != nil {
 			return page, err
 		}
@@ -467,16 +370,16 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 
 	var b strings.Builder
 	b.WriteString("SELECT ")
-	b.WriteString(e.rowJSON(q.Select))
+	b.WriteString(e.RowJSON(q.Select))
 	b.WriteString(", json_array(")
 	for i, s := range sorts {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		b.WriteString(valueExpr(s.ref, affBlob)) // the class order only affects speed
+		b.WriteString(capture.ValueExpr(s.ref, capture.AffBlob)) // the class order only affects speed
 	}
 	b.WriteString(") FROM ")
-	b.WriteString(quoteIdent(e.Name))
+	b.WriteString(capture.QuoteIdent(e.Name))
 	if len(where) > 0 {
 		b.WriteString(" WHERE ")
 		b.WriteString(strings.Join(where, " AND "))
@@ -504,7 +407,7 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 
 	err = d.readTx(ctx, "list rows", e.Name, func(tx *sql.Tx) error {
 		var err error
-		if page.Seq, err = Head(ctx, tx); err != nil {
+		if page.Seq, err = store.Head(ctx, tx); err != nil {
 			return err
 		}
 		rows, err := tx.QueryContext(ctx, stmt, args...)
@@ -523,8 +426,8 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 				page.Next = base64.RawURLEncoding.EncodeToString(last)
 				break
 			}
-			page.Rows = append(page.Rows, models.AppendRowJSON(nil, row))
-			last = models.ExpandReals(nil, cur) // exact: a cursor is ours, not a client's
+			page.Rows = append(page.Rows, capture.AppendRowJSON(nil, row))
+			last = capture.ExpandReals(nil, cur) // exact: a cursor is ours, not a client's
 		}
 		return rows.Err()
 	})
@@ -533,7 +436,7 @@ func (d *DB) ListRows(ctx context.Context, table string, q Query) (Page, error) 
 
 // pkIsRowid reports whether the declared key is an INTEGER PRIMARY KEY, an alias of the
 // rowid (so ordering by it already is a total order).
-func (e *schemaEntry) pkIsRowid() bool {
+func pkIsRowid(e *capture.Table) bool {
 	if e.WithoutRowid || len(e.PrimaryKey) != 1 {
 		return false
 	}
@@ -542,8 +445,8 @@ func (e *schemaEntry) pkIsRowid() bool {
 }
 
 // filterSQL is the condition and arguments of one filter.
-func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
-	ref, c, err := e.ref(f.Column)
+func filterSQL(e *capture.Table, f Filter) (string, []any, error) {
+	ref, c, err := e.Ref(f.Column)
 	if err != nil {
 		return "", nil, err
 	}
@@ -551,7 +454,7 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 		if len(f.Values) != 1 {
 			return "", nil, badFilter("filter on %q: %s takes one value", errors.Clip(f.Column), f.Op)
 		}
-		return ref + " " + op + " ?", []any{e.bindText(c, f.Values[0])}, nil
+		return ref + " " + op + " ?", []any{bindText(e, c, f.Values[0])}, nil
 	}
 	switch f.Op {
 	case OpEq:
@@ -577,7 +480,7 @@ func (e *schemaEntry) filterSQL(f Filter) (string, []any, error) {
 		}
 		args := make([]any, len(f.Values))
 		for i, v := range f.Values {
-			args[i] = e.bindText(c, v)
+			args[i] = bindText(e, c, v)
 		}
 		return ref + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(args)), ",") + ")", args, nil
 	case OpIs:
@@ -700,7 +603,7 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 	}
 	err = d.readTx(ctx, "read changes", "", func(tx *sql.Tx) error {
 		var oldest sql.NullInt64
-		err := tx.QueryRowContext(ctx, headSQL+`, (SELECT min(seq) FROM sqlws_changes)`).Scan(&p.Head, &oldest)
+		err := tx.QueryRowContext(ctx, store.HeadSQL+`, (SELECT min(seq) FROM sqlws_changes)`).Scan(&p.Head, &oldest)
 		if err != nil {
 			return err
 		}
@@ -727,17 +630,17 @@ func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int)
 // another process's lock) so a stuck database answers 503 instead of hanging, and
 // classifies constraint violations. notFound is returned when the statement touched
 // no row.
-func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, args []any, returning, reread bool) (RowResult, error) {
+func (d *DB) write(ctx context.Context, op string, e *capture.Table, stmt string, args []any, returning, reread bool) (RowResult, error) {
 	var res RowResult
 	ctx, cancel := context.WithTimeout(ctx, 2*d.BusyTimeout())
 	defer cancel()
 	var rereadQ string
 	if reread {
-		rereadQ = e.rereadSQL()
+		rereadQ = rereadSQL(e)
 	}
 	// Prepare (or find prepared) before taking the writer: preparing needs the
 	// writer connection, which the transaction then holds.
-	sMain, sReread, sHead := d.prepared(ctx, stmt), d.prepared(ctx, rereadQ), d.prepared(ctx, headSQL)
+	sMain, sReread, sHead := d.prepared(ctx, stmt), d.prepared(ctx, rereadQ), d.prepared(ctx, store.HeadSQL)
 	err := d.writeTx(ctx, op, e.Name, func(tx *sql.Tx) error {
 		q := wtx{ctx, tx}
 		if returning {
@@ -749,7 +652,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 				return err
 			}
 			if reread {
-				rargs, err := e.rereadArgs(ret)
+				rargs, err := rereadArgs(e, ret)
 				if err != nil {
 					return err
 				}
@@ -760,7 +663,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 				case err != nil:
 					return err
 				default:
-					res.Row = models.AppendRowJSON(nil, row)
+					res.Row = capture.AppendRowJSON(nil, row)
 				}
 			}
 		} else {
@@ -776,7 +679,7 @@ func (d *DB) write(ctx context.Context, op string, e *schemaEntry, stmt string, 
 				return rowNotFound(e.Name)
 			}
 		}
-		return q.row(sHead, headSQL).Scan(&res.Seq)
+		return q.row(sHead, store.HeadSQL).Scan(&res.Seq)
 	})
 	return res, err
 }
@@ -869,13 +772,13 @@ func (d *DB) CreateRow(ctx context.Context, table string, vals Values) (RowResul
 	if err != nil {
 		return res, err
 	}
-	refs, args, err := e.writeColumns(vals)
+	refs, args, err := writeColumns(e, vals)
 	if err != nil {
 		return res, err
 	}
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
-	b.WriteString(quoteIdent(e.Name))
+	b.WriteString(capture.QuoteIdent(e.Name))
 	if len(refs) == 0 {
 		b.WriteString(" DEFAULT VALUES")
 	} else {
@@ -886,7 +789,7 @@ func (d *DB) CreateRow(ctx context.Context, table string, vals Values) (RowResul
 		b.WriteString(")")
 	}
 	b.WriteString(" RETURNING ")
-	b.WriteString(e.returningKey())
+	b.WriteString(returningKey(e))
 	return d.write(ctx, "create row", e, b.String(), args, true, true)
 }
 
@@ -898,11 +801,11 @@ func (d *DB) UpdateRow(ctx context.Context, table string, key []string, vals Val
 	if err != nil {
 		return res, err
 	}
-	where, kargs, err := e.keyWhere(key)
+	where, kargs, err := keyWhere(e, key)
 	if err != nil {
 		return res, err
 	}
-	refs, args, err := e.writeColumns(vals)
+	refs, args, err := writeColumns(e, vals)
 	if err != nil {
 		return res, err
 	}
@@ -913,7 +816,7 @@ func (d *DB) UpdateRow(ctx context.Context, table string, key []string, vals Val
 	for i, r := range refs {
 		sets[i] = r + " = ?"
 	}
-	stmt := "UPDATE " + quoteIdent(e.Name) + " SET " + strings.Join(sets, ", ") + " WHERE " + where + " RETURNING " + e.returningKey()
+	stmt := "UPDATE " + capture.QuoteIdent(e.Name) + " SET " + strings.Join(sets, ", ") + " WHERE " + where + " RETURNING " + returningKey(e)
 	return d.write(ctx, "update row", e, stmt, append(args, kargs...), true, true)
 }
 
@@ -924,11 +827,11 @@ func (d *DB) DeleteRow(ctx context.Context, table string, key []string) (int64, 
 	if err != nil {
 		return 0, err
 	}
-	where, args, err := e.keyWhere(key)
+	where, args, err := keyWhere(e, key)
 	if err != nil {
 		return 0, err
 	}
-	res, err := d.write(ctx, "delete row", e, "DELETE FROM "+quoteIdent(e.Name)+" WHERE "+where, args, false, false)
+	res, err := d.write(ctx, "delete row", e, "DELETE FROM "+capture.QuoteIdent(e.Name)+" WHERE "+where, args, false, false)
 	return res.Seq, err
 }
 
@@ -1167,7 +1070,7 @@ func constraintErr(se *sqlite.Error, table string) error {
 		return conflict(errors.CodeForeignKeyViolation, "FOREIGN KEY constraint failed")
 	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
 		msg := after("constraint failed: ")
-		if strings.HasPrefix(msg, pausedPrefix) {
+		if capture.IsGuardMessage(msg) {
 			// sqlws's own guard (PauseCapture): not the client's fault, and over once
 			// capture resumes.
 			return errors.E(errors.Unavailable, errors.CodeCapturePaused, msg+" (retry later)", error(se))

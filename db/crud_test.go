@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
 // openTestDB opens a migrated database in a temporary directory with schema applied
@@ -521,7 +522,7 @@ func TestConstraintErrors(t *testing.T) {
 
 func lastSeq(t testing.TB, d *DB) int64 {
 	t.Helper()
-	h, err := Head(context.Background(), d.Reader())
+	h, err := store.Head(context.Background(), d.Reader())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,5 @@
-// Package db is everything in sqlws that touches SQLite above the store: schema
-// introspection, capture-trigger generation, tailing and range reads of the
-// changelog, CRUD queries and retention.
+// Package db is what is left of sqlws's SQLite code above store and capture: tailing and
+// range reads of the changelog, CRUD queries and retention.
 package db
 
 import (
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
 )
 
@@ -39,8 +40,8 @@ type DB struct {
 	*store.DB
 	opts Options
 
-	mu     sync.RWMutex
-	tables map[string]*schemaEntry // tracked tables by name
+	schema *capture.Schema
+	syncer *capture.Syncer
 
 	stmts stmtCache // prepared CRUD write statements on the writer
 
@@ -59,7 +60,8 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{DB: s, opts: opts, tables: map[string]*schemaEntry{}, stmts: stmtCache{m: map[string]*sql.Stmt{}}}, nil
+	schema := capture.NewSchema(s, capture.Options{Tables: opts.Tables, Logger: opts.Logger})
+	return &DB{DB: s, opts: opts, schema: schema, syncer: capture.NewSyncer(schema), stmts: stmtCache{m: map[string]*sql.Stmt{}}}, nil
 }
 
 // Close closes the prepared statements, then the store.
@@ -76,14 +78,49 @@ func (d *DB) Close() error {
 
 // Install prepares the database for streaming: it applies sqlws's migrations, loads
 // the stream id and installs the capture triggers.
-func (d *DB) Install(ctx context.Context) (SyncResult, error) {
-	if err := d.Migrate(ctx); err != nil {
-		return SyncResult{}, err
+func (d *DB) Install(ctx context.Context) (capture.SyncResult, error) { return d.syncer.Install(ctx) }
+
+// SyncTriggers is capture.Syncer.Sync.
+func (d *DB) SyncTriggers(ctx context.Context) (capture.SyncResult, error) { return d.syncer.Sync(ctx) }
+
+// ServeReadOnly is capture.Syncer.ServeReadOnly.
+func (d *DB) ServeReadOnly(ctx context.Context, problem string) (capture.SyncResult, error) {
+	return d.syncer.ServeReadOnly(ctx, problem)
+}
+
+// Tables returns the live schema of every tracked table, sorted by name.
+func (d *DB) Tables() []models.Table { return d.schema.Tables() }
+
+// Table returns the live schema of a tracked table.
+func (d *DB) Table(name string) (models.Table, bool) {
+	t, ok := d.schema.Table(name)
+	if !ok {
+		return models.Table{}, false
 	}
-	if err := d.LoadMeta(ctx); err != nil {
-		return SyncResult{}, err
-	}
-	return d.SyncTriggers(ctx)
+	return t.Table, true
+}
+
+// Tracked reports whether name is a tracked table.
+func (d *DB) Tracked(name string) bool { return d.schema.Tracked(name) }
+
+// PauseCapture is capture.Pause.
+func (d *DB) PauseCapture(ctx context.Context, table string) (bool, error) {
+	return capture.Pause(ctx, d.DB, table)
+}
+
+// PauseSQL is capture.PauseSQL.
+func (d *DB) PauseSQL(ctx context.Context, table string) (string, error) {
+	return capture.PauseSQL(ctx, d.DB, table)
+}
+
+// ResumeCapture is capture.Resume.
+func (d *DB) ResumeCapture(ctx context.Context, table string) (capture.ResumeResult, error) {
+	return capture.Resume(ctx, d.DB, table)
+}
+
+// ResumeSQL is capture.ResumeSQL.
+func (d *DB) ResumeSQL(ctx context.Context, table string) (string, error) {
+	return capture.ResumeSQL(ctx, d.DB, table)
 }
 
 // writeTx is store.Write for a statement on table (see classifyTable).

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
 )
@@ -266,17 +267,17 @@ func FuzzParseFilter(f *testing.F) {
 		}
 		// Whatever the parser accepts must build valid, parameterised SQL: the column is
 		// only ever an identifier and values are arguments.
-		e := &schemaEntry{}
+		e := &capture.Table{}
 		e.Name = "t"
 		e.Columns = append(e.Columns, modelsColumn(col))
-		cond, args, err := e.filterSQL(flt)
+		cond, args, err := filterSQL(e, flt)
 		if err != nil {
 			t.Fatalf("filterSQL(%+v): %v", flt, err)
 		}
-		if n := strings.Count(strings.ReplaceAll(cond, quoteIdent(col), ""), "?"); n != len(args) {
+		if n := strings.Count(strings.ReplaceAll(cond, capture.QuoteIdent(col), ""), "?"); n != len(args) {
 			t.Fatalf("condition %q has %d placeholders for %d args", cond, n, len(args))
 		}
-		if !strings.HasPrefix(cond, quoteIdent(col)) && cond != "0" {
+		if !strings.HasPrefix(cond, capture.QuoteIdent(col)) && cond != "0" {
 			t.Fatalf("condition %q does not start with the quoted column", cond)
 		}
 	})

@@ -63,7 +63,7 @@ func (d *DB) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) 
 func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 	var cutoff int64
 	if r.MaxCount > 0 {
-		head, err := Head(ctx, d.Reader())
+		head, err := store.Head(ctx, d.Reader())
 		if err != nil {
 			return 0, err
 		}
@@ -83,7 +83,7 @@ func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 			cutoff = max(cutoff, s.Int64-1)
 		} else {
 			// Every retained change is too old.
-			head, err := Head(ctx, d.Reader())
+			head, err := store.Head(ctx, d.Reader())
 			if err != nil {
 				return 0, err
 			}

@@ -170,7 +170,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 				needSync = true
 			}
 			if needSync && !time.Now().Before(syncAt) {
-				res, err := t.db.syncCapture(ctx)
+				res, err := t.db.syncer.Update(ctx)
 				switch {
 				case errors.Is(err, ErrNotInstalled):
 					// Uninstalled or migrated down under us (with --force): there is

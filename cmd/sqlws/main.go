@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/store"
@@ -61,7 +62,7 @@ func main() {
 	case "uninstall":
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
 	case "capture":
-		err = capture(ctx, os.Args[2:], os.Stdout)
+		err = captureCommand(ctx, os.Args[2:], os.Stdout)
 	case "tail":
 		err = runTail(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
@@ -177,10 +178,10 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var res db.SyncResult
+	var res capture.SyncResult
 	if problem == "" {
 		if c.demo {
-			if err := d.SeedDemo(ctx); err != nil {
+			if err := seedDemo(ctx, d.DB); err != nil {
 				return err
 			}
 		}
@@ -447,10 +448,10 @@ func uninstall(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// capture runs `sqlws capture pause|resume`: see docs/operations.md, "Changing a
+// captureCommand runs `sqlws capture pause|resume`: see docs/operations.md, "Changing a
 // captured table's schema". Both are meant to run beside a running server, so they
 // take no lock.
-func capture(ctx context.Context, args []string, out io.Writer) error {
+func captureCommand(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 || (args[0] != "pause" && args[0] != "resume") {
 		return fmt.Errorf("usage: sqlws capture pause|resume --db PATH --table T [--print]")
 	}

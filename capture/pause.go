@@ -1,4 +1,4 @@
-package db
+package capture
 
 import (
 	"context"
@@ -13,16 +13,20 @@ import (
 
 // Pausing capture lets an application change a captured table's shape in ways the
 // capture triggers forbid (ALTER TABLE … DROP COLUMN fails while a trigger names the
-// column) without a single write going uncaptured. PauseCapture replaces the table's
+// column) without a single write going uncaptured. Pause replaces the table's
 // capture triggers, in one transaction, by guard triggers that name no column and
 // make every INSERT, UPDATE and DELETE on the table fail with guardMessage, and
-// records the pause in sqlws_meta. Servers leave a paused table alone (SyncTriggers
+// records the pause in sqlws_meta. Servers leave a paused table alone (Sync
 // keeps the guards and installs no capture triggers) but keep its schema fresh for
-// reads. ResumeCapture, in one transaction, installs the capture triggers for the
+// reads. Resume, in one transaction, installs the capture triggers for the
 // table's shape at that moment, drops the guards and clears the record.
 
-// pausedPrefix starts every guard's message; classifyTable recognises it.
+// pausedPrefix starts every guard's message (IsGuardMessage).
 const pausedPrefix = "sqlws: capture of "
+
+// IsGuardMessage reports whether msg, the message of a trigger that refused a write,
+// is a pause guard's: not the writer's fault, and over once capture resumes.
+func IsGuardMessage(msg string) bool { return strings.HasPrefix(msg, pausedPrefix) }
 
 // pauseKey prefixes a paused table's name as its sqlws_meta key.
 const pauseKey = "capture_paused:"
@@ -50,8 +54,8 @@ func guardSQL(table string) map[string]string {
 	out := map[string]string{}
 	for _, op := range guardOps {
 		name := triggerName(table, "paused_"+op)
-		out[name] = "CREATE TRIGGER " + quoteIdent(name) + " BEFORE " + strings.ToUpper(op) + " ON " + quoteIdent(table) +
-			" FOR EACH ROW BEGIN SELECT RAISE(ABORT, " + quoteLiteral(guardMessage(table)) + "); END"
+		out[name] = "CREATE TRIGGER " + QuoteIdent(name) + " BEFORE " + strings.ToUpper(op) + " ON " + QuoteIdent(table) +
+			" FOR EACH ROW BEGIN SELECT RAISE(ABORT, " + QuoteLiteral(guardMessage(table)) + "); END"
 	}
 	return out
 }
@@ -63,7 +67,7 @@ func isGuard(table, name string) bool {
 }
 
 // pausedTables lists the tables whose capture is paused.
-func pausedTables(ctx context.Context, q querier) (map[string]bool, error) {
+func pausedTables(ctx context.Context, q store.Querier) (map[string]bool, error) {
 	rows, err := q.QueryContext(ctx, `SELECT substr(key, ?) FROM sqlws_meta WHERE substr(key, 1, ?) = ?`,
 		len(pauseKey)+1, len(pauseKey), pauseKey)
 	if err != nil {
@@ -84,11 +88,11 @@ func pausedTables(ctx context.Context, q querier) (map[string]bool, error) {
 	return out, rows.Err()
 }
 
-// applyPauses adjusts a trigger plan (SyncTriggers', checkCapture's) for paused
+// applyPauses adjusts a trigger plan (Sync's and Check's) for paused
 // tables among names: their capture triggers are taken out of want and their guards
 // put in, so a sync keeps the guards (and restores any dropped by hand) and installs
 // no capture trigger. Their schema entries stay, for reads and subscriptions.
-func applyPauses(ctx context.Context, q querier, names []string, entries map[string]*schemaEntry, want map[string]string, res *SyncResult) error {
+func applyPauses(ctx context.Context, q store.Querier, names []string, entries map[string]*Table, want map[string]string, res *SyncResult) error {
 	paused, err := pausedTables(ctx, q)
 	if err != nil || len(paused) == 0 {
 		return err
@@ -111,12 +115,12 @@ func applyPauses(ctx context.Context, q querier, names []string, entries map[str
 	return nil
 }
 
-// PauseCapture pauses capture of table (see the top of this file). It reports false,
+// Pause pauses capture of table (see the top of this file). It reports false,
 // changing nothing, if capture of table was paused already. Writes to the table fail
-// until ResumeCapture.
-func (d *DB) PauseCapture(ctx context.Context, table string) (bool, error) {
+// until Resume.
+func Pause(ctx context.Context, db *store.DB, table string) (bool, error) {
 	paused := false
-	err := d.Write(ctx, "pause capture", func(tx *sql.Tx) error {
+	err := db.Write(ctx, "pause capture", func(tx *sql.Tx) error {
 		stmts, already, err := pauseStmts(ctx, tx, table, true)
 		if err != nil || already {
 			return err
@@ -132,10 +136,10 @@ func (d *DB) PauseCapture(ctx context.Context, table string) (bool, error) {
 	return paused, err
 }
 
-// PauseSQL is the SQL PauseCapture would run, one statement per line, for pasting
+// PauseSQL is the SQL Pause would run, one statement per line, for pasting
 // into a migration. It needs only the table to exist.
-func (d *DB) PauseSQL(ctx context.Context, table string) (string, error) {
-	stmts, _, err := pauseStmts(ctx, d.Reader(), table, false)
+func PauseSQL(ctx context.Context, db *store.DB, table string) (string, error) {
+	stmts, _, err := pauseStmts(ctx, db.Reader(), table, false)
 	if err != nil {
 		return "", err
 	}
@@ -147,7 +151,7 @@ func (d *DB) PauseSQL(ctx context.Context, table string) (string, error) {
 // first, then the capture triggers go, then the record. With check it also requires
 // sqlws to be installed and table to be captured, and reports a pause already in
 // place.
-func pauseStmts(ctx context.Context, q querier, table string, check bool) (stmts []string, already bool, err error) {
+func pauseStmts(ctx context.Context, q store.Querier, table string, check bool) (stmts []string, already bool, err error) {
 	if err := tableExists(ctx, q, table); err != nil {
 		return nil, false, err
 	}
@@ -189,25 +193,25 @@ func pauseStmts(ctx context.Context, q querier, table string, check bool) (stmts
 		stmts = append(stmts, strings.Replace(s, "CREATE TRIGGER ", "CREATE TRIGGER IF NOT EXISTS ", 1))
 	}
 	for _, name := range capture {
-		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+quoteIdent(name))
+		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+QuoteIdent(name))
 	}
-	stmts = append(stmts, "INSERT OR REPLACE INTO sqlws_meta (key, value) VALUES ("+quoteLiteral(pauseKey+table)+
+	stmts = append(stmts, "INSERT OR REPLACE INTO sqlws_meta (key, value) VALUES ("+QuoteLiteral(pauseKey+table)+
 		", strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))")
 	return stmts, false, nil
 }
 
-// ResumeResult says what ResumeCapture did.
+// ResumeResult says what Resume did.
 type ResumeResult struct {
 	Columns []string // the table's columns now captured
 	Dropped bool     // the table no longer exists: only the pause record was cleared
 }
 
-// ResumeCapture resumes capture of a paused table with capture triggers for its
+// Resume resumes capture of a paused table with capture triggers for its
 // current shape (see the top of this file). It fails, leaving the pause in place, if
 // capture of table is not paused or the table cannot be captured as it is now.
-func (d *DB) ResumeCapture(ctx context.Context, table string) (ResumeResult, error) {
+func Resume(ctx context.Context, db *store.DB, table string) (ResumeResult, error) {
 	var res ResumeResult
-	err := d.Write(ctx, "resume capture", func(tx *sql.Tx) error {
+	err := db.Write(ctx, "resume capture", func(tx *sql.Tx) error {
 		if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.MetaTable); err != nil {
 			return err
 		}
@@ -222,7 +226,7 @@ func (d *DB) ResumeCapture(ctx context.Context, table string) (ResumeResult, err
 		if tableExists(ctx, tx, table) != nil {
 			// Dropped while paused: its guards went with it; clear the record.
 			res.Dropped = true
-			stmts = []string{"DELETE FROM sqlws_meta WHERE key = " + quoteLiteral(pauseKey+table)}
+			stmts = []string{"DELETE FROM sqlws_meta WHERE key = " + QuoteLiteral(pauseKey+table)}
 		} else if stmts, res.Columns, err = resumeStmts(ctx, tx, table); err != nil {
 			return err
 		}
@@ -236,14 +240,14 @@ func (d *DB) ResumeCapture(ctx context.Context, table string) (ResumeResult, err
 	return res, err
 }
 
-// ResumeSQL is the SQL ResumeCapture would run for table as it is now, one statement
+// ResumeSQL is the SQL Resume would run for table as it is now, one statement
 // per line, for pasting into a migration after the schema change (generate it on a
 // copy of the database on which the change was made).
-func (d *DB) ResumeSQL(ctx context.Context, table string) (string, error) {
-	if err := tableExists(ctx, d.Reader(), table); err != nil {
+func ResumeSQL(ctx context.Context, db *store.DB, table string) (string, error) {
+	if err := tableExists(ctx, db.Reader(), table); err != nil {
 		return "", err
 	}
-	stmts, _, err := resumeStmts(ctx, d.Reader(), table)
+	stmts, _, err := resumeStmts(ctx, db.Reader(), table)
 	if err != nil {
 		return "", err
 	}
@@ -254,7 +258,7 @@ func (d *DB) ResumeSQL(ctx context.Context, table string) (string, error) {
 // current shape, in an order that keeps every write captured or refused between
 // them: the capture triggers first (each replacing any of the same name), then the
 // guards go, then the record.
-func resumeStmts(ctx context.Context, q querier, table string) ([]string, []string, error) {
+func resumeStmts(ctx context.Context, q store.Querier, table string) ([]string, []string, error) {
 	e, err := introspect(ctx, q, table)
 	if err != nil {
 		return nil, nil, err
@@ -270,7 +274,7 @@ func resumeStmts(ctx context.Context, q querier, table string) ([]string, []stri
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+quoteIdent(name), trg[name])
+		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+QuoteIdent(name), trg[name])
 	}
 	guards := make([]string, 0, len(guardOps))
 	for name := range guardSQL(table) {
@@ -278,9 +282,9 @@ func resumeStmts(ctx context.Context, q querier, table string) ([]string, []stri
 	}
 	sort.Strings(guards)
 	for _, name := range guards {
-		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+quoteIdent(name))
+		stmts = append(stmts, "DROP TRIGGER IF EXISTS "+QuoteIdent(name))
 	}
-	stmts = append(stmts, "DELETE FROM sqlws_meta WHERE key = "+quoteLiteral(pauseKey+table))
+	stmts = append(stmts, "DELETE FROM sqlws_meta WHERE key = "+QuoteLiteral(pauseKey+table))
 	cols := make([]string, 0, len(e.Columns))
 	for _, c := range e.Columns {
 		cols = append(cols, c.Name)
@@ -303,21 +307,6 @@ func printSQL(verb, table string, stmts []string) string {
 		b.WriteString(";\n")
 	}
 	return b.String()
-}
-
-// tableExists fails with unknown_table unless table is an ordinary table sqlws could
-// capture.
-func tableExists(ctx context.Context, q querier, table string) error {
-	all, err := userTables(ctx, q)
-	if err != nil {
-		return err
-	}
-	for _, t := range all {
-		if t == table {
-			return nil
-		}
-	}
-	return unknownTable(table)
 }
 
 func sortedValues(m map[string]string) []string {

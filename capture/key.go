@@ -1,6 +1,9 @@
-package db
+package capture
 
-import "errors"
+import (
+	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/models"
+)
 
 // A change's key as the capture triggers store it: the positions of the key columns
 // among the row image's members, as a JSON array of integers ("[0]", "[2,0]"); see
@@ -8,6 +11,27 @@ import "errors"
 // with each key member copied byte for byte from the image.
 
 var errBadKey = errors.New("change key does not match its row image")
+
+// AppendKey appends to dst the key object of a changelog row whose pk column holds
+// pk: the members of the row image (new, or old for a delete) at the positions pk
+// lists, or pk itself for rows written before keys were positions (a JSON object). A
+// key that does not match its image (only a hand-edited changelog has one) appends
+// nothing, and the change goes out with a null key rather than stop the stream behind
+// it. The key is still in the private format: AppendChange finishes it.
+func AppendKey(dst, pk []byte, op string, old, new []byte) []byte {
+	if len(pk) == 0 || pk[0] != '[' {
+		return append(dst, pk...)
+	}
+	image := new
+	if op == models.OpDelete {
+		image = old
+	}
+	out, err := keyFromImage(dst, pk, image)
+	if err != nil {
+		return dst
+	}
+	return out
+}
 
 // keyFromImage appends to dst the JSON object of the members of image (a JSON object)
 // at the positions listed in pos (a JSON array of integers), in that order.

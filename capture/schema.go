@@ -1,4 +1,4 @@
-package db
+package capture
 
 import (
 	"context"
@@ -9,12 +9,17 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/store"
 )
 
-// schemaEntry is a tracked table with what trigger generation and CRUD need.
-type schemaEntry struct {
+// Table is a tracked table's live schema with what trigger generation, REST reads and
+// REST writes need beyond models.Table.
+type Table struct {
 	models.Table
-	rowidName string       // an unshadowed name for the rowid ("rowid", "_rowid_" or "oid"), "" for WITHOUT ROWID
+	// RowidName is a name that reaches the rowid without being shadowed by a column
+	// ("rowid", "_rowid_" or "oid"); "" for a WITHOUT ROWID table, or when columns
+	// shadow all three.
+	RowidName string
 	aliasCol  string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
 	uniques   [][]indexCol // UNIQUE indexes other than the primary key
 }
@@ -22,14 +27,37 @@ type schemaEntry struct {
 // indexCol is a column of an index with the collation the index compares it by.
 type indexCol struct{ name, coll string }
 
-// querier is what schema reads need: a pool, a connection or a transaction.
-type querier interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+// HasRowid reports whether rows can be found again by rowid: a rowid table whose
+// rowid some name still reaches.
+func (t *Table) HasRowid() bool { return !t.WithoutRowid && t.RowidName != "" }
+
+// Ref resolves a column name from a request to its SQL reference and its column (nil
+// for the rowid of a table without a declared key, which REST shows as RowidKey). A
+// name the table does not have is unknown_column: names from requests are only ever
+// matched against the schema, never put into SQL.
+func (t *Table) Ref(name string) (string, *models.Column, error) {
+	if c := t.Column(name); c != nil {
+		return QuoteIdent(c.Name), c, nil
+	}
+	if rk := t.RowidKey; rk != "" && name == rk {
+		return rk, nil, nil // one of three fixed spellings, safe unquoted
+	}
+	// Names in messages go through errors.Clip: a request may carry a column name of
+	// nearly a megabyte, and an error must not echo it back whole.
+	return "", nil, errors.WithCode(errors.Invalid, errors.CodeUnknownColumn, "unknown column %q in table %q", errors.Clip(name), errors.Clip(t.Name))
 }
 
-// userTables lists ordinary tables of the main schema that sqlws may track: not
+// capturable is why the capture triggers cannot key t's rows, or nil.
+func (t *Table) capturable() error {
+	if len(t.PrimaryKey) == 0 && t.RowidName == "" {
+		return fmt.Errorf("table %q: columns shadow rowid, _rowid_ and oid; declare a primary key", t.Name)
+	}
+	return nil
+}
+
+// UserTables lists ordinary tables of the main schema that sqlws may track: not
 // sqlite_* or sqlws_* internals, not virtual tables or their shadow tables.
-func userTables(ctx context.Context, q querier) ([]string, error) {
+func UserTables(ctx context.Context, q store.Querier) ([]string, error) {
 	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_table_list
 		WHERE schema = 'main' AND type = 'table'
 		AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE 'sqlws\_%' ESCAPE '\'`)
@@ -53,8 +81,8 @@ func userTables(ctx context.Context, q querier) ([]string, error) {
 }
 
 // introspect reads one table's live schema.
-func introspect(ctx context.Context, q querier, name string) (*schemaEntry, error) {
-	e := &schemaEntry{Table: models.Table{Name: name, PrimaryKey: []string{}}}
+func introspect(ctx context.Context, q store.Querier, name string) (*Table, error) {
+	e := &Table{Table: models.Table{Name: name, PrimaryKey: []string{}}}
 	rows, err := q.QueryContext(ctx, `SELECT wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = ?`, name)
 	if err != nil {
 		return nil, fmt.Errorf("introspect %q: %w", name, err)
@@ -69,7 +97,7 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 	}
 	rows.Close()
 	if !found {
-		return nil, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", name)
+		return nil, unknownTable(name)
 	}
 
 	rows, err = q.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value, pk, hidden FROM pragma_table_xinfo(?) ORDER BY cid`, name)
@@ -109,10 +137,10 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 		e.PrimaryKey = append(e.PrimaryKey, p.name)
 	}
 	if !e.WithoutRowid {
-		e.rowidName = rowidAlias(e.Columns)
+		e.RowidName = rowidAlias(e.Columns)
 	}
 	if len(e.PrimaryKey) == 0 {
-		e.RowidKey = e.rowidName
+		e.RowidKey = e.RowidName
 	}
 	if e.uniques, err = uniqueIndexes(ctx, q, name); err != nil {
 		return nil, err
@@ -131,7 +159,7 @@ func introspect(ctx context.Context, q querier, name string) (*schemaEntry, erro
 	return e, nil
 }
 
-func countPKIndexes(ctx context.Context, q querier, table string) (int, error) {
+func countPKIndexes(ctx context.Context, q store.Querier, table string) (int, error) {
 	rows, err := q.QueryContext(ctx, `SELECT count(*) FROM pragma_index_list(?) WHERE origin = 'pk'`, table)
 	if err != nil {
 		return 0, fmt.Errorf("introspect %q indexes: %w", table, err)
@@ -146,43 +174,10 @@ func countPKIndexes(ctx context.Context, q querier, table string) (int, error) {
 	return n, rows.Err()
 }
 
-// valueKind is what a column can hold, as far as the capture triggers care.
-type valueKind uint8
-
-const (
-	kindAny     valueKind = iota // any storage class: the triggers dispatch on typeof
-	kindInteger                  // INTEGER or NULL: written as it is
-	kindText                     // TEXT or NULL: written as it is, minus a JSON subtype
-)
-
-// valueKind reports what column col can hold: the rowid alias only integers, and
-// INT/INTEGER and TEXT columns of a STRICT table only that type (or NULL), unless
-// generated. The triggers skip valueExpr's type dispatch for those, which makes the
-// trigger program smaller and every captured write cheaper.
-func (e *schemaEntry) valueKind(col string) valueKind {
-	if col == e.aliasCol && col != "" {
-		return kindInteger
-	}
-	if !e.Strict {
-		return kindAny
-	}
-	c := e.Column(col)
-	if c == nil || c.Generated {
-		return kindAny // SQLite does not type-check generated columns, even in STRICT tables
-	}
-	switch strings.ToUpper(c.Type) {
-	case "INT", "INTEGER":
-		return kindInteger
-	case "TEXT":
-		return kindText
-	}
-	return kindAny
-}
-
 // uniqueIndexes lists the column lists of a table's UNIQUE indexes, other than its
 // primary key. Indexes on expressions are left out: their conflicts cannot be found by
 // comparing columns.
-func uniqueIndexes(ctx context.Context, q querier, table string) ([][]indexCol, error) {
+func uniqueIndexes(ctx context.Context, q store.Querier, table string) ([][]indexCol, error) {
 	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_index_list(?) WHERE "unique" = 1 AND origin != 'pk' ORDER BY name`, table)
 	if err != nil {
 		return nil, fmt.Errorf("introspect %q indexes: %w", table, err)
@@ -244,46 +239,31 @@ func rowidAlias(cols []models.Column) string {
 	return ""
 }
 
-// Tables returns the live schema of every tracked table, sorted by name.
-func (d *DB) Tables() []models.Table {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	out := make([]models.Table, 0, len(d.tables))
-	for _, e := range d.tables {
-		out = append(out, e.Table)
+// tableExists fails with unknown_table unless table is an ordinary table sqlws could
+// capture.
+func tableExists(ctx context.Context, q store.Querier, table string) error {
+	all, err := UserTables(ctx, q)
+	if err != nil {
+		return err
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
-}
-
-// Table returns the live schema of a tracked table.
-func (d *DB) Table(name string) (models.Table, bool) {
-	e, ok := d.entry(name)
-	if !ok {
-		return models.Table{}, false
+	for _, t := range all {
+		if t == table {
+			return nil
+		}
 	}
-	return e.Table, true
+	return unknownTable(table)
 }
 
-// Tracked reports whether name is a tracked table.
-func (d *DB) Tracked(name string) bool {
-	_, ok := d.entry(name)
-	return ok
+func unknownTable(name string) error {
+	return errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(name))
 }
 
-func (d *DB) entry(name string) (*schemaEntry, bool) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	e, ok := d.tables[name]
-	return e, ok
-}
-
-// quoteIdent quotes an SQL identifier; any character but NUL is allowed inside.
-func quoteIdent(s string) string {
+// QuoteIdent quotes an SQL identifier; any character but NUL is allowed inside.
+func QuoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
-// quoteLiteral quotes an SQL string literal.
-func quoteLiteral(s string) string {
+// QuoteLiteral quotes an SQL string literal.
+func QuoteLiteral(s string) string {
 	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
 }

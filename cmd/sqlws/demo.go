@@ -1,14 +1,17 @@
-package db
+package main
 
 import (
 	"context"
 	"database/sql"
+
+	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/store"
 )
 
-// SeedDemo creates and fills a small demo table when the database has no user tables,
-// so a first `make run` has something to show.
-func (d *DB) SeedDemo(ctx context.Context) error {
-	names, err := userTables(ctx, d.Reader())
+// seedDemo creates and fills a small demo table when the database has no user tables,
+// so a first `make run` has something to show (serve --demo).
+func seedDemo(ctx context.Context, d *store.DB) error {
+	names, err := capture.UserTables(ctx, d.Reader())
 	if err != nil {
 		return err
 	}
