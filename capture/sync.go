@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
@@ -333,4 +335,95 @@ func quoteList(names []string) string {
 		q[i] = fmt.Sprintf("%q", errors.Clip(n))
 	}
 	return strings.Join(q, ", ")
+}
+
+// Bounds of the back-off between failed syncs.
+const (
+	minSyncRetry = 100 * time.Millisecond
+	maxSyncRetry = 5 * time.Second
+)
+
+// Run keeps capture matching the schema until ctx is done: it runs Update at once (the
+// schema may have changed since Install) and again after every schema change the
+// Schema announces (Notify). A failed update (e.g. SQLITE_BUSY behind another writer)
+// is retried no sooner than 0.1 s later, doubling up to 5 s: at most one attempt and
+// one warning per interval, whatever changes meanwhile. It returns an error wrapping
+// store.ErrNotInstalled if sqlws's tables are removed from the database under it
+// (uninstall or migrate down with --force): there is nothing left to capture into.
+func (s *Syncer) Run(ctx context.Context) error {
+	log := s.schema.log
+	needSync := true
+	retry := minSyncRetry
+	var retryAt time.Time
+	// What the log was last told, so each state is logged once when it begins.
+	paused := map[string]bool{}
+	stale := map[string]bool{}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		// Taken before the update, so that a change during it wakes the next wait.
+		changed := s.schema.Notify()
+		if needSync && !time.Now().Before(retryAt) {
+			res, err := s.Update(ctx)
+			switch {
+			case errors.Is(err, store.ErrNotInstalled):
+				return fmt.Errorf("sync capture triggers: %w", err)
+			case err != nil:
+				if ctx.Err() != nil {
+					return nil
+				}
+				log.Warn("sync capture triggers after a schema change; will retry", "err", err, "in", retry)
+				retryAt = time.Now().Add(retry)
+				retry = min(2*retry, maxSyncRetry)
+			default:
+				needSync = false
+				retry, retryAt = minSyncRetry, time.Time{}
+				if res.Created+res.Dropped > 0 {
+					log.Info("capture triggers updated", "created", res.Created, "dropped", res.Dropped, "tables", len(res.Tables))
+				}
+				for _, sk := range res.Skipped {
+					log.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
+				}
+				logChanges(log, paused, res.Paused,
+					"capture paused for a schema change: writes to the table fail until sqlws capture resume",
+					"capture resumed")
+				logChanges(log, stale, res.Stale,
+					"capture triggers out of date, and this server serves the database read-only and cannot update them: changes to the table may be captured with an old shape or not at all",
+					"capture triggers up to date again")
+			}
+		}
+		var retryNow <-chan time.Time
+		if needSync {
+			timer.Reset(time.Until(retryAt))
+			retryNow = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+			needSync = true
+		case <-retryNow:
+		}
+	}
+}
+
+// logChanges logs each table that joined set (began) or left it (ended), once, and
+// updates known to set.
+func logChanges(log *slog.Logger, known map[string]bool, set []string, began, ended string) {
+	now := make(map[string]bool, len(set))
+	for _, tbl := range set {
+		now[tbl] = true
+		if !known[tbl] {
+			log.Warn(began, "table", tbl)
+		}
+	}
+	for tbl := range known {
+		if !now[tbl] {
+			log.Info(ended, "table", tbl)
+		}
+	}
+	clear(known)
+	for tbl := range now {
+		known[tbl] = true
+	}
 }

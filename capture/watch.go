@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
@@ -36,6 +37,7 @@ type Schema struct {
 
 	mu     sync.Mutex    // serializes refreshes; guards notify
 	notify chan struct{} // closed when a snapshot of a new schema version replaces the current one
+	poke   chan struct{} // Run's cue to look now (Poke); buffered 1
 }
 
 // snapshot is the schema as one read transaction saw it. It is never modified.
@@ -52,7 +54,7 @@ func NewSchema(db *store.DB, opts Options) *Schema {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Schema{db: db, scope: opts.Tables, log: opts.Logger, notify: make(chan struct{})}
+	s := &Schema{db: db, scope: opts.Tables, log: opts.Logger, notify: make(chan struct{}), poke: make(chan struct{}, 1)}
 	s.snap.Store(&snapshot{version: -1})
 	return s
 }
@@ -125,6 +127,74 @@ func (s *Schema) Refresh(ctx context.Context) error {
 		s.notify = make(chan struct{})
 	}
 	return nil
+}
+
+// PollInterval is how often Run reads the schema version when nothing pokes it, so
+// that REST's view of the tables, and trigger sync, follow a schema change within
+// this even where nothing tails the changelog.
+const PollInterval = time.Second
+
+// Poke makes Run look at the schema version now rather than at its next poll. The
+// tailer pokes when it sees PRAGMA schema_version move, so a new table is captured
+// within milliseconds of the commit that creates it. It never blocks.
+func (s *Schema) Poke() {
+	select {
+	case s.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the snapshot current until ctx is done: whenever it is poked, and every
+// PollInterval, it reads PRAGMA schema_version (one page read, however large the
+// schema) and refreshes the snapshot if the version moved. A failure is logged once
+// when it begins and once when it ends, and retried at the next poll.
+func (s *Schema) Run(ctx context.Context) error {
+	t := time.NewTicker(PollInterval)
+	defer t.Stop()
+	var fails episode
+	for {
+		var v int64
+		err := s.db.Reader().QueryRowContext(ctx, "PRAGMA schema_version").Scan(&v)
+		if err == nil && v != s.snap.Load().version {
+			err = s.Refresh(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			fails.fail(s.log, "read schema: failing; will retry", err)
+		} else {
+			fails.ok(s.log, "read schema: works again")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.poke:
+		}
+	}
+}
+
+// episode logs a failure that repeats on every attempt once when it begins and once
+// when it ends, with how many attempts failed: a failing database fails every poll,
+// and a line per poll would bury the log.
+type episode struct {
+	since time.Time
+	n     int
+}
+
+func (e *episode) fail(log *slog.Logger, msg string, err error) {
+	if e.n++; e.n == 1 {
+		e.since = time.Now()
+		log.Warn(msg, "err", err)
+	}
+}
+
+func (e *episode) ok(log *slog.Logger, msg string) {
+	if e.n > 0 {
+		log.Info(msg, "failures", e.n, "for", time.Since(e.since).Round(time.Millisecond))
+		e.n = 0
+	}
 }
 
 // scan is the tables in a scope, read in one snapshot.

@@ -129,22 +129,3 @@ func internOp(op []byte) string {
 	}
 	return string(op)
 }
-
-// DropsAfter returns the recorded table drops after rowid after (0: all), and the
-// rowid of the last one, for a reader that follows them.
-func (d *DB) DropsAfter(ctx context.Context, after int64) ([]models.Drop, int64, error) {
-	rows, err := d.Reader().QueryContext(ctx, "SELECT rowid, seq, tbl FROM sqlws_drops WHERE rowid > ? ORDER BY rowid", after)
-	if err != nil {
-		return nil, after, store.Classify("read dropped tables", err)
-	}
-	defer rows.Close()
-	var out []models.Drop
-	for rows.Next() {
-		var dr models.Drop
-		if err := rows.Scan(&after, &dr.Seq, &dr.Table); err != nil {
-			return nil, after, store.Classify("read dropped tables", err)
-		}
-		out = append(out, dr)
-	}
-	return out, after, store.Classify("read dropped tables", rows.Err())
-}

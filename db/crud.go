@@ -634,6 +634,9 @@ func (d *DB) write(ctx context.Context, op string, e *capture.Table, stmt string
 	var res RowResult
 	ctx, cancel := context.WithTimeout(ctx, 2*d.BusyTimeout())
 	defer cancel()
+	if err := d.requireCaptured(ctx, op, e.Name); err != nil {
+		return res, err
+	}
 	var rereadQ string
 	if reread {
 		rereadQ = rereadSQL(e)
@@ -682,6 +685,25 @@ func (d *DB) write(ctx context.Context, op string, e *capture.Table, stmt string
 		return q.row(sHead, store.HeadSQL).Scan(&res.Seq)
 	})
 	return res, err
+}
+
+// requireCaptured refuses a write to a table whose changes would not be captured:
+// one created (or dropped and created again) a moment ago, whose triggers the next
+// trigger sync installs. A write through sqlws is captured or refused, never left out
+// of the changelog. The snapshot can lag the triggers by one refresh, so it is
+// refreshed before refusing. A database served read-only refuses every write anyway.
+func (d *DB) requireCaptured(ctx context.Context, op, table string) error {
+	if d.schema.Captured(table) || d.ReadOnly() != "" {
+		return nil
+	}
+	if err := d.schema.Refresh(ctx); err != nil {
+		return err
+	}
+	if d.schema.Captured(table) {
+		return nil
+	}
+	return errors.E(errors.Op(op), errors.Unavailable,
+		fmt.Sprintf("table %q is not captured yet (it was just created or replaced); retry", errors.Clip(table)))
 }
 
 // wtx runs statements in a write transaction, through a prepared statement when it

@@ -88,6 +88,12 @@ func (d *DB) ServeReadOnly(ctx context.Context, problem string) (capture.SyncRes
 	return d.syncer.ServeReadOnly(ctx, problem)
 }
 
+// Schema is the live schema of the tracked tables.
+func (d *DB) Schema() *capture.Schema { return d.schema }
+
+// Syncer keeps the capture triggers matching the schema.
+func (d *DB) Syncer() *capture.Syncer { return d.syncer }
+
 // Tables returns the live schema of every tracked table, sorted by name.
 func (d *DB) Tables() []models.Table { return d.schema.Tables() }
 

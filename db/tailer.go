@@ -26,12 +26,19 @@ type TailerOptions struct {
 	Batch int
 	// BatchBytes bounds the encoded bytes read per statement. Default 4 MiB.
 	BatchBytes int
-	// Dropped is told about captured tables that stopped existing (see
-	// SyncResult.Gone), this process's findings and other processes' alike: all of
-	// them recorded so far at the first sync, then each new one after the sync that
-	// finds it. Called from the tailer's goroutine.
+	// Dropped is told about captured tables that stopped existing (recorded in
+	// sqlws_drops by a trigger sync, capture.SyncResult.Gone), this process's findings
+	// and other processes' alike: all of them recorded so far at the first read, then
+	// each new one at the first read after it is recorded. Called from the tailer's
+	// goroutine.
 	Dropped func([]models.Drop)
-	Logger  *slog.Logger
+	// SchemaChanged is called when the tailer sees PRAGMA schema_version move: another
+	// connection (or a trigger sync) changed the schema. Pass capture.Schema.Poke, so
+	// that the schema snapshot, and after it the capture triggers, follow within
+	// milliseconds of the commit. Called from the tailer's goroutine; it must not
+	// block.
+	SchemaChanged func()
+	Logger        *slog.Logger
 }
 
 // Tailer reads new changelog rows in seq order and hands them, encoded, to a sink. It
@@ -64,6 +71,9 @@ func (d *DB) NewTailer(after int64, sink func([]models.Encoded), opts TailerOpti
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.SchemaChanged == nil {
+		opts.SchemaChanged = d.schema.Poke
+	}
 	t := &Tailer{db: d, sink: sink, opts: opts}
 	t.last.Store(after)
 	return t
@@ -72,10 +82,10 @@ func (d *DB) NewTailer(after int64, sink func([]models.Encoded), opts TailerOpti
 // Last is the seq of the last change handed to the sink.
 func (t *Tailer) Last() int64 { return t.last.Load() }
 
-// Run tails until ctx is done. It also notices schema changes (a table created, a
-// column added) and regenerates the capture triggers. It returns an error wrapping
-// ErrNotInstalled if sqlws's tables are removed from the database under it, and
-// other errors only when it cannot start.
+// Run tails until ctx is done. It returns an error wrapping store.ErrNotInstalled if
+// sqlws's tables are removed from the database under it (there is nothing left to
+// tail, and serving on would hand clients a stream that silently stopped), and other
+// errors only when it cannot start.
 func (t *Tailer) Run(ctx context.Context) error {
 	conn, err := t.db.Reader().Conn(ctx)
 	if err != nil {
@@ -101,23 +111,18 @@ func (t *Tailer) Run(ctx context.Context) error {
 		return store.Classify("tail changelog", err)
 	}
 	defer changes.Close()
+	drops, err := conn.PrepareContext(ctx, dropsSQL)
+	if err != nil {
+		return store.Classify("tail changelog", err)
+	}
+	defer drops.Close()
 
 	pollCtx := context.WithoutCancel(ctx)
 	var dataVersion, schemaVersion int64 = -1, -1
-	// needSync starts true: the schema may have changed between the caller's sync and
-	// this first poll. It is cleared only by a sync that succeeded, so a sync that
-	// failed (e.g. SQLITE_BUSY behind another writer) is retried until it works.
-	needSync := true
-	// A failed sync is retried no sooner than syncAt, syncRetry after the failure,
-	// which doubles up to maxSyncRetry: at most one attempt and one warning per
-	// interval, whatever wakes the tailer meanwhile (every commit does, and a sync
-	// that fails at once must neither spin nor flood the log).
-	syncRetry := minSyncRetry
-	var syncAt time.Time
-	// What the log was last told, so each state is logged once when it begins.
-	paused := map[string]bool{}
-	stale := map[string]bool{}
-	var pollFail, drainFail failureLog
+	// dropsDue is set until the drops recorded by the last commit seen are read: a
+	// trigger sync records them in a commit of its own, which moves data_version.
+	dropsDue := false
+	var pollFail, drainFail, dropsFail failureLog
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
 	w := watchWAL(t.db.Path())
@@ -158,6 +163,17 @@ func (t *Tailer) Run(ctx context.Context) error {
 			// another connection moves data_version.
 			err = pollSchema.QueryRowContext(pollCtx).Scan(&sv)
 		}
+		if err == nil && sv != schemaVersion {
+			// The schema is capture's business; the tailer only passes the news on,
+			// and checks that the changelog it reads still exists.
+			if t.opts.SchemaChanged != nil {
+				t.opts.SchemaChanged()
+			}
+			err = store.RequireInstalled(pollCtx, conn, store.ChangesTable, store.DropsTable)
+			if errors.Is(err, store.ErrNotInstalled) {
+				return fmt.Errorf("tail changelog: %w", err)
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -165,46 +181,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 			pollFail.fail(t.opts.Logger, "tail changelog: poll failing; will retry", err)
 		default:
 			pollFail.ok(t.opts.Logger, "tail changelog: poll works again")
-			if sv != schemaVersion {
-				schemaVersion = sv
-				needSync = true
-			}
-			if needSync && !time.Now().Before(syncAt) {
-				res, err := t.db.syncer.Update(ctx)
-				switch {
-				case errors.Is(err, ErrNotInstalled):
-					// Uninstalled or migrated down under us (with --force): there is
-					// nothing left to tail, and serving on would hand clients a stream
-					// that silently stopped.
-					return fmt.Errorf("tail changelog: %w", err)
-				case err != nil:
-					if ctx.Err() != nil {
-						return nil
-					}
-					t.opts.Logger.Warn("sync capture triggers after a schema change; will retry", "err", err, "in", syncRetry)
-					syncAt = time.Now().Add(syncRetry)
-					syncRetry = min(2*syncRetry, maxSyncRetry)
-				default:
-					needSync = false
-					syncRetry, syncAt = minSyncRetry, time.Time{}
-					if err := t.readDrops(ctx); err != nil {
-						t.opts.Logger.Warn("read dropped tables; will retry", "err", err)
-						needSync = true
-					}
-					if res.Created+res.Dropped > 0 {
-						t.opts.Logger.Info("capture triggers updated", "created", res.Created, "dropped", res.Dropped, "tables", len(res.Tables))
-					}
-					for _, sk := range res.Skipped {
-						t.opts.Logger.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
-					}
-					t.logChanges(paused, res.Paused,
-						"capture paused for a schema change: writes to the table fail until sqlws capture resume",
-						"capture resumed")
-					t.logChanges(stale, res.Stale,
-						"capture triggers out of date, and this server serves the database read-only and cannot update them: changes to the table may be captured with an old shape or not at all",
-						"capture triggers up to date again")
-				}
-			}
+			schemaVersion = sv
 			if dv != dataVersion {
 				if err := t.drain(ctx, changes); err != nil {
 					if ctx.Err() != nil {
@@ -215,6 +192,15 @@ func (t *Tailer) Run(ctx context.Context) error {
 					drainFail.ok(t.opts.Logger, "tail changelog: reading again")
 					dataVersion = dv
 					lastDrain = time.Now()
+					dropsDue = true
+				}
+			}
+			if dropsDue {
+				if err := t.readDrops(pollCtx, drops); err != nil {
+					dropsFail.fail(t.opts.Logger, "tail changelog: read dropped tables failing; will retry", err)
+				} else {
+					dropsFail.ok(t.opts.Logger, "tail changelog: reading dropped tables again")
+					dropsDue = false
 				}
 			}
 		}
@@ -227,9 +213,6 @@ func (t *Tailer) Run(ctx context.Context) error {
 		}
 		if armFailed {
 			wait = t.opts.Poll
-		}
-		if needSync {
-			wait = min(wait, max(time.Until(syncAt), t.opts.Poll))
 		}
 		timer.Reset(wait)
 		select {
@@ -256,14 +239,31 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 }
 
-// readDrops hands the table drops recorded since the last call to opts.Dropped.
-func (t *Tailer) readDrops(ctx context.Context) error {
+// dropsSQL reads the dropped tables recorded after a rowid.
+const dropsSQL = "SELECT rowid, seq, tbl FROM sqlws_drops WHERE rowid > ? ORDER BY rowid"
+
+// readDrops hands the table drops recorded since the last call to opts.Dropped. st is
+// dropsSQL, prepared.
+func (t *Tailer) readDrops(ctx context.Context, st *sql.Stmt) error {
 	if t.opts.Dropped == nil {
 		return nil
 	}
-	drops, last, err := t.db.DropsAfter(ctx, t.dropsRead)
+	rows, err := st.QueryContext(ctx, t.dropsRead)
 	if err != nil {
-		return err
+		return store.Classify("read dropped tables", err)
+	}
+	defer rows.Close()
+	var drops []models.Drop
+	last := t.dropsRead
+	for rows.Next() {
+		var dr models.Drop
+		if err := rows.Scan(&last, &dr.Seq, &dr.Table); err != nil {
+			return store.Classify("read dropped tables", err)
+		}
+		drops = append(drops, dr)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Classify("read dropped tables", err)
 	}
 	t.dropsRead = last
 	if len(drops) > 0 {
@@ -273,33 +273,6 @@ func (t *Tailer) readDrops(ctx context.Context) error {
 		t.opts.Dropped(drops)
 	}
 	return nil
-}
-
-// Bounds of the back-off between failed trigger syncs.
-const (
-	minSyncRetry = 100 * time.Millisecond
-	maxSyncRetry = 5 * time.Second
-)
-
-// logChanges logs each table that joined set (began) or left it (ended), once, and
-// updates known to set.
-func (t *Tailer) logChanges(known map[string]bool, set []string, began, ended string) {
-	now := make(map[string]bool, len(set))
-	for _, tbl := range set {
-		now[tbl] = true
-		if !known[tbl] {
-			t.opts.Logger.Warn(began, "table", tbl)
-		}
-	}
-	for tbl := range known {
-		if !now[tbl] {
-			t.opts.Logger.Info(ended, "table", tbl)
-		}
-	}
-	clear(known)
-	for tbl := range now {
-		known[tbl] = true
-	}
 }
 
 // failureLog logs a failure that repeats on every wake-up once when it begins, then

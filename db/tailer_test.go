@@ -14,11 +14,13 @@ import (
 )
 
 // TestTailerSyncBackoff: while trigger syncs fail (another process holds the write
-// lock), the tailer tries and warns at most once per back-off interval, doubling,
-// however often it is woken, and syncs once the lock is released.
+// lock), the syncer tries and warns at most once per back-off interval, doubling,
+// however often the tailer and the schema watcher are woken, and syncs once the lock
+// is released.
 func TestTailerSyncBackoff(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
-	d := open(t, path, db.Options{BusyTimeout: 10 * time.Millisecond})
+	logs := &logBuffer{}
+	d := open(t, path, db.Options{BusyTimeout: 10 * time.Millisecond, Logger: logs.logger()})
 	other, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
@@ -36,13 +38,14 @@ func TestTailerSyncBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &logBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tl := d.NewTailer(0, func([]models.Encoded) {}, db.TailerOptions{Logger: logs.logger()})
 	done := make(chan error, 1)
 	go func() { done <- tl.Run(ctx) }()
-	// Wake the tailer as often as a busy writer's commits would.
+	runCapture(t, ctx, d)
+	// Wake the tailer, and the schema watcher, as often as a busy writer's commits
+	// would.
 	stopWake := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -52,6 +55,7 @@ func TestTailerSyncBackoff(t *testing.T) {
 				return
 			default:
 				d.Wrote()
+				d.Schema().Poke()
 				time.Sleep(time.Millisecond)
 			}
 		}
@@ -74,7 +78,7 @@ func TestTailerSyncBackoff(t *testing.T) {
 	if err := hold.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the sync to succeed after the lock is released", func() bool { return d.Tracked("b") })
+	testenv.WaitFor(t, 10*time.Second, "the sync to succeed after the lock is released", func() bool { return d.Schema().Captured("b") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("tailer: %v", err)

@@ -240,12 +240,22 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	tailErr := make(chan error, 1)
+	// The tailer and the trigger syncer return only when they cannot start or sqlws's
+	// tables are gone; serving without either would accept subscriptions that never get
+	// a change, or writes that are never captured.
+	tailErr := make(chan error, 2)
 	wg.Go(func() {
-		// The tailer only returns an error when it cannot start; serving without it
-		// would accept subscriptions that never get a change.
 		if err := tailer.Run(runCtx); err != nil {
 			tailErr <- fmt.Errorf("tailer: %w", err)
+		}
+	})
+	// The schema watcher follows schema changes (the tailer pokes it when it sees one)
+	// and the syncer installs triggers for them; REST and subscriptions read the
+	// schema from the watcher, whether or not the tailer runs.
+	wg.Go(func() { d.Schema().Run(runCtx) })
+	wg.Go(func() {
+		if err := d.Syncer().Run(runCtx); err != nil {
+			tailErr <- err
 		}
 	})
 	if r := (db.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}); d.ReadOnly() == "" {
