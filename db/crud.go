@@ -19,6 +19,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/changelog"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
@@ -57,17 +58,6 @@ type Page struct {
 type TableInfo struct {
 	models.Table
 	RowCount int64 `json:"row_count"`
-}
-
-// ChangesPage is a range of the changelog and the log's extent, read in one
-// transaction.
-type ChangesPage struct {
-	Changes []models.Encoded
-	Head    int64
-	Oldest  int64
-	// Gap is set when the changelog has a hole after the last of Changes (or right
-	// after since, when there are none): the reader cannot continue past it.
-	Gap bool
 }
 
 // Names in messages go through errors.Clip: a request may carry a table or column
@@ -591,33 +581,9 @@ func decodeArray(raw []byte, n int) ([]any, error) {
 	return out, nil
 }
 
-// ChangesSince reads up to limit changes after since (at most about maxBytes of them),
-// with the changelog's head and oldest retained seq, in one read transaction.
-func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int) (ChangesPage, error) {
-	var p ChangesPage
-	// Prepared before the transaction takes its connection: preparing may need
-	// another one from the pool.
-	st, err := d.changesStmt(ctx)
-	if err != nil {
-		return p, store.Classify("read changes", err)
-	}
-	err = d.readTx(ctx, "read changes", "", func(tx *sql.Tx) error {
-		var oldest sql.NullInt64
-		err := tx.QueryRowContext(ctx, store.HeadSQL+`, (SELECT min(seq) FROM sqlws_changes)`).Scan(&p.Head, &oldest)
-		if err != nil {
-			return err
-		}
-		p.Oldest = p.Head + 1
-		if oldest.Valid {
-			p.Oldest = oldest.Int64
-		}
-		p.Changes, _, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
-		if errors.Is(err, models.ErrGap) {
-			p.Gap, err = true, nil
-		}
-		return err
-	})
-	return p, err
+// ChangesSince is changelog.Log.Since: GET /api/changes.
+func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int) (changelog.Page, error) {
+	return d.log.Since(ctx, since, limit, maxBytes)
 }
 
 // ---------------------------------------------------------------------------

@@ -1,15 +1,15 @@
-// Package db is what is left of sqlws's SQLite code above store and capture: tailing and
-// range reads of the changelog, CRUD queries and retention.
+// Package db is what is left of sqlws's SQLite code above store, capture and
+// changelog: the CRUD queries behind REST.
 package db
 
 import (
 	"context"
 	"database/sql"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/changelog"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
 )
@@ -45,9 +45,15 @@ type DB struct {
 
 	stmts stmtCache // prepared CRUD write statements on the writer
 
-	changesMu sync.Mutex
-	changes   *sql.Stmt // changesSQL on the reader pool, prepared on first use
+	log *changelog.Log
 }
+
+// Aliases of what moved to package changelog.
+type (
+	TailerOptions = changelog.TailerOptions
+	Tailer        = changelog.Tailer
+	Retention     = changelog.Retention
+)
 
 // ErrNotInstalled is store.ErrNotInstalled.
 var ErrNotInstalled = store.ErrNotInstalled
@@ -61,18 +67,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	schema := capture.NewSchema(s, capture.Options{Tables: opts.Tables, Logger: opts.Logger})
-	return &DB{DB: s, opts: opts, schema: schema, syncer: capture.NewSyncer(schema), stmts: stmtCache{m: map[string]*sql.Stmt{}}}, nil
+	return &DB{DB: s, opts: opts, schema: schema, syncer: capture.NewSyncer(schema), log: changelog.New(s), stmts: stmtCache{m: map[string]*sql.Stmt{}}}, nil
 }
 
 // Close closes the prepared statements, then the store.
 func (d *DB) Close() error {
 	d.stmts.close()
-	d.changesMu.Lock()
-	if d.changes != nil {
-		d.changes.Close()
-		d.changes = nil
-	}
-	d.changesMu.Unlock()
+	d.log.Close()
 	return d.DB.Close()
 }
 
@@ -86,6 +87,32 @@ func (d *DB) SyncTriggers(ctx context.Context) (capture.SyncResult, error) { ret
 // ServeReadOnly is capture.Syncer.ServeReadOnly.
 func (d *DB) ServeReadOnly(ctx context.Context, problem string) (capture.SyncResult, error) {
 	return d.syncer.ServeReadOnly(ctx, problem)
+}
+
+// Position is changelog.Log.Position.
+func (d *DB) Position(ctx context.Context) (models.Position, error) { return d.log.Position(ctx) }
+
+// ReadChanges is changelog.Log.ReadChanges.
+func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
+	return d.log.ReadChanges(ctx, after, limit, maxBytes)
+}
+
+// NewTailer is changelog.Log.NewTailer, poking the schema watcher on schema changes.
+func (d *DB) NewTailer(after int64, sink func([]models.Encoded), opts TailerOptions) *Tailer {
+	if opts.SchemaChanged == nil {
+		opts.SchemaChanged = d.schema.Poke
+	}
+	return d.log.NewTailer(after, sink, opts)
+}
+
+// Prune is changelog.Log.Prune.
+func (d *DB) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) {
+	return d.log.Prune(ctx, r, upTo)
+}
+
+// RunRetention is changelog.Log.RunRetention.
+func (d *DB) RunRetention(ctx context.Context, r Retention, interval time.Duration, upTo func() int64, log *slog.Logger) {
+	d.log.RunRetention(ctx, r, interval, upTo, log)
 }
 
 // Schema is the live schema of the tracked tables.

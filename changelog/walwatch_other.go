@@ -1,6 +1,6 @@
 //go:build !linux
 
-package db
+package changelog
 
 // walWatcher is Linux-only; elsewhere the tailer polls at TailerOptions.Poll.
 type walWatcher struct{ C chan struct{} }

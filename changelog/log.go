@@ -1,19 +1,59 @@
-package db
+// Package changelog reads what capture wrote: it tails sqlws_changes in seq order and
+// hands each change, encoded once as its protocol record, to the fan-out (Tailer);
+// it reads ranges of it for subscribers catching up and for GET /api/changes, never
+// stepping over a hole (Log, the fanout.Source); it follows the tables recorded as
+// dropped; and it bounds the log's size (Retention). It watches the WAL file so that
+// other programs' commits are read at once without polling fast.
+package changelog
 
 import (
 	"context"
 	"database/sql"
+	"sync"
 
 	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
 )
 
+// Log is the changelog of one database: its extent, its ranges of changes and its
+// stream id. It is the history behind the fan-out window.
+type Log struct {
+	db *store.DB
+
+	changesMu sync.Mutex
+	changes   *sql.Stmt // changesSQL on the reader pool, prepared on first use
+}
+
+var _ fanout.Source = (*Log)(nil)
+
+// New returns the changelog of db, which must be migrated (store.DB.Migrate) and
+// have its stream id loaded (store.DB.LoadMeta) before it is read.
+func New(db *store.DB) *Log { return &Log{db: db} }
+
+// Close releases the prepared statement. The store's pools outlive the log.
+func (l *Log) Close() error {
+	l.changesMu.Lock()
+	defer l.changesMu.Unlock()
+	if l.changes == nil {
+		return nil
+	}
+	err := l.changes.Close()
+	l.changes = nil
+	return err
+}
+
+// StreamID identifies the change stream: random, created once per database by the
+// first migration, stable across restarts.
+func (l *Log) StreamID() string { return l.db.StreamID() }
+
 // Position reads the changelog's head and oldest retained seq in one read transaction.
-func (d *DB) Position(ctx context.Context) (models.Position, error) {
+func (l *Log) Position(ctx context.Context) (models.Position, error) {
 	var p models.Position
 	var oldest sql.NullInt64
-	err := d.Reader().QueryRowContext(ctx,
+	err := l.db.Reader().QueryRowContext(ctx,
 		store.HeadSQL+`, (SELECT min(seq) FROM sqlws_changes)`).
 		Scan(&p.Head, &oldest)
 	if err != nil {
@@ -35,8 +75,8 @@ func (d *DB) Position(ctx context.Context) (models.Position, error) {
 // the one before (retention pruned it, or someone deleted rows by hand), it stops and
 // returns what came before with models.ErrGap. A reader must never step over a hole
 // silently.
-func (d *DB) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
-	st, err := d.changesStmt(ctx)
+func (l *Log) ReadChanges(ctx context.Context, after int64, limit, maxBytes int) ([]models.Encoded, error) {
+	st, err := l.changesStmt(ctx)
 	if err != nil {
 		return nil, store.Classify("read changelog", err)
 	}
@@ -52,17 +92,17 @@ const changesSQL = `SELECT seq, tbl, op, pk, old, new, ts FROM sqlws_changes WHE
 
 // changesStmt returns changesSQL prepared on the reader pool, preparing it on first
 // use: the changelog does not exist before Migrate, so Open cannot prepare it.
-func (d *DB) changesStmt(ctx context.Context) (*sql.Stmt, error) {
-	d.changesMu.Lock()
-	defer d.changesMu.Unlock()
-	if d.changes != nil {
-		return d.changes, nil
+func (l *Log) changesStmt(ctx context.Context) (*sql.Stmt, error) {
+	l.changesMu.Lock()
+	defer l.changesMu.Unlock()
+	if l.changes != nil {
+		return l.changes, nil
 	}
-	st, err := d.Reader().PrepareContext(ctx, changesSQL)
+	st, err := l.db.Reader().PrepareContext(ctx, changesSQL)
 	if err != nil {
 		return nil, err
 	}
-	d.changes = st
+	l.changes = st
 	return st, nil
 }
 
@@ -128,4 +168,44 @@ func internOp(op []byte) string {
 		return "delete"
 	}
 	return string(op)
+}
+
+// Page is a range of the changelog and the log's extent, read in one transaction.
+type Page struct {
+	Changes []models.Encoded
+	Head    int64
+	Oldest  int64
+	// Gap is set when the changelog has a hole after the last of Changes (or right
+	// after since, when there are none): the reader cannot continue past it.
+	Gap bool
+}
+
+// Since reads up to limit changes after since (at most about maxBytes of them), with
+// the changelog's head and oldest retained seq, in one read transaction: what
+// GET /api/changes answers.
+func (l *Log) Since(ctx context.Context, since int64, limit, maxBytes int) (Page, error) {
+	var p Page
+	// Prepared before the transaction takes its connection: preparing may need
+	// another one from the pool.
+	st, err := l.changesStmt(ctx)
+	if err != nil {
+		return p, store.Classify("read changes", err)
+	}
+	err = l.db.Read(ctx, "read changes", func(tx *sql.Tx) error {
+		var oldest sql.NullInt64
+		err := tx.QueryRowContext(ctx, store.HeadSQL+`, (SELECT min(seq) FROM sqlws_changes)`).Scan(&p.Head, &oldest)
+		if err != nil {
+			return err
+		}
+		p.Oldest = p.Head + 1
+		if oldest.Valid {
+			p.Oldest = oldest.Int64
+		}
+		p.Changes, _, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
+		if errors.Is(err, models.ErrGap) {
+			p.Gap, err = true, nil
+		}
+		return err
+	})
+	return p, err
 }

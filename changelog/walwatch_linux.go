@@ -1,6 +1,6 @@
 //go:build linux
 
-package db
+package changelog
 
 import (
 	"bytes"
@@ -22,7 +22,8 @@ import (
 // writing process something on every write(2) it makes to the watched file: a
 // permanent one (the directory watched for IN_MODIFY, as sqlws first did) took 6 % of
 // a 1-row-transaction writer's throughput even with the kernel merging the events,
-// against about 1 % one-shot (W5, measured interleaved in one process). The directory
+// against about 1 % one-shot (the writer's rows/s beside each watch ÷ without one,
+// measured interleaved in one process). The directory
 // is watched too, only for files created or renamed into it, which costs writes
 // nothing: the WAL may be deleted and created again while sqlws runs.
 type walWatcher struct {

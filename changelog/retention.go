@@ -1,4 +1,4 @@
-package db
+package changelog
 
 import (
 	"context"
@@ -24,14 +24,14 @@ func (r Retention) Enabled() bool { return r.MaxAge > 0 || r.MaxCount > 0 }
 // Prune deletes changes outside the retention bounds, never one with seq > upTo (the
 // tailer's position: a change is not pruned before sqlws has read it). It deletes in
 // small transactions and returns how many rows it removed.
-func (d *DB) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) {
+func (l *Log) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) {
 	if !r.Enabled() {
 		return 0, nil
 	}
 	if r.Batch <= 0 {
 		r.Batch = 500
 	}
-	cutoff, err := d.pruneCutoff(ctx, r)
+	cutoff, err := l.pruneCutoff(ctx, r)
 	if err != nil {
 		return 0, err
 	}
@@ -39,7 +39,7 @@ func (d *DB) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) 
 	var total int64
 	for cutoff > 0 {
 		var n int64
-		err := d.Write(ctx, "prune changelog", func(tx *sql.Tx) error {
+		err := l.db.Write(ctx, "prune changelog", func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `DELETE FROM sqlws_changes WHERE seq IN
 				(SELECT seq FROM sqlws_changes WHERE seq <= ? ORDER BY seq LIMIT ?)`, cutoff, r.Batch)
 			if err != nil {
@@ -60,10 +60,10 @@ func (d *DB) Prune(ctx context.Context, r Retention, upTo int64) (int64, error) 
 }
 
 // pruneCutoff is the highest seq that the bounds allow deleting.
-func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
+func (l *Log) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 	var cutoff int64
 	if r.MaxCount > 0 {
-		head, err := store.Head(ctx, d.Reader())
+		head, err := store.Head(ctx, l.db.Reader())
 		if err != nil {
 			return 0, err
 		}
@@ -74,7 +74,7 @@ func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 		var s sql.NullInt64
 		// ts is not indexed; seq order is commit order, so the newest too-old change is
 		// found by walking from the oldest end and stopping at the first young one.
-		err := d.Reader().QueryRowContext(ctx,
+		err := l.db.Reader().QueryRowContext(ctx,
 			`SELECT (SELECT seq FROM sqlws_changes WHERE ts >= ? ORDER BY seq LIMIT 1)`, limit).Scan(&s)
 		if err != nil {
 			return 0, store.Classify("prune changelog", err)
@@ -83,7 +83,7 @@ func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 			cutoff = max(cutoff, s.Int64-1)
 		} else {
 			// Every retained change is too old.
-			head, err := store.Head(ctx, d.Reader())
+			head, err := store.Head(ctx, l.db.Reader())
 			if err != nil {
 				return 0, err
 			}
@@ -95,7 +95,7 @@ func (d *DB) pruneCutoff(ctx context.Context, r Retention) (int64, error) {
 
 // RunRetention prunes every interval until ctx is done. upTo reports the highest seq
 // that may be pruned (the tailer's position).
-func (d *DB) RunRetention(ctx context.Context, r Retention, interval time.Duration, upTo func() int64, log *slog.Logger) {
+func (l *Log) RunRetention(ctx context.Context, r Retention, interval time.Duration, upTo func() int64, log *slog.Logger) {
 	if !r.Enabled() {
 		return
 	}
@@ -105,7 +105,7 @@ func (d *DB) RunRetention(ctx context.Context, r Retention, interval time.Durati
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if n, err := d.Prune(ctx, r, upTo()); err != nil && ctx.Err() == nil {
+		if n, err := l.Prune(ctx, r, upTo()); err != nil && ctx.Err() == nil {
 			log.Warn("prune changelog", "err", err)
 		} else if n > 0 {
 			log.Debug("pruned changelog", "rows", n)
