@@ -18,6 +18,9 @@ type Options struct {
 	// Tables limits capture to these tables; empty means every user table, including
 	// tables created later.
 	Tables []string
+	// Poll is how often Schema.Run reads the schema version when nothing pokes it.
+	// Default DefaultPoll.
+	Poll time.Duration
 	// Logger receives what the schema watcher and the syncer have to say. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -31,6 +34,7 @@ type Options struct {
 type Schema struct {
 	db    *store.DB
 	scope []string
+	poll  time.Duration
 	log   *slog.Logger
 
 	snap atomic.Pointer[snapshot]
@@ -54,7 +58,10 @@ func NewSchema(db *store.DB, opts Options) *Schema {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Schema{db: db, scope: opts.Tables, log: opts.Logger, notify: make(chan struct{}), poke: make(chan struct{}, 1)}
+	if opts.Poll <= 0 {
+		opts.Poll = DefaultPoll
+	}
+	s := &Schema{db: db, scope: opts.Tables, poll: opts.Poll, log: opts.Logger, notify: make(chan struct{}), poke: make(chan struct{}, 1)}
 	s.snap.Store(&snapshot{version: -1})
 	return s
 }
@@ -129,10 +136,10 @@ func (s *Schema) Refresh(ctx context.Context) error {
 	return nil
 }
 
-// PollInterval is how often Run reads the schema version when nothing pokes it, so
+// DefaultPoll is how often Run reads the schema version when nothing pokes it, so
 // that REST's view of the tables, and trigger sync, follow a schema change within
 // this even where nothing tails the changelog.
-const PollInterval = time.Second
+const DefaultPoll = time.Second
 
 // Poke makes Run look at the schema version now rather than at its next poll. The
 // tailer pokes when it sees PRAGMA schema_version move, so a new table is captured
@@ -145,11 +152,11 @@ func (s *Schema) Poke() {
 }
 
 // Run keeps the snapshot current until ctx is done: whenever it is poked, and every
-// PollInterval, it reads PRAGMA schema_version (one page read, however large the
+// Options.Poll, it reads PRAGMA schema_version (one page read, however large the
 // schema) and refreshes the snapshot if the version moved. A failure is logged once
 // when it begins and once when it ends, and retried at the next poll.
 func (s *Schema) Run(ctx context.Context) error {
-	t := time.NewTicker(PollInterval)
+	t := time.NewTicker(s.poll)
 	defer t.Stop()
 	var fails episode
 	for {

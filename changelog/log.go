@@ -1,9 +1,10 @@
-// Package changelog reads what capture wrote: it tails sqlws_changes in seq order and
-// hands each change, encoded once as its protocol record, to the fan-out (Tailer);
-// it reads ranges of it for subscribers catching up and for GET /api/changes, never
-// stepping over a hole (Log, the fanout.Source); it follows the tables recorded as
-// dropped; and it bounds the log's size (Retention). It watches the WAL file so that
-// other programs' commits are read at once without polling fast.
+// Package changelog owns sqlws_changes once capture has written to it: the Tailer,
+// which reads new changes in seq order as they commit (watching the WAL file, so that
+// other programs' commits are read at once without polling fast), encodes each once
+// as its protocol record and hands it to the fan-out, along with the tables recorded
+// as dropped; the range reads of subscribers catching up and of GET /api/changes,
+// which never step over a hole (Log, the fan-out's Source); and Retention, which
+// bounds the log's size.
 package changelog
 
 import (

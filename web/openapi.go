@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/sqlws/sqlws/capture"
-	"github.com/sqlws/sqlws/db"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/query"
 )
 
 // obj is a JSON object in the OpenAPI document.
@@ -211,7 +211,7 @@ func openAPIDoc(tables []models.Table) obj {
 				writeProps[c.Name] = columnSchema(c, t)
 			}
 			switch c.Name {
-			case db.ParamLimit, db.ParamAfter, db.ParamOrder, db.ParamSelect:
+			case query.ParamLimit, query.ParamAfter, query.ParamOrder, query.ParamSelect:
 				continue // reserved query parameters
 			}
 			filterParams = append(filterParams, obj{
@@ -235,7 +235,7 @@ func openAPIDoc(tables []models.Table) obj {
 		}
 		keyParam := obj{"name": "key", "in": "path", "required": true, "schema": obj{"type": "string"}, "description": keyDesc}
 		listParams := append([]any{
-			obj{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": db.MaxLimit, "default": db.DefaultLimit}},
+			obj{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": query.MaxLimit, "default": query.DefaultLimit}},
 			obj{"name": "after", "in": "query", "schema": obj{"type": "string"}, "description": "the next cursor of the previous page"},
 			obj{"name": "order", "in": "query", "schema": obj{"type": "string"}, "description": "col.asc|desc[.nullsfirst|nullslast], comma-separated"},
 			obj{"name": "select", "in": "query", "schema": obj{"type": "string"}, "description": "comma-separated columns"},

@@ -1,4 +1,4 @@
-package db
+package query
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ func modelsColumn(name string) models.Column { return models.Column{Name: name, 
 func TestParseFilter(t *testing.T) {
 	tests := []struct {
 		expr    string
-		op      string
+		op      Op
 		values  []string
 		errCode string
 	}{
@@ -243,7 +243,7 @@ func FuzzParseFilter(f *testing.F) {
 			if len(flt.Values) != 1 {
 				t.Fatalf("%s with %d values", flt.Op, len(flt.Values))
 			}
-			if !strings.HasPrefix(expr, flt.Op+".") {
+			if !strings.HasPrefix(expr, string(flt.Op)+".") {
 				t.Fatalf("op %s from %q", flt.Op, expr)
 			}
 		case OpIn:
@@ -259,7 +259,7 @@ func FuzzParseFilter(f *testing.F) {
 				t.Fatalf("in round trip: %q → %q → %q", expr, flt.Values, again.Values)
 			}
 		case OpIs:
-			if len(flt.Values) != 1 || (flt.Values[0] != isNull && flt.Values[0] != notNull) {
+			if len(flt.Values) != 1 || (flt.Values[0] != IsNull && flt.Values[0] != IsNotNull) {
 				t.Fatalf("is with %q", flt.Values)
 			}
 		default:

@@ -1,66 +1,39 @@
-package db_test
+package capture_test
 
 import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/sqlws/sqlws/capture"
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
 )
 
-// open opens, migrates and installs triggers on the database at path.
-func open(t testing.TB, path string, opts db.Options) *db.DB {
+// open opens the database at path and installs sqlws in it, as sqlws serve does.
+func open(t testing.TB, path string, opts testdb.Options) *testdb.DB {
 	t.Helper()
-	ctx := context.Background()
-	d, err := db.Open(ctx, path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	if _, err := d.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return testdb.Install(t, path, opts)
 }
 
-func readAll(t testing.TB, d *db.DB, after int64) []models.Change {
+// readAll reads every change after after.
+func readAll(t testing.TB, d *testdb.DB, after int64) []models.Change {
 	t.Helper()
-	enc, err := d.ReadChanges(context.Background(), after, 100000, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]models.Change, len(enc))
-	for i, e := range enc {
-		if err := json.Unmarshal(e.JSON, &out[i]); err != nil {
-			t.Fatalf("record %d is not valid JSON: %v\n%s", e.Seq, err, e.JSON)
-		}
-		if out[i].Seq != e.Seq || out[i].Table != e.Table {
-			t.Fatalf("record %s disagrees with its envelope seq=%d table=%q", e.JSON, e.Seq, e.Table)
-		}
-	}
-	return out
+	return d.ReadAll(t, after)
 }
 
 func TestSyncTriggersIdempotentAndRegenerates(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, x TEXT); CREATE TABLE b(k TEXT, v BLOB);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	ctx := context.Background()
 
-	res, err := d.SyncTriggers(ctx)
+	res, err := d.Syncer.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +45,7 @@ func TestSyncTriggersIdempotentAndRegenerates(t *testing.T) {
 	}
 
 	testenv.SQLite(t, path, `ALTER TABLE a ADD COLUMN y INTEGER DEFAULT 7;`)
-	res, err = d.SyncTriggers(ctx)
+	res, err = d.Syncer.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,17 +60,17 @@ func TestSyncTriggersIdempotentAndRegenerates(t *testing.T) {
 
 	// Dropping a table drops its triggers with it; the next sync forgets the table.
 	testenv.SQLite(t, path, `DROP TABLE b;`)
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Syncer.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if d.Tracked("b") || !d.Tracked("a") {
-		t.Fatalf("tracked after DROP TABLE b: a=%v b=%v", d.Tracked("a"), d.Tracked("b"))
+	if d.Schema.Tracked("b") || !d.Schema.Tracked("a") {
+		t.Fatalf("tracked after DROP TABLE b: a=%v b=%v", d.Schema.Tracked("a"), d.Schema.Tracked("b"))
 	}
 }
 
 func TestStorageClassesRoundTripFromCLI(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE v(id INTEGER PRIMARY KEY, x);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	testenv.SQLite(t, path, `INSERT INTO v(id, x) VALUES
 		(1, 9223372036854775807), (2, -9223372036854775808), (3, 0.1 + 0.2), (4, 1e300),
 		(5, 9e999), (6, -9e999), (7, 'héllo "q" 😀'||char(10)||'x'), (8, NULL), (9, x'00ff10'),
@@ -134,7 +107,7 @@ func TestKeysAndOddIdentifiers(t *testing.T) {
 		CREATE TABLE kv (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 		CREATE TABLE plain (a, b);
 		CREATE TABLE shadow (rowid TEXT, _rowid_ TEXT, v);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	testenv.SQLite(t, path, `
 		INSERT INTO "we""ird 'tab' select" VALUES (3, 'x y', 'ü');
 		INSERT INTO kv VALUES ('k1', 1); UPDATE kv SET v = 2 WHERE k = 'k1';
@@ -165,17 +138,17 @@ func TestConcurrentInstallOnOneFile(t *testing.T) {
 	for range 4 {
 		wg.Go(func() {
 			ctx := context.Background()
-			d, err := db.Open(ctx, path, db.Options{})
+			d, err := testdb.OpenErr(path, testdb.Options{})
 			if err != nil {
 				errs <- err
 				return
 			}
 			defer d.Close()
-			if err := d.Migrate(ctx); err != nil {
+			if err := d.Store.Migrate(ctx); err != nil {
 				errs <- err
 				return
 			}
-			if _, err := d.SyncTriggers(ctx); err != nil {
+			if _, err := d.Syncer.Sync(ctx); err != nil {
 				errs <- err
 			}
 		})
@@ -197,226 +170,16 @@ func TestConcurrentInstallOnOneFile(t *testing.T) {
 	}
 }
 
-func TestUninstallAndMigrateDownLeaveWritesWorking(t *testing.T) {
-	for _, mode := range []string{"uninstall", "down"} {
-		t.Run(mode, func(t *testing.T) {
-			path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, v);`)
-			d := open(t, path, db.Options{})
-			testenv.SQLite(t, path, "INSERT INTO a(v) VALUES (1);")
-			var err error
-			if mode == "uninstall" {
-				err = d.Uninstall(context.Background())
-			} else {
-				// Each step down drops the capture triggers first, so writes keep working
-				// at every step; all steps down remove every sqlws object.
-				st, _ := d.MigrateStatus(context.Background())
-				for range st {
-					if err = d.MigrateDown(context.Background()); err != nil {
-						break
-					}
-					testenv.SQLite(t, path, "INSERT INTO a(v) VALUES (0); DELETE FROM a WHERE v = 0;")
-				}
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			left := testenv.SQLite(t, path, "SELECT type || ' ' || name FROM sqlite_master WHERE name LIKE 'sqlws%' AND name != 'sqlws_goose_version';")
-			if strings.TrimSpace(left) != "" {
-				t.Fatalf("%s left sqlws objects:\n%s", mode, left)
-			}
-			// The application's writes must keep working, and its rows stay.
-			testenv.SQLite(t, path, "INSERT INTO a(v) VALUES (2);")
-			if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM a;"); n != 2 {
-				t.Fatalf("rows = %d, want 2", n)
-			}
-		})
-	}
-}
-
-func TestTailerDeliversConcurrentWritersInOrder(t *testing.T) {
-	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, w INTEGER, i INTEGER);`)
-	d := open(t, path, db.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan []models.Encoded, 1024)
-	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, db.TailerOptions{Batch: 37})
-	done := make(chan struct{})
-	go func() { tl.Run(ctx); close(done) }()
-
-	const writers, each = 4, 50
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Go(func() {
-			var sql strings.Builder
-			for i := range each {
-				fmt.Fprintf(&sql, "INSERT INTO a(w, i) VALUES (%d, %d);\n", w, i)
-			}
-			if _, err := testenv.RunSQLite(path, sql.String()); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	// And writes through sqlws's own writer connection at the same time.
-	wg.Go(func() {
-		for i := range each {
-			err := d.Write(ctx, "test insert", func(tx *sql.Tx) error {
-				_, err := tx.ExecContext(ctx, "INSERT INTO a(w, i) VALUES (99, ?)", i)
-				return err
-			})
-			if err != nil {
-				t.Error(err)
-			}
-		}
-	})
-	wg.Wait()
-	want := int64((writers + 1) * each)
-	var last int64
-	deadline := time.After(30 * time.Second)
-	for last < want {
-		select {
-		case b := <-got:
-			for _, e := range b {
-				if e.Seq != last+1 {
-					t.Fatalf("seq %d after %d", e.Seq, last)
-				}
-				last = e.Seq
-			}
-		case <-deadline:
-			t.Fatalf("tailer delivered up to %d of %d", last, want)
-		}
-	}
-	cancel()
-	<-done
-	if tl.Last() != want {
-		t.Fatalf("Last = %d, want %d", tl.Last(), want)
-	}
-}
-
-func TestPruneByCountAndAge(t *testing.T) {
-	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
-	d := open(t, path, db.Options{})
-	ctx := context.Background()
-	testenv.SQLite(t, path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1200) INSERT INTO a SELECT i FROM n;")
-
-	// Nothing past upTo is pruned, whatever the bounds say.
-	n, err := d.Prune(ctx, db.Retention{MaxCount: 100, Batch: 64}, 50)
-	if err != nil || n != 50 {
-		t.Fatalf("prune up to 50: n=%d err=%v", n, err)
-	}
-	n, err = d.Prune(ctx, db.Retention{MaxCount: 100, Batch: 64}, 1200)
-	if err != nil || n != 1050 {
-		t.Fatalf("prune to 100: n=%d err=%v", n, err)
-	}
-	pos, err := d.Position(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if pos.Head != 1200 || pos.Oldest != 1101 {
-		t.Fatalf("position %+v, want head 1200 oldest 1101", pos)
-	}
-	// Age: make the first 40 retained changes old.
-	testenv.SQLite(t, path, "UPDATE sqlws_changes SET ts = 0 WHERE seq <= 1140;")
-	if n, err = d.Prune(ctx, db.Retention{MaxAge: time.Hour}, 1200); err != nil || n != 40 {
-		t.Fatalf("prune by age: n=%d err=%v", n, err)
-	}
-	// Everything too old: the log empties but the head, and so seq, never goes back.
-	testenv.SQLite(t, path, "UPDATE sqlws_changes SET ts = 0;")
-	if _, err = d.Prune(ctx, db.Retention{MaxAge: time.Hour}, 1200); err != nil {
-		t.Fatal(err)
-	}
-	pos, _ = d.Position(ctx)
-	if pos.Head != 1200 || pos.Oldest != 1201 {
-		t.Fatalf("after pruning all: %+v, want head 1200 oldest 1201", pos)
-	}
-	testenv.SQLite(t, path, "INSERT INTO a VALUES (5000);")
-	if _, err := d.ReadChanges(ctx, 0, 10, 0); !errors.Is(err, models.ErrGap) {
-		t.Fatalf("reading from 0 across the pruned changes: %v, want models.ErrGap", err)
-	}
-	if ch := readAll(t, d, 1200); len(ch) != 1 || ch[0].Seq != 1201 {
-		t.Fatalf("after pruning all, next change = %+v, want seq 1201", ch)
-	}
-}
-
-// With the safety-net poll off (an hour), commits of other processes still reach the
-// tailer: the WAL watch, one-shot and re-armed before every poll, must wake it for each
-// one. Two writers take turns: a connection held open and sqlite3 CLI runs. (sqlws's
-// own connections keep the WAL file in place; TestWALWatcher covers its re-creation.)
-func TestTailerWakesForEveryOutsideCommit(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the WAL watch is Linux-only; elsewhere the tailer polls")
-	}
-	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, v INTEGER);`)
-	d := open(t, path, db.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan int64, 1024)
-	tl := d.NewTailer(0, func(b []models.Encoded) {
-		for _, e := range b {
-			got <- e.Seq
-		}
-	}, db.TailerOptions{IdlePoll: time.Hour})
-	done := make(chan struct{})
-	go func() { tl.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-
-	w, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	w.SetMaxOpenConns(1)
-	var seq int64
-	expect := func(how string) {
-		t.Helper()
-		seq++
-		select {
-		case s := <-got:
-			if s != seq {
-				t.Fatalf("%s: seq %d, want %d", how, s, seq)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%s: commit %d never reached the tailer (missed wake-up)", how, seq)
-		}
-	}
-	for i := range 10 {
-		// After each wake-up the tailer re-polls for a while (2, 4, … 64 ms later) in
-		// case the commit that woke it was not visible yet. Writing after those polls
-		// is the point of the test: only the watch can notice this commit. (Sleeping
-		// too little would only let the test pass without the watch, never fail.)
-		time.Sleep(150 * time.Millisecond)
-		if i%2 == 0 {
-			if _, err := w.Exec("INSERT INTO a(v) VALUES (?)", i); err != nil {
-				t.Fatal(err)
-			}
-			expect("held connection")
-		} else {
-			testenv.SQLite(t, path, fmt.Sprintf("INSERT INTO a(v) VALUES (%d);", i))
-			expect("sqlite3 CLI")
-		}
-	}
-}
-
-func TestStreamIDStableAcrossReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "s.db")
-	d1 := open(t, path, db.Options{})
-	id := d1.StreamID()
-	d1.Close()
-	d2 := open(t, path, db.Options{})
-	if id == "" || d2.StreamID() != id {
-		t.Fatalf("stream id %q then %q", id, d2.StreamID())
-	}
-}
-
 func TestTablesFlagRejectsUnknown(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
-	d, err := db.Open(context.Background(), path, db.Options{Tables: []string{"a", "nope"}})
+	d, err := testdb.OpenErr(path, testdb.Options{Tables: []string{"a", "nope"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	d.Migrate(context.Background())
-	res, err := d.SyncTriggers(context.Background())
-	if err != nil || len(res.Missing) != 1 || res.Missing[0] != "nope" || !d.Tracked("a") {
+	d.Store.Migrate(context.Background())
+	res, err := d.Syncer.Sync(context.Background())
+	if err != nil || len(res.Missing) != 1 || res.Missing[0] != "nope" || !d.Schema.Tracked("a") {
 		t.Fatalf("res = %+v, err = %v; want nope missing and a tracked", res, err)
 	}
 }
@@ -426,7 +189,7 @@ func TestTablesFlagRejectsUnknown(t *testing.T) {
 func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE, n INT, a TEXT, b TEXT, j TEXT, UNIQUE(a, b));
 		CREATE UNIQUE INDEX uj ON u(j COLLATE NOCASE);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	testenv.SQLite(t, path, `
 		INSERT INTO u VALUES (1, 'a', 0, 'x', 'y', NULL), (2, 'b', 0, 'p', 'q', NULL);
 		REPLACE INTO u VALUES (3, 'b', 0, NULL, NULL, NULL);          -- removes 2 (email)
@@ -485,7 +248,7 @@ func TestReplaceConflictDeletesAreCaptured(t *testing.T) {
 // triggers' SQL.
 func TestEveryClassInEveryAffinity(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, i INTEGER, t TEXT, r REAL, n NUMERIC, b BLOB, u);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	vals := []string{"7", "-2.5", "'txt'", "'12'", "x'0aff'", "NULL", "1e300", "-1e-310", "9e999", "0.1", "json('[1]')"}
 	var sql strings.Builder
 	for i, v := range vals {
@@ -577,7 +340,7 @@ func TestWideTableWritableFromOldCLI(t *testing.T) {
 		}
 	}
 	path := testenv.NewDB(t, "CREATE TABLE w(id INTEGER PRIMARY KEY, "+strings.Join(cols, ", ")+");")
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	testenv.SQLite(t, path, "INSERT INTO w VALUES (1, "+strings.Join(vals, ", ")+"); UPDATE w SET \"c0 \"\"q\"\"\" = 5 WHERE id = 1;")
 	ch := readAll(t, d, 0)
 	if len(ch) != 2 {
@@ -611,7 +374,7 @@ var wideReals = map[int][2]string{
 // extreme exponents, arrive as JSON numbers that parse back to the same bits.
 func TestRealsFromCLIAreExact(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE f(id INTEGER PRIMARY KEY, v);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	var sql strings.Builder
 	var want []float64
@@ -656,91 +419,6 @@ func TestRealsFromCLIAreExact(t *testing.T) {
 	}
 }
 
-// A trigger sync that fails (the write lock held past the busy timeout) is retried,
-// so a table created meanwhile still gets captured.
-func TestTailerRetriesFailedSync(t *testing.T) {
-	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
-	logs := &logLines{ch: make(chan string, 64)}
-	d := open(t, path, db.Options{BusyTimeout: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-
-	// Another program creates a table and then holds the write lock, so the first
-	// sync after it, which would install the new table's triggers, times out.
-	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	other.SetMaxOpenConns(1)
-	if _, err := other.Exec("CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
-		t.Fatal(err)
-	}
-	hold, err := other.Begin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := hold.Exec("INSERT INTO a DEFAULT VALUES"); err != nil { // takes the write lock
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	got := make(chan []models.Encoded, 16)
-	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, db.TailerOptions{})
-	done := make(chan struct{})
-	go func() { tl.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	runCapture(t, ctx, d)
-
-	logs.waitFor(t, "sync capture triggers after a schema change; will retry")
-	if n := testenv.SQLiteInt(t, path, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'b';"); n != 0 {
-		t.Fatal("sync succeeded while another connection held the write lock")
-	}
-	if err := hold.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitTriggers(t, path, "b")
-	testenv.SQLite(t, path, "INSERT INTO b(v) VALUES ('captured');")
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case batch := <-got:
-			for _, e := range batch {
-				if e.Table == "b" {
-					return
-				}
-			}
-		case <-deadline:
-			t.Fatal("the insert into b was not captured after the lock was released")
-		}
-	}
-}
-
-// logLines is an io.Writer for a slog handler that hands each line to a channel.
-type logLines struct{ ch chan string }
-
-func (l *logLines) Write(p []byte) (int, error) {
-	select {
-	case l.ch <- string(p):
-	default: // never block the logger
-	}
-	return len(p), nil
-}
-
-func (l *logLines) waitFor(t *testing.T, substr string) {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case line := <-l.ch:
-			if strings.Contains(line, substr) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("no log line with %q within 10s", substr)
-		}
-	}
-}
-
 // The triggers skip the type dispatch for columns that can only hold INTEGER, TEXT or
 // NULL (the rowid alias; INT, INTEGER and TEXT columns of STRICT tables). This checks
 // those shortcuts never apply where another storage class can appear: the DESC quirk
@@ -758,7 +436,7 @@ func TestPlainColumnShortcuts(t *testing.T) {
 		CREATE TABLE q (id INTEGER PRIMARY KEY DESC, v);
 		CREATE TABLE g (id INTEGER PRIMARY KEY, a INTEGER, b TEXT AS (x'00'), r INTEGER AS (a / 2.0) STORED) STRICT;
 		`+wide.String())
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	testenv.SQLite(t, path, `
 		INSERT INTO s VALUES (1, 42, 'x"y', 0.1, x'ab', 1.5), (2, NULL, NULL, NULL, NULL, x'00');
 		INSERT INTO q VALUES ('text-key', 1), (7.5, 2);
@@ -814,78 +492,4 @@ func TestPlainColumnShortcuts(t *testing.T) {
 	if row["id"] != 9.0 || row["c0"] != "first" || row["c69"] != nil || len(row) != 71 {
 		t.Errorf("wide row image = %s", ch[4].New)
 	}
-}
-
-// runCapture runs d's schema watcher and trigger syncer, as sqlws serve does, until
-// ctx is done; the test waits for them to stop.
-func runCapture(t *testing.T, ctx context.Context, d *db.DB) {
-	t.Helper()
-	var wg sync.WaitGroup
-	wg.Go(func() { d.Schema().Run(ctx) })
-	wg.Go(func() { d.Syncer().Run(ctx) })
-	t.Cleanup(wg.Wait)
-}
-
-// REST's view of the tables does not depend on the tailer: without one, the schema
-// watcher notices a new table within its poll, and the syncer captures it.
-func TestSchemaFollowsWithoutTailer(t *testing.T) {
-	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
-	d := open(t, path, db.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	runCapture(t, ctx, d)
-	testenv.SQLite(t, path, `CREATE TABLE b(id INTEGER PRIMARY KEY);`)
-	testenv.WaitFor(t, 10*time.Second, "the schema to show the new table", func() bool { return d.Tracked("b") })
-	testenv.WaitTriggers(t, path, "b")
-}
-
-// With the tailer running, a table created by another program gets its triggers
-// within milliseconds of the commit: the tailer sees schema_version move and pokes
-// the schema watcher, which wakes the syncer; none of them waits for a poll.
-func TestNewTableCapturedPromptly(t *testing.T) {
-	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
-	d := open(t, path, db.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	tl := d.NewTailer(0, func([]models.Encoded) {}, db.TailerOptions{})
-	done := make(chan struct{})
-	go func() { tl.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	runCapture(t, ctx, d)
-
-	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	other.SetMaxOpenConns(1)
-	time.Sleep(300 * time.Millisecond) // past the tailer's start-up re-polls
-	var worst time.Duration
-	for i := range 3 {
-		table := fmt.Sprintf("t%d", i)
-		start := time.Now()
-		if _, err := other.Exec("CREATE TABLE " + table + "(id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			var n int
-			if err := other.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", table).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n >= 3 {
-				break
-			}
-			if time.Since(start) > 10*time.Second {
-				t.Fatalf("%s: no triggers 10s after it was created", table)
-			}
-			time.Sleep(time.Millisecond)
-		}
-		worst = max(worst, time.Since(start))
-	}
-	// Milliseconds when the machine is quiet; the bound only has to tell the poke
-	// from the schema watcher's one-second poll, on a busy machine under -race.
-	if worst >= capture.PollInterval/2 {
-		t.Fatalf("a new table took %v to get its triggers; the tailer's poke should make it milliseconds", worst)
-	}
-	t.Logf("slowest of 3 new tables captured in %v", worst)
 }

@@ -1,4 +1,4 @@
-package db_test
+package capture_test
 
 import (
 	"context"
@@ -6,8 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 )
 
@@ -20,13 +22,13 @@ func triggersOn(t *testing.T, path, table string) string {
 		testenv.QuoteLiteral(table)+" ORDER BY name;")
 }
 
-// TestPauseDropColumnResume is the whole recipe at the db level: pause, a DROP COLUMN
+// TestPauseDropColumnResume is the whole recipe below the command line: pause, a DROP COLUMN
 // that capture triggers would refuse, writes refused meanwhile (from the CLI and
 // through the CRUD layer, as 503 capture_paused), a server's sync leaving the pause
 // alone, resume for the new shape, and a sync that then changes nothing.
 func TestPauseDropColumnResume(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, c TEXT, u TEXT UNIQUE); CREATE TABLE other(id INTEGER PRIMARY KEY);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	ctx := context.Background()
 	testenv.SQLite(t, path, "INSERT INTO t(a, c) VALUES ('before', 'c1');")
 
@@ -34,12 +36,12 @@ func TestPauseDropColumnResume(t *testing.T) {
 	if _, err := testenv.RunSQLite(path, "ALTER TABLE t DROP COLUMN c;"); err == nil {
 		t.Fatal("DROP COLUMN succeeded with capture triggers naming the column; the test premise is gone")
 	}
-	paused, err := d.PauseCapture(ctx, "t")
+	paused, err := capture.Pause(ctx, d.Store, "t")
 	if err != nil || !paused {
-		t.Fatalf("PauseCapture = %v, %v", paused, err)
+		t.Fatalf("Pause = %v, %v", paused, err)
 	}
-	if again, err := d.PauseCapture(ctx, "t"); err != nil || again {
-		t.Fatalf("second PauseCapture = %v, %v, want a no-op", again, err)
+	if again, err := capture.Pause(ctx, d.Store, "t"); err != nil || again {
+		t.Fatalf("second Pause = %v, %v, want a no-op", again, err)
 	}
 	trg := triggersOn(t, path, "t")
 	for _, want := range []string{"sqlws_paused_insert_t", "sqlws_paused_update_t", "sqlws_paused_delete_t"} {
@@ -52,7 +54,7 @@ func TestPauseDropColumnResume(t *testing.T) {
 	}
 
 	// A server's sync keeps the pause, and reports it.
-	res, err := d.SyncTriggers(ctx)
+	res, err := d.Syncer.Sync(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func TestPauseDropColumnResume(t *testing.T) {
 			t.Fatalf("%s while paused: %v, want the guard's message", stmt, err)
 		}
 	}
-	_, err = d.CreateRow(ctx, "t", db.Values{"a": "rest"})
+	_, err = d.CRUD.CreateRow(ctx, "t", crud.Values{"a": "rest"})
 	if kind, code, msg := errors.Public(err); kind != errors.Unavailable || code != "capture_paused" || !strings.Contains(msg, guardMsg) {
 		t.Fatalf("REST write while paused: %v %q %q", kind, code, msg)
 	}
@@ -79,25 +81,25 @@ func TestPauseDropColumnResume(t *testing.T) {
 
 	testenv.SQLite(t, path, "ALTER TABLE t DROP COLUMN c;")
 	// The sync after the schema change refreshes the shape for reads, still paused.
-	if res, err = d.SyncTriggers(ctx); err != nil || len(res.Paused) != 1 {
+	if res, err = d.Syncer.Sync(ctx); err != nil || len(res.Paused) != 1 {
 		t.Fatalf("sync after DROP COLUMN: %+v, %v", res, err)
 	}
-	if tbl, _ := d.Table("t"); len(tbl.Columns) != 3 {
+	if tbl, _ := d.Schema.Table("t"); len(tbl.Columns) != 3 {
 		t.Fatalf("cached shape after DROP COLUMN: %+v", tbl.Columns)
 	}
 
-	rr, err := d.ResumeCapture(ctx, "t")
+	rr, err := capture.Resume(ctx, d.Store, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(rr.Columns, ",") != "id,a,u" {
 		t.Fatalf("resumed columns %v", rr.Columns)
 	}
-	if _, err := d.ResumeCapture(ctx, "t"); err == nil || !strings.Contains(err.Error(), "not paused") {
+	if _, err := capture.Resume(ctx, d.Store, "t"); err == nil || !strings.Contains(err.Error(), "not paused") {
 		t.Fatalf("second resume: %v", err)
 	}
 	// Resume installed exactly what a sync wants: the next sync changes nothing.
-	if res, err = d.SyncTriggers(ctx); err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 0 {
+	if res, err = d.Syncer.Sync(ctx); err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 0 {
 		t.Fatalf("sync after resume: %+v, %v", res, err)
 	}
 	testenv.SQLite(t, path, "INSERT INTO t(a) VALUES ('after');")
@@ -125,26 +127,26 @@ func TestPauseDropColumnResume(t *testing.T) {
 }
 
 // The printed SQL, run by the sqlite3 shell in one transaction, does exactly what
-// PauseCapture and ResumeCapture do: a sync afterwards changes nothing.
+// Pause and Resume do: a sync afterwards changes nothing.
 func TestPrintedPauseResumeSQL(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, c TEXT UNIQUE);`)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	ctx := context.Background()
 	captured := triggersOn(t, path, "t")
 
-	pause, err := d.PauseSQL(ctx, "t")
+	pause, err := capture.PauseSQL(ctx, d.Store, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.SQLite(t, path, "BEGIN IMMEDIATE;\n"+pause+"COMMIT;\n")
-	res, err := d.SyncTriggers(ctx)
+	res, err := d.Syncer.Sync(ctx)
 	if err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 1 {
-		t.Fatalf("sync after the printed pause: %+v, %v (the guards must be stored as SyncTriggers generates them)", res, err)
+		t.Fatalf("sync after the printed pause: %+v, %v (the guards must be stored as Sync generates them)", res, err)
 	}
 	if _, err := testenv.RunSQLite(path, "INSERT INTO t(a) VALUES ('x');"); err == nil || !strings.Contains(err.Error(), guardMsg) {
 		t.Fatalf("write after the printed pause: %v", err)
 	}
-	resume, err := d.ResumeSQL(ctx, "t")
+	resume, err := capture.ResumeSQL(ctx, d.Store, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,30 +154,30 @@ func TestPrintedPauseResumeSQL(t *testing.T) {
 	if got := triggersOn(t, path, "t"); got != captured {
 		t.Fatalf("triggers after the printed resume:\n%s\nwant:\n%s", got, captured)
 	}
-	if res, err := d.SyncTriggers(ctx); err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 0 {
+	if res, err := d.Syncer.Sync(ctx); err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 0 {
 		t.Fatalf("sync after the printed resume: %+v, %v", res, err)
 	}
 }
 
 func TestPauseRefusals(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE untracked(id INTEGER PRIMARY KEY);`)
-	d := open(t, path, db.Options{Tables: []string{"t"}})
+	d := open(t, path, testdb.Options{Tables: []string{"t"}})
 	ctx := context.Background()
-	if _, err := d.PauseCapture(ctx, "nope"); errors.KindOf(err) != errors.NotFound {
+	if _, err := capture.Pause(ctx, d.Store, "nope"); errors.KindOf(err) != errors.NotFound {
 		t.Fatalf("pause of a missing table: %v", err)
 	}
-	if _, err := d.PauseCapture(ctx, "untracked"); err == nil || !strings.Contains(err.Error(), "not captured") {
+	if _, err := capture.Pause(ctx, d.Store, "untracked"); err == nil || !strings.Contains(err.Error(), "not captured") {
 		t.Fatalf("pause of an uncaptured table: %v", err)
 	}
-	if _, err := d.ResumeCapture(ctx, "t"); err == nil || !strings.Contains(err.Error(), "not paused") {
+	if _, err := capture.Resume(ctx, d.Store, "t"); err == nil || !strings.Contains(err.Error(), "not paused") {
 		t.Fatalf("resume of a table that is not paused: %v", err)
 	}
 	// A table dropped while paused: resume clears the record.
-	if _, err := d.PauseCapture(ctx, "t"); err != nil {
+	if _, err := capture.Pause(ctx, d.Store, "t"); err != nil {
 		t.Fatal(err)
 	}
 	testenv.SQLite(t, path, "DROP TABLE t;")
-	if rr, err := d.ResumeCapture(ctx, "t"); err != nil || !rr.Dropped {
+	if rr, err := capture.Resume(ctx, d.Store, "t"); err != nil || !rr.Dropped {
 		t.Fatalf("resume of a dropped table: %+v, %v", rr, err)
 	}
 }
@@ -186,24 +188,24 @@ func TestPauseRefusals(t *testing.T) {
 func TestPauseAlterResumeInOneTransaction(t *testing.T) {
 	const schema = `CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT, c TEXT);`
 	path := testenv.NewDB(t, schema)
-	d := open(t, path, db.Options{})
+	d := open(t, path, testdb.Options{})
 	ctx := context.Background()
 	dev := testenv.NewDB(t, schema+"ALTER TABLE t DROP COLUMN c;")
-	devDB, err := db.Open(ctx, dev, db.Options{ReadOnly: true})
+	devDB, err := testdb.OpenErr(dev, testdb.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer devDB.Close()
-	pause, err := d.PauseSQL(ctx, "t")
+	pause, err := capture.PauseSQL(ctx, d.Store, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resume, err := devDB.ResumeSQL(ctx, "t")
+	resume, err := capture.ResumeSQL(ctx, devDB.Store, "t")
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.SQLite(t, path, "BEGIN IMMEDIATE;\n"+pause+"ALTER TABLE t DROP COLUMN c;\n"+resume+"COMMIT;\n")
-	if res, err := d.SyncTriggers(ctx); err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 0 {
+	if res, err := d.Syncer.Sync(ctx); err != nil || res.Created+res.Dropped != 0 || len(res.Paused) != 0 {
 		t.Fatalf("sync after the migration: %+v, %v", res, err)
 	}
 	testenv.SQLite(t, path, "INSERT INTO t(a) VALUES ('new shape');")

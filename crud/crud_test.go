@@ -1,4 +1,4 @@
-package db
+package crud_test
 
 import (
 	"context"
@@ -12,56 +12,55 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/query"
 	"github.com/sqlws/sqlws/store"
 )
 
 // openTestDB opens a migrated database in a temporary directory with schema applied
 // and capture triggers installed.
-func openTestDB(t testing.TB, schema string) *DB {
+func openTestDB(t testing.TB, schema string) *testdb.DB {
 	t.Helper()
 	ctx := context.Background()
-	d, err := Open(ctx, filepath.Join(t.TempDir(), "test.db"), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
+	d := testdb.Open(t, filepath.Join(t.TempDir(), "test.db"), testdb.Options{})
 	if schema != "" {
-		if _, err := d.Writer().ExecContext(ctx, schema); err != nil {
+		if _, err := d.Store.Writer().ExecContext(ctx, schema); err != nil {
 			t.Fatalf("schema: %v", err)
 		}
 	}
-	if _, err := d.Install(ctx); err != nil {
+	if _, err := d.Syncer.Install(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-func mustExec(t testing.TB, d *DB, q string, args ...any) {
+func mustExec(t testing.TB, d *testdb.DB, q string, args ...any) {
 	t.Helper()
-	if _, err := d.Writer().Exec(q, args...); err != nil {
+	if _, err := d.Store.Writer().Exec(q, args...); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
 
-func mustRow(t testing.TB, body string) Values {
+func mustRow(t testing.TB, body string) crud.Values {
 	t.Helper()
-	v, err := DecodeRow([]byte(body))
+	v, err := crud.DecodeRow([]byte(body))
 	if err != nil {
-		t.Fatalf("DecodeRow(%s): %v", body, err)
+		t.Fatalf("crud.DecodeRow(%s): %v", body, err)
 	}
 	return v
 }
 
 // lastChange returns the change record with the highest seq.
-func lastChange(t testing.TB, d *DB) models.Change {
+func lastChange(t testing.TB, d *testdb.DB) models.Change {
 	t.Helper()
-	p, err := d.Position(context.Background())
+	p, err := d.Log.Position(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := d.ReadChanges(context.Background(), p.Head-1, 1, 0)
+	enc, err := d.Log.ReadChanges(context.Background(), p.Head-1, 1, 0)
 	if err != nil || len(enc) != 1 {
 		t.Fatalf("read last change: %v (%d)", err, len(enc))
 	}
@@ -105,12 +104,12 @@ func TestValueEncodingMatchesChangeRecords(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {
 			id := i + 1
-			res, err := d.CreateRow(ctx, "v", mustRow(t, fmt.Sprintf(`{"id":%d,"x":%s}`, id, tc.in)))
+			res, err := d.CRUD.CreateRow(ctx, "v", mustRow(t, fmt.Sprintf(`{"id":%d,"x":%s}`, id, tc.in)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			var typ string
-			if err := d.Reader().QueryRow(`SELECT typeof(x) FROM v WHERE id = ?`, id).Scan(&typ); err != nil || typ != tc.typ {
+			if err := d.Store.Reader().QueryRow(`SELECT typeof(x) FROM v WHERE id = ?`, id).Scan(&typ); err != nil || typ != tc.typ {
 				t.Fatalf("stored typeof = %q (%v), want %q", typ, err, tc.typ)
 			}
 			var row map[string]json.RawMessage
@@ -133,7 +132,7 @@ func TestValueEncodingMatchesChangeRecords(t *testing.T) {
 			if string(c.New) != string(res.Row) {
 				t.Fatalf("REST row and change record differ:\nrow %s\nnew %s", res.Row, c.New)
 			}
-			got, err := d.GetRow(ctx, "v", []string{strconv.Itoa(id)})
+			got, err := d.CRUD.GetRow(ctx, "v", []string{strconv.Itoa(id)})
 			if err != nil || string(got.Row) != string(res.Row) || got.Seq != res.Seq {
 				t.Fatalf("GetRow = %s seq %d (%v), want %s seq %d", got.Row, got.Seq, err, res.Row, res.Seq)
 			}
@@ -141,7 +140,7 @@ func TestValueEncodingMatchesChangeRecords(t *testing.T) {
 	}
 
 	// Typed columns convert as SQLite's affinity says.
-	res, err := d.CreateRow(ctx, "v", mustRow(t, `{"r": 5, "s": 12, "i": "42"}`))
+	res, err := d.CRUD.CreateRow(ctx, "v", mustRow(t, `{"r": 5, "s": 12, "i": "42"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,22 +169,22 @@ func TestDecodeRowErrors(t *testing.T) {
 		{`{"a":{"$real":"NaN"}}`, "bad_value"},
 	}
 	for _, tc := range tests {
-		_, err := DecodeRow([]byte(tc.body))
+		_, err := crud.DecodeRow([]byte(tc.body))
 		if err == nil {
-			t.Errorf("DecodeRow(%q) accepted", tc.body)
+			t.Errorf("crud.DecodeRow(%q) accepted", tc.body)
 			continue
 		}
 		checkErr(t, err, errors.Invalid, tc.code)
 	}
-	v, err := DecodeRow([]byte(` {"a": 1, "b": 1.5, "c": null, "a2": 9007199254740993} `))
+	v, err := crud.DecodeRow([]byte(` {"a": 1, "b": 1.5, "c": null, "a2": 9007199254740993} `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Values{"a": int64(1), "b": 1.5, "c": nil, "a2": int64(9007199254740993)}
+	want := crud.Values{"a": int64(1), "b": 1.5, "c": nil, "a2": int64(9007199254740993)}
 	if !reflect.DeepEqual(v, want) {
 		t.Fatalf("DecodeRow = %#v, want %#v", v, want)
 	}
-	if v, err := DecodeRow([]byte(`{}`)); err != nil || len(v) != 0 {
+	if v, err := crud.DecodeRow([]byte(`{}`)); err != nil || len(v) != 0 {
 		t.Fatalf("empty object: %v %v", v, err)
 	}
 }
@@ -205,7 +204,7 @@ func ids(t testing.TB, rows []json.RawMessage, key string) []string {
 }
 
 // pageAll lists every page of q with page size limit and returns the key values.
-func pageAll(t testing.TB, d *DB, table string, q Query, limit int, key string) []string {
+func pageAll(t testing.TB, d *testdb.DB, table string, q query.Query, limit int, key string) []string {
 	t.Helper()
 	q.Limit = limit
 	var all []string
@@ -213,7 +212,7 @@ func pageAll(t testing.TB, d *DB, table string, q Query, limit int, key string) 
 		if pages > 1000 {
 			t.Fatal("pagination does not end")
 		}
-		p, err := d.ListRows(context.Background(), table, q)
+		p, err := d.CRUD.ListRows(context.Background(), table, q)
 		if err != nil {
 			t.Fatalf("ListRows(%+v): %v", q, err)
 		}
@@ -233,9 +232,9 @@ func pageAll(t testing.TB, d *DB, table string, q Query, limit int, key string) 
 
 // want runs the test's own SQL (an independent statement of the expected order) and
 // returns the values of column key as JSON text.
-func want(t testing.TB, d *DB, key, rest string) []string {
+func want(t testing.TB, d *testdb.DB, key, rest string) []string {
 	t.Helper()
-	rows, err := d.Reader().Query(`SELECT json_array(` + key + `) FROM ` + rest)
+	rows, err := d.Store.Reader().Query(`SELECT json_array(` + key + `) FROM ` + rest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +264,7 @@ func TestListPaginationOrdersAndFilters(t *testing.T) {
 		`{"a":1,"b":"é","c":1.5}`, `{"a":"","b":"","c":0.1}`, `{"a":null,"b":null,"c":null}`,
 	}
 	for _, v := range vals {
-		if _, err := d.CreateRow(ctx, "m", mustRow(t, v)); err != nil {
+		if _, err := d.CRUD.CreateRow(ctx, "m", mustRow(t, v)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -302,7 +301,7 @@ func TestListPaginationOrdersAndFilters(t *testing.T) {
 			if tc.order != "" {
 				v.Set("order", tc.order)
 			}
-			q, err := ParseQuery(v)
+			q, err := query.ParseQuery(v)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -330,16 +329,16 @@ func TestListTiebreakAndKeys(t *testing.T) {
 		mustExec(t, d, `INSERT INTO r(v) VALUES (?)`, i*10)
 	}
 	for _, limit := range []int{1, 2, 3} {
-		got := pageAll(t, d, "n", Query{}, limit, "v")
+		got := pageAll(t, d, "n", query.Query{}, limit, "v")
 		exp := want(t, d, "v", "n ORDER BY k, rowid")
 		if strings.Join(got, ",") != strings.Join(exp, ",") {
 			t.Fatalf("n limit %d: got %v, want %v", limit, got, exp)
 		}
-		got = pageAll(t, d, "w", Query{Order: []Order{{Column: "v", Desc: true}}}, limit, "v")
+		got = pageAll(t, d, "w", query.Query{Order: []query.Order{{Column: "v", Desc: true}}}, limit, "v")
 		if strings.Join(got, ",") != "4,3,2,1,0" {
 			t.Fatalf("w limit %d: got %v", limit, got)
 		}
-		got = pageAll(t, d, "r", Query{}, limit, "rowid")
+		got = pageAll(t, d, "r", query.Query{}, limit, "rowid")
 		if strings.Join(got, ",") != "1,2,3,4,5" {
 			t.Fatalf("r limit %d: got %v", limit, got)
 		}
@@ -347,34 +346,34 @@ func TestListTiebreakAndKeys(t *testing.T) {
 
 	ctx := context.Background()
 	// Composite key, WITHOUT ROWID; '3' finds INTEGER 3 by affinity.
-	res, err := d.GetRow(ctx, "w", []string{"a1", "3"})
+	res, err := d.CRUD.GetRow(ctx, "w", []string{"a1", "3"})
 	if err != nil || !strings.Contains(string(res.Row), `"v":3`) {
 		t.Fatalf("GetRow(w, a1,3) = %s, %v", res.Row, err)
 	}
-	if _, err := d.GetRow(ctx, "w", []string{"a1"}); err == nil {
+	if _, err := d.CRUD.GetRow(ctx, "w", []string{"a1"}); err == nil {
 		t.Fatal("short composite key accepted")
 	} else {
 		checkErr(t, err, errors.Invalid, "bad_key", "a, b")
 	}
-	if _, err := d.GetRow(ctx, "w", []string{"a0", "3"}); err == nil {
+	if _, err := d.CRUD.GetRow(ctx, "w", []string{"a0", "3"}); err == nil {
 		t.Fatal("missing row found")
 	} else {
 		checkErr(t, err, errors.NotFound, "not_found")
 	}
 	// rowid table: rows carry "rowid"; the key is the rowid.
-	res, err = d.GetRow(ctx, "r", []string{"2"})
+	res, err = d.CRUD.GetRow(ctx, "r", []string{"2"})
 	if err != nil || string(res.Row) != `{"rowid":2,"v":10}` {
 		t.Fatalf("GetRow(r, 2) = %s, %v", res.Row, err)
 	}
 	for _, k := range []string{"x", "2.5", "", "99"} {
-		if _, err := d.GetRow(ctx, "r", []string{k}); err == nil {
+		if _, err := d.CRUD.GetRow(ctx, "r", []string{k}); err == nil {
 			t.Fatalf("GetRow(r, %q) found a row", k)
 		} else {
 			checkErr(t, err, errors.NotFound, "not_found")
 		}
 	}
 	// Writes address rowid tables by rowid too, and may set it.
-	up, err := d.UpdateRow(ctx, "r", []string{"2"}, mustRow(t, `{"rowid": 20, "v": 11}`))
+	up, err := d.CRUD.UpdateRow(ctx, "r", []string{"2"}, mustRow(t, `{"rowid": 20, "v": 11}`))
 	if err != nil || string(up.Row) != `{"rowid":20,"v":11}` {
 		t.Fatalf("UpdateRow(r) = %s, %v", up.Row, err)
 	}
@@ -383,11 +382,11 @@ func TestListTiebreakAndKeys(t *testing.T) {
 		t.Fatalf("change %+v, want pk rowid 20 at seq %d", c, up.Seq)
 	}
 	// Update changing a composite key re-reads the row under its new key.
-	up, err = d.UpdateRow(ctx, "w", []string{"a1", "3"}, mustRow(t, `{"b": 30}`))
+	up, err = d.CRUD.UpdateRow(ctx, "w", []string{"a1", "3"}, mustRow(t, `{"b": 30}`))
 	if err != nil || string(up.Row) != `{"a":"a1","b":30,"v":3}` {
 		t.Fatalf("UpdateRow(w) = %s, %v", up.Row, err)
 	}
-	if _, err := d.GetRow(ctx, "w", []string{"a1", "30"}); err != nil {
+	if _, err := d.CRUD.GetRow(ctx, "w", []string{"a1", "30"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -410,9 +409,9 @@ func TestListErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		v, _ := url.ParseQuery(tc.q)
-		q, err := ParseQuery(v)
+		q, err := query.ParseQuery(v)
 		if err == nil {
-			_, err = d.ListRows(ctx, "t", q)
+			_, err = d.CRUD.ListRows(ctx, "t", q)
 		}
 		if err == nil {
 			t.Errorf("%s accepted", tc.q)
@@ -421,36 +420,36 @@ func TestListErrors(t *testing.T) {
 		checkErr(t, err, tc.kind, tc.code, tc.name)
 	}
 	// A cursor of the wrong shape for this order is refused.
-	if _, err := d.ListRows(ctx, "t", Query{After: "WzEsMl0"}); err == nil { // [1,2]
+	if _, err := d.CRUD.ListRows(ctx, "t", query.Query{After: "WzEsMl0"}); err == nil { // [1,2]
 		t.Error("cursor with two values accepted for a one-column sort key")
 	} else {
 		checkErr(t, err, errors.Invalid, "bad_cursor")
 	}
-	if _, err := d.ListRows(ctx, "nope", Query{}); err == nil {
+	if _, err := d.CRUD.ListRows(ctx, "nope", query.Query{}); err == nil {
 		t.Error("unknown table listed")
 	} else {
 		checkErr(t, err, errors.NotFound, "unknown_table", "nope")
 	}
 	// A quoted column name works through every path.
-	res, err := d.CreateRow(ctx, "t", mustRow(t, `{"we\"ird": "ok"}`))
+	res, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"we\"ird": "ok"}`))
 	if err != nil || string(res.Row) != `{"id":1,"we\"ird":"ok","g":2}` {
 		t.Fatalf("CreateRow = %s, %v", res.Row, err)
 	}
 	v, _ := url.ParseQuery(`select="we\"ird"&order="we\"ird".desc&we"ird=eq.ok`)
-	q, err := ParseQuery(v)
+	q, err := query.ParseQuery(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := d.ListRows(ctx, "t", q)
+	p, err := d.CRUD.ListRows(ctx, "t", q)
 	if err != nil || len(p.Rows) != 1 || string(p.Rows[0]) != `{"we\"ird":"ok"}` {
 		t.Fatalf("ListRows = %+v, %v", p, err)
 	}
-	if _, err := d.CreateRow(ctx, "t", mustRow(t, `{"g": 1}`)); err == nil {
+	if _, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"g": 1}`)); err == nil {
 		t.Fatal("generated column written")
 	} else {
 		checkErr(t, err, errors.Invalid, "generated_column", "g")
 	}
-	if _, err := d.UpdateRow(ctx, "t", []string{"1"}, Values{}); err == nil {
+	if _, err := d.CRUD.UpdateRow(ctx, "t", []string{"1"}, crud.Values{}); err == nil {
 		t.Fatal("empty update accepted")
 	} else {
 		checkErr(t, err, errors.Invalid, "bad_request")
@@ -491,7 +490,7 @@ func TestConstraintErrors(t *testing.T) {
 		{"t", `{"nope":1}`, errors.Invalid, "unknown_column", []string{"nope"}},
 	}
 	for _, tc := range tests {
-		_, err := d.CreateRow(ctx, tc.table, mustRow(t, tc.body))
+		_, err := d.CRUD.CreateRow(ctx, tc.table, mustRow(t, tc.body))
 		if err == nil {
 			t.Errorf("%s %s accepted", tc.table, tc.body)
 			continue
@@ -503,26 +502,26 @@ func TestConstraintErrors(t *testing.T) {
 		}
 	}
 	// The same through UPDATE.
-	if _, err := d.CreateRow(ctx, "t", mustRow(t, `{"id":2,"email":"b@x"}`)); err != nil {
+	if _, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"id":2,"email":"b@x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	before := lastSeq(t, d)
-	_, err := d.UpdateRow(ctx, "t", []string{"2"}, mustRow(t, `{"email":"a@x"}`))
+	_, err := d.CRUD.UpdateRow(ctx, "t", []string{"2"}, mustRow(t, `{"email":"a@x"}`))
 	checkErr(t, err, errors.Conflict, "unique_violation", "email")
-	_, err = d.UpdateRow(ctx, "t", []string{"2"}, mustRow(t, `{"id":1}`))
+	_, err = d.CRUD.UpdateRow(ctx, "t", []string{"2"}, mustRow(t, `{"id":1}`))
 	checkErr(t, err, errors.Conflict, "primary_key_violation", "id")
-	_, err = d.UpdateRow(ctx, "t", []string{"3"}, mustRow(t, `{"email":"c@x"}`))
+	_, err = d.CRUD.UpdateRow(ctx, "t", []string{"3"}, mustRow(t, `{"email":"c@x"}`))
 	checkErr(t, err, errors.NotFound, "not_found")
-	_, err = d.DeleteRow(ctx, "t", []string{"3"})
+	_, err = d.CRUD.DeleteRow(ctx, "t", []string{"3"})
 	checkErr(t, err, errors.NotFound, "not_found")
 	if got := lastSeq(t, d); got != before {
 		t.Fatalf("failed writes moved the head from %d to %d", before, got)
 	}
 }
 
-func lastSeq(t testing.TB, d *DB) int64 {
+func lastSeq(t testing.TB, d *testdb.DB) int64 {
 	t.Helper()
-	h, err := store.Head(context.Background(), d.Reader())
+	h, err := store.Head(context.Background(), d.Store.Reader())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,7 +537,7 @@ func TestWriteSeqIsLastChange(t *testing.T) {
 			UPDATE t SET updated = 1 WHERE id = NEW.id;
 		END;`)
 	ctx := context.Background()
-	res, err := d.CreateRow(ctx, "t", mustRow(t, `{"v":"x"}`))
+	res, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"v":"x"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +549,7 @@ func TestWriteSeqIsLastChange(t *testing.T) {
 	if string(res.Row) != `{"id":1,"v":"x","updated":1}` {
 		t.Fatalf("row %s", res.Row)
 	}
-	seq, err := d.DeleteRow(ctx, "t", []string{"1"})
+	seq, err := d.CRUD.DeleteRow(ctx, "t", []string{"1"})
 	if err != nil || seq != 4 {
 		t.Fatalf("delete seq %d, %v; want 4", seq, err)
 	}
@@ -559,15 +558,15 @@ func TestWriteSeqIsLastChange(t *testing.T) {
 		t.Fatalf("last change %+v", c)
 	}
 	// Reads report the head in the same snapshot.
-	p, err := d.ListRows(ctx, "audit", Query{})
+	p, err := d.CRUD.ListRows(ctx, "audit", query.Query{})
 	if err != nil || p.Seq != 4 || len(p.Rows) != 1 {
 		t.Fatalf("list: %+v, %v", p, err)
 	}
-	infos, err := d.TableInfos(ctx)
+	infos, err := d.CRUD.TableInfos(ctx)
 	if err != nil || len(infos) != 2 || infos[0].Name != "audit" || infos[0].RowCount != 1 || infos[1].RowCount != 0 {
 		t.Fatalf("TableInfos = %+v, %v", infos, err)
 	}
-	cp, err := d.ChangesSince(ctx, 2, 10, 0)
+	cp, err := d.CRUD.ChangesSince(ctx, 2, 10, 0)
 	if err != nil || cp.Head != 4 || cp.Oldest != 1 || len(cp.Changes) != 2 || cp.Changes[0].Seq != 3 {
 		t.Fatalf("ChangesSince = %+v, %v", cp, err)
 	}
@@ -583,33 +582,33 @@ func TestKeyAffinity(t *testing.T) {
 		INSERT INTO b VALUES (x'CAFE', 1);`)
 	ctx := context.Background()
 	for key, wantV := range map[string]string{"7": "int", "x": "text", "a,b": "comma"} {
-		res, err := d.GetRow(ctx, "u", []string{key})
+		res, err := d.CRUD.GetRow(ctx, "u", []string{key})
 		if err != nil || !strings.Contains(string(res.Row), `"v":"`+wantV+`"`) {
 			t.Errorf("GetRow(u, %q) = %s, %v", key, res.Row, err)
 		}
 	}
 	// BLOB keys: x'HEX' for an untyped column, plain hex too for a column declared BLOB.
 	mustExec(t, d, `INSERT INTO u VALUES (x'CAFE', 'blob')`)
-	res, err := d.GetRow(ctx, "u", []string{"x'cafe'"})
+	res, err := d.CRUD.GetRow(ctx, "u", []string{"x'cafe'"})
 	if err != nil || !strings.Contains(string(res.Row), `"v":"blob"`) {
 		t.Fatalf("GetRow(u, x'cafe') = %s, %v", res.Row, err)
 	}
-	if _, err := d.GetRow(ctx, "b", []string{"CAFE"}); err != nil {
+	if _, err := d.CRUD.GetRow(ctx, "b", []string{"CAFE"}); err != nil {
 		t.Fatalf("GetRow(b, CAFE): %v", err)
 	}
-	if _, err := d.GetRow(ctx, "b", []string{"x'CAFE'"}); err != nil {
+	if _, err := d.CRUD.GetRow(ctx, "b", []string{"x'CAFE'"}); err != nil {
 		t.Fatalf("GetRow(b, x'CAFE'): %v", err)
 	}
 	// INTEGER affinity converts '07' to 7; TEXT affinity keeps '007'.
-	res, err = d.GetRow(ctx, "i", []string{"07", "007"})
+	res, err = d.CRUD.GetRow(ctx, "i", []string{"07", "007"})
 	if err != nil || !strings.Contains(string(res.Row), "seven") {
 		t.Fatalf("GetRow(i) = %s, %v", res.Row, err)
 	}
-	if _, err := d.GetRow(ctx, "i", []string{"7", "7"}); !errors.IsKind(err, errors.NotFound) {
+	if _, err := d.CRUD.GetRow(ctx, "i", []string{"7", "7"}); !errors.IsKind(err, errors.NotFound) {
 		t.Fatalf("GetRow(i, 7, 7): %v, want not found", err)
 	}
 	// Injection through a key is just a value that matches nothing.
-	if _, err := d.GetRow(ctx, "u", []string{`7' OR '1'='1`}); !errors.IsKind(err, errors.NotFound) {
+	if _, err := d.CRUD.GetRow(ctx, "u", []string{`7' OR '1'='1`}); !errors.IsKind(err, errors.NotFound) {
 		t.Fatalf("injection key: %v", err)
 	}
 }
@@ -622,7 +621,7 @@ func TestKeysetCondNaN(t *testing.T) {
 	}
 	mustExec(t, d, `INSERT INTO f(r) VALUES (NULL)`)
 	for _, limit := range []int{1, 2} {
-		got := pageAll(t, d, "f", Query{Order: []Order{{Column: "r", Desc: true}}}, limit, "id")
+		got := pageAll(t, d, "f", query.Query{Order: []query.Order{{Column: "r", Desc: true}}}, limit, "id")
 		if strings.Join(got, ",") != "5,6,4,3,2,1,7" {
 			t.Fatalf("limit %d: %v", limit, got)
 		}
@@ -636,11 +635,11 @@ func BenchmarkCreateRow(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		vals, err := DecodeRow(body)
+		vals, err := crud.DecodeRow(body)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := d.CreateRow(ctx, "todos", vals); err != nil {
+		if _, err := d.CRUD.CreateRow(ctx, "todos", vals); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -651,29 +650,29 @@ func BenchmarkCreateRow(b *testing.B) {
 func TestWriteAfterSchemaChange(t *testing.T) {
 	d := openTestDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, a TEXT)`)
 	ctx := context.Background()
-	if _, err := d.CreateRow(ctx, "t", mustRow(t, `{"a":"x"}`)); err != nil {
+	if _, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"a":"x"}`)); err != nil {
 		t.Fatal(err)
 	}
 	mustExec(t, d, `ALTER TABLE t ADD COLUMN b INTEGER DEFAULT 7`)
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Syncer.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	res, err := d.CreateRow(ctx, "t", mustRow(t, `{"a":"y"}`)) // same INSERT text as before
+	res, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"a":"y"}`)) // same INSERT text as before
 	if err != nil || string(res.Row) != `{"id":2,"a":"y","b":7}` {
 		t.Fatalf("after ALTER: %s, %v", res.Row, err)
 	}
 	if c := lastChange(t, d); string(c.New) != string(res.Row) || c.Seq != res.Seq {
 		t.Fatalf("change %+v, row %s seq %d", c, res.Row, res.Seq)
 	}
-	res, err = d.UpdateRow(ctx, "t", []string{"1"}, mustRow(t, `{"b":8}`))
+	res, err = d.CRUD.UpdateRow(ctx, "t", []string{"1"}, mustRow(t, `{"b":8}`))
 	if err != nil || string(res.Row) != `{"id":1,"a":"x","b":8}` {
 		t.Fatalf("update after ALTER: %s, %v", res.Row, err)
 	}
 	mustExec(t, d, `DROP TABLE t`)
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Syncer.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.CreateRow(ctx, "t", mustRow(t, `{"a":"z"}`)); !errors.IsKind(err, errors.NotFound) {
+	if _, err := d.CRUD.CreateRow(ctx, "t", mustRow(t, `{"a":"z"}`)); !errors.IsKind(err, errors.NotFound) {
 		t.Fatalf("write to a dropped table: %v", err)
 	}
 }
@@ -687,30 +686,48 @@ func TestWriteToUncapturedTableRefused(t *testing.T) {
 	ctx := context.Background()
 	mustExec(t, d, `CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO b(v) VALUES ('x');
 		DROP TABLE a; CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT)`)
-	if err := d.Schema().Refresh(ctx); err != nil {
+	if err := d.Schema.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := d.GetRow(ctx, "b", []string{"1"}); err != nil || string(r.Row) != `{"id":1,"v":"x"}` {
+	if r, err := d.CRUD.GetRow(ctx, "b", []string{"1"}); err != nil || string(r.Row) != `{"id":1,"v":"x"}` {
 		t.Fatalf("read of the new table: %s, %v", r.Row, err)
 	}
 	before := lastSeq(t, d)
 	for _, table := range []string{"a", "b"} {
-		_, err := d.CreateRow(ctx, table, mustRow(t, `{"v":"y"}`))
+		_, err := d.CRUD.CreateRow(ctx, table, mustRow(t, `{"v":"y"}`))
 		checkErr(t, err, errors.Unavailable, "unavailable", "not captured yet")
 	}
 	if got := lastSeq(t, d); got != before {
 		t.Fatalf("refused writes moved the head from %d to %d", before, got)
 	}
-	if _, err := d.SyncTriggers(ctx); err != nil {
+	if _, err := d.Syncer.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"a", "b"} {
-		res, err := d.CreateRow(ctx, table, mustRow(t, `{"v":"y"}`))
+		res, err := d.CRUD.CreateRow(ctx, table, mustRow(t, `{"v":"y"}`))
 		if err != nil {
 			t.Fatalf("write to %s after the sync: %v", table, err)
 		}
 		if c := lastChange(t, d); c.Table != table || c.Seq != res.Seq {
 			t.Fatalf("write to %s: last change %+v, want it at seq %d", table, c, res.Seq)
+		}
+	}
+}
+
+// checkErr fails unless err is classified as kind with code and its client message
+// contains every one of want.
+func checkErr(t *testing.T, err error, kind errors.Kind, code string, want ...string) {
+	t.Helper()
+	if errors.KindOf(err) != kind {
+		t.Fatalf("error %v: kind %v, want %v", err, errors.KindOf(err), kind)
+	}
+	_, c, msg := errors.Public(err)
+	if string(c) != code {
+		t.Fatalf("error %v: code %q, want %q", err, c, code)
+	}
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Fatalf("error message %q does not name %q", msg, w)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package db_test
+package capture_test
 
 import (
 	"context"
@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/changelog"
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
@@ -19,11 +21,11 @@ import (
 func installed(t *testing.T, schema string) string {
 	t.Helper()
 	path := testenv.NewDB(t, schema)
-	d, err := db.Open(context.Background(), path, db.Options{})
+	d, err := testdb.OpenErr(path, testdb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Install(context.Background()); err != nil {
+	if _, err := d.Syncer.Install(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	d.Close()
@@ -31,14 +33,10 @@ func installed(t *testing.T, schema string) string {
 }
 
 // openServe opens path as serve does and returns CheckWritable's answer.
-func openServe(t *testing.T, path string) (*db.DB, string) {
+func openServe(t *testing.T, path string) (*testdb.DB, string) {
 	t.Helper()
-	d, err := db.Open(context.Background(), path, db.Options{Lock: store.LockServe})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	problem, err := d.CheckWritable(context.Background())
+	d := testdb.Open(t, path, testdb.Options{Lock: store.LockServe})
+	problem, err := d.Store.CheckWritable(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,17 +54,17 @@ func TestServeReadOnly(t *testing.T) {
 		t.Fatalf("CheckWritable = %q, want it to name %s and the missing permission", problem, path)
 	}
 	ctx := context.Background()
-	res, err := d.ServeReadOnly(ctx, problem)
+	res, err := d.Syncer.ServeReadOnly(ctx, problem)
 	if err != nil {
 		t.Fatalf("ServeReadOnly: %v", err)
 	}
-	if len(res.Tables) != 1 || d.ReadOnly() != problem {
-		t.Fatalf("ServeReadOnly = %+v, ReadOnly() = %q", res, d.ReadOnly())
+	if len(res.Tables) != 1 || d.Store.ReadOnly() != problem {
+		t.Fatalf("ServeReadOnly = %+v, ReadOnly() = %q", res, d.Store.ReadOnly())
 	}
-	if r, err := d.GetRow(ctx, "a", []string{"1"}); err != nil || string(r.Row) != `{"id":1,"v":"one"}` {
+	if r, err := d.CRUD.GetRow(ctx, "a", []string{"1"}); err != nil || string(r.Row) != `{"id":1,"v":"one"}` {
 		t.Fatalf("read: %s, %v", r.Row, err)
 	}
-	_, err = d.CreateRow(ctx, "a", db.Values{"v": "two"})
+	_, err = d.CRUD.CreateRow(ctx, "a", crud.Values{"v": "two"})
 	if kind, code, msg := errors.Public(err); kind != errors.Unavailable || code != "read_only" || !strings.Contains(msg, "read-only") {
 		t.Fatalf("write: %v %q %q", kind, code, msg)
 	}
@@ -74,7 +72,7 @@ func TestServeReadOnly(t *testing.T) {
 	got := make(chan []models.Encoded, 16)
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, db.TailerOptions{})
+	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, changelog.TailerOptions{})
 	done := make(chan error, 1)
 	go func() { done <- tl.Run(tctx) }()
 	// Another program with write access (here: once the file is writable again)
@@ -105,7 +103,7 @@ func TestServeReadOnlyRefusals(t *testing.T) {
 		testenv.SQLite(t, path, "PRAGMA journal_mode=WAL;")
 		testenv.Unwritable(t, path)
 		d, problem := openServe(t, path)
-		_, err := d.ServeReadOnly(ctx, problem)
+		_, err := d.Syncer.ServeReadOnly(ctx, problem)
 		if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "sqlws is not installed") {
 			t.Fatalf("ServeReadOnly: %v", err)
 		}
@@ -115,7 +113,7 @@ func TestServeReadOnlyRefusals(t *testing.T) {
 		testenv.SQLite(t, path, "ALTER TABLE b ADD COLUMN extra TEXT;") // no server to update b's triggers
 		testenv.Unwritable(t, path)
 		d, problem := openServe(t, path)
-		_, err := d.ServeReadOnly(ctx, problem)
+		_, err := d.Syncer.ServeReadOnly(ctx, problem)
 		if err == nil || !strings.Contains(err.Error(), `capture triggers of "b" are missing or out of date`) {
 			t.Fatalf("ServeReadOnly: %v", err)
 		}
@@ -125,7 +123,7 @@ func TestServeReadOnlyRefusals(t *testing.T) {
 		testenv.SQLite(t, path, "DELETE FROM sqlws_goose_version WHERE version_id = 2;")
 		testenv.Unwritable(t, path)
 		d, problem := openServe(t, path)
-		_, err := d.ServeReadOnly(ctx, problem)
+		_, err := d.Syncer.ServeReadOnly(ctx, problem)
 		if err == nil || !strings.Contains(err.Error(), "migrations 00002 are not applied") {
 			t.Fatalf("ServeReadOnly: %v", err)
 		}
@@ -135,7 +133,7 @@ func TestServeReadOnlyRefusals(t *testing.T) {
 		// directory in which they cannot be created.
 		path := installed(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
 		testenv.Unwritable(t, filepath.Dir(path))
-		_, err := db.Open(ctx, path, db.Options{Lock: store.LockServe})
+		_, err := testdb.OpenErr(path, testdb.Options{Lock: store.LockServe})
 		if err == nil || !strings.Contains(err.Error(), "directory "+filepath.Dir(path)+" is not writable") || !strings.Contains(err.Error(), "test.db-wal") {
 			t.Fatalf("Open in an unwritable directory: %v", err)
 		}

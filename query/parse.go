@@ -1,4 +1,4 @@
-package db
+package query
 
 import (
 	"net/url"
@@ -8,73 +8,6 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 )
-
-// List query parameters (PostgREST style). Every other query parameter is a filter on
-// the column it names, so these four names cannot be filtered on.
-const (
-	ParamLimit  = "limit"
-	ParamAfter  = "after"
-	ParamOrder  = "order"
-	ParamSelect = "select"
-)
-
-// Page size bounds of a list query. A limit above MaxLimit is clamped to it.
-const (
-	DefaultLimit = 100
-	MaxLimit     = 1000
-	// maxInValues bounds an in.(…) list.
-	maxInValues = 1000
-	// maxFilters bounds the filters of one request: their conditions are ANDed, and
-	// SQLite refuses an expression nested 1,000 deep.
-	maxFilters = 100
-	// maxFilterValues bounds the values all filters of one request bind together,
-	// keeping a query far below SQLite's limit on bound parameters (32,766).
-	maxFilterValues = 10_000
-	// maxOrderColumns bounds order: a page cursor binds each sort column up to once
-	// per sort column.
-	maxOrderColumns = 32
-)
-
-// Filter operators.
-const (
-	OpEq    = "eq"
-	OpNeq   = "neq"
-	OpLt    = "lt"
-	OpLte   = "lte"
-	OpGt    = "gt"
-	OpGte   = "gte"
-	OpLike  = "like"
-	OpIn    = "in"
-	OpIs    = "is"
-	isNull  = "null"
-	notNull = "notnull"
-)
-
-// Filter is one condition of a list query: Column Op Values. Values holds one value for
-// the comparison operators, the (possibly empty) list for in, and "null" or "notnull"
-// for is. Values are text; SQLite's column affinity converts them when compared.
-type Filter struct {
-	Column string
-	Op     string
-	Values []string
-}
-
-// Order is one ORDER BY term. NullsFirst is SQLite's default (true ascending, false
-// descending) unless the term says nullsfirst or nullslast.
-type Order struct {
-	Column     string
-	Desc       bool
-	NullsFirst bool
-}
-
-// Query is a parsed list request.
-type Query struct {
-	Filters []Filter // ANDed
-	Order   []Order  // then the key columns, for a stable order
-	Select  []string // nil: every column
-	Limit   int      // 1..MaxLimit
-	After   string   // the opaque cursor of the previous page's next, "" for the first page
-}
 
 func badFilter(format string, args ...any) error {
 	return errors.WithCode(errors.Invalid, errors.CodeBadFilter, format, args...)
@@ -91,8 +24,8 @@ func ParseFilter(column, expr string) (Filter, error) {
 	if !ok {
 		return f, badFilter("filter on %q: want operator.value, e.g. eq.7", errors.Clip(column))
 	}
-	f.Op = op
-	switch op {
+	f.Op = Op(op)
+	switch f.Op {
 	case OpEq, OpNeq, OpLt, OpLte, OpGt, OpGte:
 		f.Values = []string{rest}
 	case OpLike:
@@ -117,10 +50,10 @@ func ParseFilter(column, expr string) (Filter, error) {
 		}
 	case OpIs:
 		switch strings.ToLower(rest) {
-		case isNull:
-			f.Values = []string{isNull}
-		case notNull, "not_null", "not.null":
-			f.Values = []string{notNull}
+		case IsNull:
+			f.Values = []string{IsNull}
+		case IsNotNull, "not_null", "not.null":
+			f.Values = []string{IsNotNull}
 		default:
 			return f, badFilter("filter on %q: is takes null or notnull, not %q", errors.Clip(column), errors.Clip(rest))
 		}

@@ -1,4 +1,4 @@
-package db_test
+package store_test
 
 import (
 	"context"
@@ -8,15 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 )
 
 // openLogged opens, migrates and installs a database whose fault log goes to logs.
-func openLogged(t *testing.T, path string, logs *logBuffer, opts db.Options) *db.DB {
+func openLogged(t *testing.T, path string, logs *testdb.LogBuffer, opts testdb.Options) *testdb.DB {
 	t.Helper()
-	opts.Logger = logs.logger()
+	opts.Logger = logs.Logger()
 	return open(t, path, opts)
 }
 
@@ -38,11 +39,11 @@ func checkUnavailable(t *testing.T, err error, what string) {
 // gapless.
 func TestWriteFaultsAre503AndLoggedOncePerEpisode(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT);`)
-	logs := &logBuffer{}
-	d := openLogged(t, path, logs, db.Options{})
+	logs := &testdb.LogBuffer{}
+	d := openLogged(t, path, logs, testdb.Options{})
 	ctx := context.Background()
 	create := func(v string) error {
-		_, err := d.CreateRow(ctx, "a", db.Values{"v": v})
+		_, err := d.CRUD.CreateRow(ctx, "a", crud.Values{"v": v})
 		return err
 	}
 	if err := create("before"); err != nil {
@@ -58,16 +59,16 @@ func TestWriteFaultsAre503AndLoggedOncePerEpisode(t *testing.T) {
 	if err := create("after io"); err != nil {
 		t.Fatalf("write after the I/O fault cleared: %v", err)
 	}
-	if n := logs.count("database writes failing: disk I/O error", "sqlite_code=778", "SQLITE_IOERR_WRITE"); n != 1 {
+	if n := logs.Count("database writes failing: disk I/O error", "sqlite_code=778", "SQLITE_IOERR_WRITE"); n != 1 {
 		t.Fatalf("I/O episode logged %d times, want once:\n%s", n, logs)
 	}
-	if n := logs.count("database writes recovered", `fault="disk I/O error"`, "failed_calls=5"); n != 1 {
+	if n := logs.Count("database writes recovered", `fault="disk I/O error"`, "failed_calls=5"); n != 1 {
 		t.Fatalf("I/O recovery logged %d times, want once:\n%s", n, logs)
 	}
 
 	// A full disk: the database may not grow beyond its current size.
 	var pages int64
-	if err := d.Writer().QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
+	if err := d.Store.Writer().QueryRow("PRAGMA page_count").Scan(&pages); err != nil {
 		t.Fatal(err)
 	}
 	mustExecDB(t, d, "PRAGMA max_page_count = "+itoa(pages))
@@ -85,7 +86,7 @@ func TestWriteFaultsAre503AndLoggedOncePerEpisode(t *testing.T) {
 	if err := create("after full"); err != nil {
 		t.Fatalf("write after the disk-full fault cleared: %v", err)
 	}
-	if logs.count("database writes failing: disk full", "sqlite_code=13") != 1 || logs.count("database writes recovered", `fault="disk full"`) != 1 {
+	if logs.Count("database writes failing: disk full", "sqlite_code=13") != 1 || logs.Count("database writes recovered", `fault="disk full"`) != 1 {
 		t.Fatalf("disk-full episode not logged exactly once, with its recovery:\n%s", logs)
 	}
 
@@ -105,8 +106,8 @@ func TestWriteFaultsAre503AndLoggedOncePerEpisode(t *testing.T) {
 // "database is busy", logged once (as a warning), recovered once.
 func TestBusyIsLoggedOncePerEpisode(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT);`)
-	logs := &logBuffer{}
-	d := openLogged(t, path, logs, db.Options{BusyTimeout: 300 * time.Millisecond})
+	logs := &testdb.LogBuffer{}
+	d := openLogged(t, path, logs, testdb.Options{BusyTimeout: 300 * time.Millisecond})
 	ctx := context.Background()
 	other, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
@@ -121,21 +122,21 @@ func TestBusyIsLoggedOncePerEpisode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 3 {
-		_, err := d.CreateRow(ctx, "a", db.Values{"v": "x"})
+		_, err := d.CRUD.CreateRow(ctx, "a", crud.Values{"v": "x"})
 		checkUnavailable(t, err, "database is busy")
 	}
 	hold.Rollback()
-	if _, err := d.CreateRow(ctx, "a", db.Values{"v": "y"}); err != nil {
+	if _, err := d.CRUD.CreateRow(ctx, "a", crud.Values{"v": "y"}); err != nil {
 		t.Fatal(err)
 	}
-	if logs.count("level=WARN", "database writes failing: database is busy") != 1 || logs.count("database writes recovered", "failed_calls=3") != 1 {
+	if logs.Count("level=WARN", "database writes failing: database is busy") != 1 || logs.Count("database writes recovered", "failed_calls=3") != 1 {
 		t.Fatalf("busy episode not logged exactly once, with its recovery:\n%s", logs)
 	}
 }
 
-func mustExecDB(t *testing.T, d *db.DB, q string) {
+func mustExecDB(t *testing.T, d *testdb.DB, q string) {
 	t.Helper()
-	if _, err := d.Writer().Exec(q); err != nil {
+	if _, err := d.Store.Writer().Exec(q); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }
