@@ -180,7 +180,7 @@ func ParseLimit(s string, max int) (int, error) {
 }
 
 // ParseQuery parses the query string of a list request. Column names are checked
-// against the table later, by ListRows.
+// against the table later, by Compile.
 func ParseQuery(v url.Values) (Query, error) {
 	q := Query{Limit: DefaultLimit}
 	if s, ok := v[ParamLimit]; ok {

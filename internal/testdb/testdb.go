@@ -124,12 +124,14 @@ type LogBuffer struct {
 	b  bytes.Buffer
 }
 
+// Write appends p: the handler writes one line at a time.
 func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
+// String is everything logged so far.
 func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
