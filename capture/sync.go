@@ -188,6 +188,7 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 	if err := tx.Commit(); err != nil {
 		return res, store.Classify("sync triggers", err)
 	}
+	s.db.Wrote() // the tailer reads the drops this sync recorded at once
 	s.synced = make(map[string]bool, len(p.tables))
 	for n := range p.tables {
 		s.synced[n] = true
