@@ -31,8 +31,8 @@ test: deps-test
 # machine (golang/go#75804, fixed in Go 1.27). 50,000 inputs take about 5–15 s here.
 FUZZTIME ?= 50000x
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./db
-	$(GO) test -run '^$$' -fuzz '^FuzzKeyFromImage$$' -fuzztime $(FUZZTIME) ./db
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFilter$$' -fuzztime $(FUZZTIME) ./query
+	$(GO) test -run '^$$' -fuzz '^FuzzKeyFromImage$$' -fuzztime $(FUZZTIME) ./capture
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFrame$$' -fuzztime $(FUZZTIME) ./client
 
 deps-test:
@@ -44,7 +44,7 @@ deps-test:
 bench: bench-go bench-load
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./db ./fanout ./ws ./web ./client ./cmd/sqlws-bench
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./store ./capture ./changelog ./query ./crud ./fanout ./ws ./web ./client ./cmd/sqlws-bench
 
 bench-load: build
 	./$(BENCH_BIN) --sqlws $(BIN) --short

@@ -70,6 +70,17 @@ const (
 	CodeReadOnly            Code = "read_only"      // Unavailable: the server cannot write the database
 	CodeCapturePaused       Code = "capture_paused" // Unavailable: capture of the table is paused for a schema change
 	CodeNotCapturable       Code = "not_capturable" // Invalid: the table cannot be captured
+	CodeNotCaptured         Code = "not_captured"   // Invalid: pause of a table sqlws does not capture
+	CodeNotPaused           Code = "not_paused"     // Invalid: resume of a table whose capture is not paused
+
+	// Conflict: a constraint refused a write (docs/rest.md, Errors).
+	CodeUniqueViolation     Code = "unique_violation"
+	CodePrimaryKeyViolation Code = "primary_key_violation"
+	CodeNotNullViolation    Code = "not_null_violation"
+	CodeCheckViolation      Code = "check_violation"
+	CodeForeignKeyViolation Code = "foreign_key_violation"
+	CodeTriggerViolation    Code = "trigger_violation" // a trigger's RAISE(ABORT, …)
+	CodeConstraintViolation Code = "constraint_violation"
 )
 
 var kindInfo = [...]struct {

@@ -4,8 +4,9 @@ import (
 	"context"
 	"testing"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/changelog"
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 )
 
@@ -16,16 +17,9 @@ import (
 func TestHistoryAcrossPages(t *testing.T) {
 	path := testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);`)
 	ctx := context.Background()
-	d, err := db.Open(ctx, path, db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if _, err := d.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d := testdb.Install(t, path, testdb.Options{})
 	testenv.SQLite(t, path, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) INSERT INTO t(id, v) SELECT i, 'x' FROM n;")
-	w := fanout.NewWindow(d, 2000, fanout.Options{}) // empty window: everything is history
+	w := fanout.NewWindow(d.Log, 2000, fanout.Options{}) // empty window: everything is history
 
 	readAll := func(since int64) (int64, fanout.Status) {
 		c := w.NewCursor(nil, since)
@@ -49,12 +43,12 @@ func TestHistoryAcrossPages(t *testing.T) {
 	if pos, st := readAll(0); pos != 2000 || st != fanout.Ready {
 		t.Fatalf("from 0: reached %d with %v, want 2000 Ready", pos, st)
 	}
-	if _, err := d.Prune(ctx, db.Retention{MaxCount: 1300}, 2000); err != nil {
+	if _, err := d.Log.Prune(ctx, changelog.Retention{MaxCount: 1300}, 2000); err != nil {
 		t.Fatal(err)
 	}
 	// Pages cached before the prune still hold the changes; a fresh window reads the
 	// changelog as it is now.
-	w = fanout.NewWindow(d, 2000, fanout.Options{})
+	w = fanout.NewWindow(d.Log, 2000, fanout.Options{})
 	if pos, st := readAll(600); st != fanout.Pruned || pos != 600 {
 		t.Fatalf("from 600 (pruned up to 700): reached %d with %v, want Pruned at once", pos, st)
 	}

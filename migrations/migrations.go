@@ -1,5 +1,5 @@
 // Package migrations embeds the SQL migrations that create sqlws's own objects
-// (all named sqlws_*). They are applied with goose by package db.
+// (all named sqlws_*). They are applied with goose by package store.
 package migrations
 
 import "embed"

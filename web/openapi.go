@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/models"
+	"github.com/sqlws/sqlws/query"
 )
 
 // obj is a JSON object in the OpenAPI document.
@@ -36,24 +37,22 @@ func schemaName(table string, used map[string]bool) string {
 // rules. Only STRICT tables enforce it; other tables may hold any storage class in any
 // column, which the description says.
 func columnSchema(c models.Column, tbl models.Table) obj {
-	strict := tbl.Strict
-	t := strings.ToUpper(c.Type)
 	var s obj
-	switch {
-	case strict && t == "ANY":
-		s = obj{}
-	case strings.Contains(t, "INT"):
+	switch capture.ColumnAffinity(&c, tbl.Strict) {
+	case capture.AffInteger:
 		s = obj{"type": "integer", "format": "int64"}
-	case strings.Contains(t, "CHAR"), strings.Contains(t, "CLOB"), strings.Contains(t, "TEXT"):
+	case capture.AffText:
 		s = obj{"type": "string"}
-	case strings.Contains(t, "BLOB"):
-		s = ref("Blob")
-	case t == "":
-		s = obj{}
-	case strings.Contains(t, "REAL"), strings.Contains(t, "FLOA"), strings.Contains(t, "DOUB"):
+	case capture.AffReal:
 		s = obj{"anyOf": []any{obj{"type": "number", "format": "double"}, ref("Infinity")}}
-	default: // NUMERIC affinity
+	case capture.AffNumeric:
 		s = obj{"type": "number"}
+	default: // BLOB affinity: a column declared BLOB holds bytes; no type (or ANY), anything
+		if strings.Contains(strings.ToUpper(c.Type), "BLOB") {
+			s = ref("Blob")
+		} else {
+			s = obj{}
+		}
 	}
 	// Key columns of a WITHOUT ROWID table and an INTEGER PRIMARY KEY (the rowid) are
 	// never NULL, whatever table_info's notnull says.
@@ -212,7 +211,7 @@ func openAPIDoc(tables []models.Table) obj {
 				writeProps[c.Name] = columnSchema(c, t)
 			}
 			switch c.Name {
-			case db.ParamLimit, db.ParamAfter, db.ParamOrder, db.ParamSelect:
+			case query.ParamLimit, query.ParamAfter, query.ParamOrder, query.ParamSelect:
 				continue // reserved query parameters
 			}
 			filterParams = append(filterParams, obj{
@@ -236,7 +235,7 @@ func openAPIDoc(tables []models.Table) obj {
 		}
 		keyParam := obj{"name": "key", "in": "path", "required": true, "schema": obj{"type": "string"}, "description": keyDesc}
 		listParams := append([]any{
-			obj{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": db.MaxLimit, "default": db.DefaultLimit}},
+			obj{"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": query.MaxLimit, "default": query.DefaultLimit}},
 			obj{"name": "after", "in": "query", "schema": obj{"type": "string"}, "description": "the next cursor of the previous page"},
 			obj{"name": "order", "in": "query", "schema": obj{"type": "string"}, "description": "col.asc|desc[.nullsfirst|nullslast], comma-separated"},
 			obj{"name": "select", "in": "query", "schema": obj{"type": "string"}, "description": "comma-separated columns"},

@@ -13,10 +13,11 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/protocol"
+	"github.com/sqlws/sqlws/query"
 )
 
 // REST limits of GET /api/changes. A limit above maxChangesLimit is clamped.
@@ -28,7 +29,7 @@ const (
 
 // api serves the REST routes under /api (docs/rest.md).
 type api struct {
-	db        *db.DB
+	db        *crud.DB
 	bodyLimit int64
 	log       *slog.Logger
 }
@@ -113,9 +114,9 @@ func keyParts(r *http.Request, t models.Table) ([]string, error) {
 	return parts, nil
 }
 
-// query parses the raw query string, refusing malformed escapes rather than dropping
+// urlQuery parses the raw query string, refusing malformed escapes rather than dropping
 // them as URL.Query does.
-func query(r *http.Request) (url.Values, error) {
+func urlQuery(r *http.Request) (url.Values, error) {
 	v, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "malformed query string")
@@ -140,7 +141,7 @@ func requireJSON(r *http.Request) error {
 
 // body reads a JSON row body: checks the media type, enforces the size limit and
 // decodes it.
-func (a *api) body(w http.ResponseWriter, r *http.Request) (db.Values, error) {
+func (a *api) body(w http.ResponseWriter, r *http.Request) (crud.Values, error) {
 	if err := requireJSON(r); err != nil {
 		return nil, err
 	}
@@ -152,7 +153,7 @@ func (a *api) body(w http.ResponseWriter, r *http.Request) (db.Values, error) {
 		}
 		return nil, errors.E(errors.Invalid, errors.CodeBadRequest, "cannot read the request body", err)
 	}
-	return db.DecodeRow(data)
+	return crud.DecodeRow(data)
 }
 
 // ---------------------------------------------------------------------------
@@ -176,7 +177,7 @@ func appendRaw(b []byte, raw []byte) []byte {
 
 // writeRow writes {"row":…,"seq":N}. Rows come from SQLite already encoded, so they
 // are copied, not decoded and re-encoded (which would lose nothing but cost time).
-func writeRow(w http.ResponseWriter, status int, res db.RowResult) {
+func writeRow(w http.ResponseWriter, status int, res crud.RowResult) {
 	b := make([]byte, 0, len(res.Row)+32)
 	b = append(b, `{"row":`...)
 	b = appendRaw(b, res.Row)
@@ -226,12 +227,12 @@ func (a *api) listRows(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	v, err := query(r)
+	v, err := urlQuery(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	q, err := db.ParseQuery(v)
+	q, err := query.ParseQuery(v)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -347,7 +348,7 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 // since cannot all be delivered (pruned by retention, since beyond the head, another
 // stream) it answers 410 with the reason as the code, the HTTP form of a reset.
 func (a *api) changes(w http.ResponseWriter, r *http.Request) {
-	v, err := query(r)
+	v, err := urlQuery(r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -362,7 +363,7 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := defaultChangesLimit
 	if s := v.Get("limit"); s != "" {
-		if limit, err = db.ParseLimit(s, maxChangesLimit); err != nil {
+		if limit, err = query.ParseLimit(s, maxChangesLimit); err != nil {
 			a.fail(w, r, err)
 			return
 		}

@@ -19,7 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/changelog"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 )
 
@@ -32,27 +33,19 @@ func cli(t testing.TB, path, sql string) string {
 type env struct {
 	t    *testing.T
 	srv  *httptest.Server
-	d    *db.DB
+	d    *testdb.DB
 	path string
 }
 
 // newEnv creates a database with the sqlite3 CLI, opens it as sqlws does (migrate,
 // meta, triggers) and serves web.NewRouter over it.
-func newEnv(t *testing.T, schema string, opts db.Options, bodyLimit int64) *env {
+func newEnv(t *testing.T, schema string, opts testdb.Options, bodyLimit int64) *env {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "app.db")
 	cli(t, path, schema)
-	ctx := context.Background()
-	d, err := db.Open(ctx, path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	if _, err := d.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d := testdb.Install(t, path, opts)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := httptest.NewServer(NewRouter(Config{DB: d, BodyLimit: bodyLimit, Logger: log}))
+	srv := httptest.NewServer(NewRouter(Config{DB: d.CRUD, BodyLimit: bodyLimit, Logger: log}))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, d: d, path: path}
 }
@@ -152,7 +145,7 @@ const injectTable = `x%22%3B%20DROP%20TABLE%20todos%3B--` // x"; DROP TABLE todo
 // checks the status, error code and message, and that the database file (read by the
 // sqlite3 CLI) is byte-for-byte unchanged.
 func TestRESTErrors(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{}, 4096)
+	e := newEnv(t, testSchema, testdb.Options{}, 4096)
 	big := `{"title":"` + strings.Repeat("x", 5000) + `"}`
 	tests := []struct {
 		name, method, path, ctype, body string
@@ -268,7 +261,7 @@ func TestRESTErrors(t *testing.T) {
 }
 
 func TestRESTCRUD(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{}, 0)
+	e := newEnv(t, testSchema, testdb.Options{}, 0)
 	head := func() string {
 		return strings.TrimSpace(cli(t, e.path, "SELECT seq FROM sqlite_sequence WHERE name='sqlws_changes';"))
 	}
@@ -468,7 +461,7 @@ func TestRESTListPagination(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "INSERT INTO items VALUES (%d, %s, %d);\n", i, grp, (i*37)%11)
 	}
-	e := newEnv(t, b.String(), db.Options{}, 0)
+	e := newEnv(t, b.String(), testdb.Options{}, 0)
 	cases := []struct{ query, sql string }{
 		{"", "SELECT id FROM items ORDER BY id"},
 		{"order=v.desc", "SELECT id FROM items ORDER BY v DESC, id"},
@@ -531,7 +524,7 @@ func TestRESTListPagination(t *testing.T) {
 // TestRESTBusy holds the write lock from a sqlite3 CLI process past the busy timeout:
 // writes answer 503 with Retry-After, and nothing is written.
 func TestRESTBusy(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{BusyTimeout: 200 * time.Millisecond}, 0)
+	e := newEnv(t, testSchema, testdb.Options{BusyTimeout: 200 * time.Millisecond}, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.SQLite3Path, e.path)
@@ -587,7 +580,7 @@ func TestRESTSnapshotThenChanges(t *testing.T) {
 	for i := 1; i <= 200; i++ {
 		fmt.Fprintf(&b, "INSERT INTO items VALUES (%d, %d, 't%d');\n", i, i, i%7)
 	}
-	e := newEnv(t, b.String(), db.Options{}, 0)
+	e := newEnv(t, b.String(), testdb.Options{}, 0)
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
@@ -716,13 +709,13 @@ func TestRESTSnapshotThenChanges(t *testing.T) {
 }
 
 func TestRESTChangesPruned(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{}, 0)
+	e := newEnv(t, testSchema, testdb.Options{}, 0)
 	for i := 0; i < 5; i++ {
 		if r := e.do("POST", "/api/tables/notes/rows", "", `{"body":"x"}`); r.status != 201 {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
 	}
-	if _, err := e.d.Prune(context.Background(), db.Retention{MaxCount: 2}, 5); err != nil {
+	if _, err := e.d.Log.Prune(context.Background(), changelog.Retention{MaxCount: 2}, 5); err != nil {
 		t.Fatal(err)
 	}
 	r := e.do("GET", "/api/changes?since=1", "", "")
@@ -741,7 +734,7 @@ func TestRESTChangesPruned(t *testing.T) {
 }
 
 func TestOpenAPI(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{}, 0)
+	e := newEnv(t, testSchema, testdb.Options{}, 0)
 	r := e.do("GET", "/api/openapi.json", "", "")
 	if r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -786,7 +779,7 @@ func TestOpenAPI(t *testing.T) {
 // client's mistake, 400 with a clear message, not a 500 from SQLite's "too many SQL
 // variables".
 func TestRESTInputBounds(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{}, 0)
+	e := newEnv(t, testSchema, testdb.Options{}, 0)
 	in := "in.(" + strings.TrimSuffix(strings.Repeat("1,", 1000), ",") + ")"
 	var q []string
 	for range 40 {
@@ -808,7 +801,7 @@ func TestRESTInputBounds(t *testing.T) {
 // TestRESTClipsNames: a client-supplied name of 900 KB (table, column in a body, a
 // filter or an order) is echoed in the error shortened to 128 bytes and "…".
 func TestRESTClipsNames(t *testing.T) {
-	e := newEnv(t, testSchema, db.Options{}, 2<<20)
+	e := newEnv(t, testSchema, testdb.Options{}, 2<<20)
 	huge := strings.Repeat("n", 900<<10)
 	clipped := strings.Repeat("n", 120) // of the 128 bytes kept, a route keeps its "/api/" too
 	for _, tc := range []struct {

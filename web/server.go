@@ -9,14 +9,15 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/metrics"
 )
 
 // Config wires the HTTP surface.
 type Config struct {
-	DB *db.DB
+	// DB serves REST's reads and writes.
+	DB *crud.DB
 	// WebSocket serves GET /ws.
 	WebSocket http.Handler
 	// BodyLimit caps request bodies. Default 1 MiB.

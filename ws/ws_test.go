@@ -12,8 +12,9 @@ import (
 	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/changelog"
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/internal/testdb"
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/protocol"
@@ -28,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 type server struct {
-	d    *db.DB
+	d    *testdb.DB
 	hub  *ws.Hub
 	http *httptest.Server
 	path string
@@ -39,16 +40,10 @@ func start(t *testing.T, schema string, opts ws.Options, wopts fanout.Options) *
 	t.Helper()
 	path := testenv.NewDB(t, schema)
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := db.Open(ctx, path, db.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Install(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pos, _ := d.Position(ctx)
-	hub := ws.NewHub(fanout.NewWindow(d, pos.Head, wopts), d, opts)
-	tl := d.NewTailer(pos.Head, hub.Publish, db.TailerOptions{Dropped: hub.TableDropped})
+	d := testdb.Install(t, path, testdb.Options{})
+	pos, _ := d.Log.Position(ctx)
+	hub := ws.NewHub(fanout.NewWindow(d.Log, pos.Head, wopts), d.Schema, opts)
+	tl := d.NewTailer(pos.Head, hub.Publish, changelog.TailerOptions{Dropped: hub.TableDropped})
 	done := make(chan struct{})
 	go func() { tl.Run(ctx); close(done) }()
 	srv := httptest.NewServer(hub)
@@ -171,7 +166,7 @@ func TestPrunedDuringCatchUpResets(t *testing.T) {
 	c.send(`{"type":"subscribe","id":"a","since":0,"tables":["t"]}`)
 	var ack protocol.Subscribed
 	c.read(&ack)
-	if _, err := s.d.Prune(context.Background(), db.Retention{MaxCount: 20}, 1<<62); err != nil {
+	if _, err := s.d.Log.Prune(context.Background(), changelog.Retention{MaxCount: 20}, 1<<62); err != nil {
 		t.Fatal(err)
 	}
 	var last int64

@@ -16,7 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/store"
 )
 
 // env is where one scenario run happens: a server and the database it serves, with
@@ -581,7 +582,7 @@ func addWriter(acc, w writerResult) writerResult {
 // installCapture installs sqlws's changelog and capture triggers in path, exactly as
 // `sqlws serve` does at start-up, without serving it.
 func installCapture(ctx context.Context, path string) error {
-	d, err := db.Open(ctx, path, db.Options{})
+	d, err := store.Open(ctx, path, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -589,7 +590,7 @@ func installCapture(ctx context.Context, path string) error {
 	if err := d.Migrate(ctx); err != nil {
 		return err
 	}
-	_, err = d.SyncTriggers(ctx)
+	_, err = capture.NewSyncer(capture.NewSchema(d, capture.Options{})).Sync(ctx)
 	return err
 }
 

@@ -25,9 +25,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sqlws/sqlws/db"
+	"github.com/sqlws/sqlws/capture"
+	"github.com/sqlws/sqlws/changelog"
+	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/metrics"
+	"github.com/sqlws/sqlws/store"
 	"github.com/sqlws/sqlws/web"
 	"github.com/sqlws/sqlws/ws"
 )
@@ -61,7 +64,7 @@ func main() {
 	case "uninstall":
 		err = uninstall(ctx, os.Args[2:], os.Stdout)
 	case "capture":
-		err = capture(ctx, os.Args[2:], os.Stdout)
+		err = captureCommand(ctx, os.Args[2:], os.Stdout)
 	case "tail":
 		err = runTail(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case "-h", "--help", "help":
@@ -178,29 +181,37 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// The shared lock, held until d.Close, is what uninstall and migrate down test to
 	// refuse to run under this server.
-	d, err := db.Open(ctx, c.dbPath, db.Options{BusyTimeout: c.busyTimeout, Tables: splitList(c.tables), Lock: db.LockServe, Logger: log})
+	d, err := store.Open(ctx, c.dbPath, store.Options{BusyTimeout: c.busyTimeout, Lock: store.LockServe, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	// The live schema of the tracked tables, read by REST and subscriptions, and the
+	// syncer that keeps their capture triggers matching it; the changelog they feed.
+	schema := capture.NewSchema(d, capture.Options{Tables: splitList(c.tables), Logger: log})
+	syncer := capture.NewSyncer(schema)
+	changes := changelog.New(d)
+	defer changes.Close()
+	rows := crud.New(d, schema, changes)
+	defer rows.Close()
 	problem, err := d.CheckWritable(ctx)
 	if err != nil {
 		return err
 	}
-	var res db.SyncResult
+	var res capture.SyncResult
 	if problem == "" {
 		if c.demo {
-			if err := d.SeedDemo(ctx); err != nil {
+			if err := seedDemo(ctx, d); err != nil {
 				return err
 			}
 		}
-		if res, err = d.Install(ctx); err != nil {
+		if res, err = syncer.Install(ctx); err != nil {
 			return err
 		}
 	} else {
 		// Without write access nothing can be installed, but a file on which capture
 		// is already in place still streams what others write.
-		if res, err = d.ServeReadOnly(ctx, problem); err != nil {
+		if res, err = syncer.ServeReadOnly(ctx, problem); err != nil {
 			return err
 		}
 		log.Warn("serving read-only: "+problem, "db", d.Path(),
@@ -212,7 +223,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, sk := range res.Skipped {
 		log.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
 	}
-	pos, err := d.Position(ctx)
+	pos, err := changes.Position(ctx)
 	if err != nil {
 		return err
 	}
@@ -222,12 +233,12 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// fill it, so clients resuming after a restart are served from memory instead of
 	// each reading the changelog.
 	start := max(pos.Oldest-1, pos.Head-int64(c.windowChanges))
-	win := fanout.NewWindow(d, start, fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes, MemoryBudget: c.memoryBudget})
-	hub := ws.NewHub(win, d, ws.Options{
+	win := fanout.NewWindow(changes, start, fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes, MemoryBudget: c.memoryBudget})
+	hub := ws.NewHub(win, schema, ws.Options{
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
 	})
-	tailer := d.NewTailer(start, hub.Publish, db.TailerOptions{Poll: c.poll, Dropped: hub.TableDropped, Logger: log})
+	tailer := changes.NewTailer(start, hub.Publish, changelog.TailerOptions{Poll: c.poll, Dropped: hub.TableDropped, SchemaChanged: schema.Poke, Logger: log})
 
 	tcpln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -238,8 +249,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// reads slowly or idles cannot hold a connection; a WebSocket clears these
 	// deadlines when it is upgraded and is bounded by pings and its write timeout.
 	srv := &http.Server{
-		Handler: web.NewRouter(web.Config{DB: d, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
-			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: d.Position, DBPath: d.Path(),
+		Handler: web.NewRouter(web.Config{DB: rows, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
+			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: changes.Position, DBPath: d.Path(),
 				Listener: ln, MemoryBudget: c.memoryBudget, ReadyLag: c.readyLag})}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
 		ReadTimeout:       c.requestTimeout,
@@ -251,16 +262,26 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	tailErr := make(chan error, 1)
+	// The tailer and the trigger syncer return only when they cannot start or sqlws's
+	// tables are gone; serving without either would accept subscriptions that never get
+	// a change, or writes that are never captured.
+	tailErr := make(chan error, 2)
 	wg.Go(func() {
-		// The tailer only returns an error when it cannot start; serving without it
-		// would accept subscriptions that never get a change.
 		if err := tailer.Run(runCtx); err != nil {
 			tailErr <- fmt.Errorf("tailer: %w", err)
 		}
 	})
-	if r := (db.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}); d.ReadOnly() == "" {
-		wg.Go(func() { d.RunRetention(runCtx, r, c.retainInterval, tailer.Last, log) })
+	// The schema watcher follows schema changes (the tailer pokes it when it sees one)
+	// and the syncer installs triggers for them; REST and subscriptions read the
+	// schema from the watcher, whether or not the tailer runs.
+	wg.Go(func() { schema.Run(runCtx) })
+	wg.Go(func() {
+		if err := syncer.Run(runCtx); err != nil {
+			tailErr <- err
+		}
+	})
+	if r := (changelog.Retention{MaxAge: c.retainAge, MaxCount: c.retainCount}); d.ReadOnly() == "" {
+		wg.Go(func() { changes.RunRetention(runCtx, r, c.retainInterval, tailer.Last, log) })
 	} else if r.Enabled() {
 		log.Warn("retention is off: the database is served read-only")
 	}
@@ -288,7 +309,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
 	// Exactly one line on stdout (scripts wait for it); the hint goes to stderr.
-	fmt.Fprintf(os.Stderr, "open %s in a browser, then try:\n  %s\n", url, tryCommand(d))
+	fmt.Fprintf(os.Stderr, "open %s in a browser, then try:\n  %s\n", url, tryCommand(d.Path(), schema))
 
 	var runErr error
 	select {
@@ -296,7 +317,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("shutting down")
 	case runErr = <-serveErr:
 	case runErr = <-tailErr:
-		if errors.Is(runErr, db.ErrNotInstalled) {
+		if errors.Is(runErr, store.ErrNotInstalled) {
 			// Serving on would leave subscribers on a stream that silently stopped and
 			// REST writes uncaptured: shut down as for SIGTERM (clients get 1001), but
 			// fail, so a supervisor or operator notices.
@@ -332,11 +353,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 
 // tryCommand is one sqlite3 command that makes a visible change: an insert into the
 // demo table, or the shell on the user's own database.
-func tryCommand(d *db.DB) string {
-	if _, ok := d.Table("todos"); ok {
-		return fmt.Sprintf(`sqlite3 %s "INSERT INTO todos(title) VALUES ('hello from the shell')"`, shellQuote(d.Path()))
+func tryCommand(path string, schema *capture.Schema) string {
+	if schema.Tracked("todos") {
+		return fmt.Sprintf(`sqlite3 %s "INSERT INTO todos(title) VALUES ('hello from the shell')"`, shellQuote(path))
 	}
-	return fmt.Sprintf("sqlite3 %s   # then INSERT, UPDATE or DELETE a row", shellQuote(d.Path()))
+	return fmt.Sprintf("sqlite3 %s   # then INSERT, UPDATE or DELETE a row", shellQuote(path))
 }
 
 func shellQuote(s string) string {
@@ -381,17 +402,17 @@ func parseAdmin(name string, args []string, force, table bool) (adminFlags, erro
 }
 
 // openExclusive opens the database for a command that removes sqlws's objects:
-// while a server serves the file (it holds db.LockServe) it refuses, unless force.
-func openExclusive(ctx context.Context, a adminFlags) (*db.DB, error) {
-	d, err := db.Open(ctx, a.db, db.Options{Lock: db.LockAdmin})
-	if !errors.Is(err, db.ErrServed) {
+// while a server serves the file (it holds store.LockServe) it refuses, unless force.
+func openExclusive(ctx context.Context, a adminFlags) (*store.DB, error) {
+	d, err := store.Open(ctx, a.db, store.Options{Lock: store.LockAdmin})
+	if !errors.Is(err, store.ErrServed) {
 		return d, err
 	}
 	if !a.force {
 		return nil, fmt.Errorf("%w: stop that server first, or run again with --force to proceed anyway (the server then finds its tables gone, closes its clients' connections and exits with an error)", err)
 	}
 	fmt.Fprintf(os.Stderr, "sqlws: %v; proceeding because of --force\n", err)
-	return db.Open(ctx, a.db, db.Options{})
+	return store.Open(ctx, a.db, store.Options{})
 }
 
 func migrate(ctx context.Context, args []string, out io.Writer) error {
@@ -408,11 +429,11 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var d *db.DB
+	var d *store.DB
 	if verb == "down" {
 		d, err = openExclusive(ctx, a)
 	} else {
-		d, err = db.Open(ctx, a.db, db.Options{})
+		d, err = store.Open(ctx, a.db, store.Options{})
 	}
 	if err != nil {
 		return err
@@ -462,10 +483,10 @@ func uninstall(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// capture runs `sqlws capture pause|resume`: see docs/operations.md, "Changing a
+// captureCommand runs `sqlws capture pause|resume`: see docs/operations.md, "Changing a
 // captured table's schema". Both are meant to run beside a running server, so they
 // take no lock.
-func capture(ctx context.Context, args []string, out io.Writer) error {
+func captureCommand(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 || (args[0] != "pause" && args[0] != "resume") {
 		return fmt.Errorf("usage: sqlws capture pause|resume --db PATH --table T [--print]")
 	}
@@ -478,7 +499,7 @@ func capture(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("%s: no such database file", a.db) // Open would create one
 	}
 	// --print reads only: it must not even switch the file to WAL mode.
-	d, err := db.Open(ctx, a.db, db.Options{ReadOnly: a.print})
+	d, err := store.Open(ctx, a.db, store.Options{ReadOnly: a.print})
 	if err != nil {
 		return err
 	}
@@ -486,9 +507,9 @@ func capture(ctx context.Context, args []string, out io.Writer) error {
 	if a.print {
 		var sqlText string
 		if verb == "pause" {
-			sqlText, err = d.PauseSQL(ctx, a.table)
+			sqlText, err = capture.PauseSQL(ctx, d, a.table)
 		} else {
-			sqlText, err = d.ResumeSQL(ctx, a.table)
+			sqlText, err = capture.ResumeSQL(ctx, d, a.table)
 		}
 		if err != nil {
 			return err
@@ -497,7 +518,7 @@ func capture(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if verb == "pause" {
-		paused, err := d.PauseCapture(ctx, a.table)
+		paused, err := capture.Pause(ctx, d, a.table)
 		if err != nil {
 			return err
 		}
@@ -509,7 +530,7 @@ func capture(ctx context.Context, args []string, out io.Writer) error {
 			a.table, shellQuote(a.db), shellQuote(a.table))
 		return nil
 	}
-	res, err := d.ResumeCapture(ctx, a.table)
+	res, err := capture.Resume(ctx, d, a.table)
 	if err != nil {
 		return err
 	}

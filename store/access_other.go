@@ -1,0 +1,6 @@
+//go:build !unix
+
+package store
+
+// writeProblem cannot tell more than SQLite here.
+func writeProblem(path string) string { return "" }
