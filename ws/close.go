@@ -97,9 +97,22 @@ func (c *conn) end(reason CloseReason, code websocket.StatusCode, text string) {
 	}
 	// A deadline on the socket bounds everything the close can wait for: our own
 	// blocked data write (which holds the frame lock the close frame needs), the close
-	// frame itself, the blocked read of the connection's goroutine and the library's
-	// wait for the peer's close. The library sets none of its own on the socket.
+	// frame itself, the blocked read of the connection's goroutine and the wait for
+	// the peer's close. The library sets none of its own on the socket.
 	c.fc.Conn.SetDeadline(time.Now().Add(closeDrain))
+	if reason == CloseProtocol {
+		// After a frame that breaks the protocol the stream cannot be parsed any
+		// more, so the library's wait for the peer's close frame would fail at once
+		// and close with the peer's reply still on its way, which the kernel answers
+		// with a reset. Instead: the close frame (unless the library sent one),
+		// then FIN, then read and discard whatever comes until the peer closes too.
+		// Only the connection's own goroutine ends for this reason, so nothing else
+		// reads the socket meanwhile.
+		c.fc.writeClose(code, text)
+		c.fc.drain()
+		c.ws.CloseNow()
+		return
+	}
 	c.ws.Close(code, text)
 }
 

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // Buffer sizes for hijacked WebSocket connections. net/http hands a hijacker 4 KiB
@@ -152,6 +154,39 @@ func (f *frameConn) writeGathered(vec net.Buffers) error {
 	}
 	_, err := f.Conn.Write(buf)
 	return err
+}
+
+// writeClose writes a close frame with code and text, unless one was written, and
+// then half-closes the socket (FIN): nothing follows a close frame.
+func (f *frameConn) writeClose(code websocket.StatusCode, text string) {
+	f.mu.Lock()
+	if !f.closeSent {
+		f.closeSent = true
+		payload := binary.BigEndian.AppendUint16(nil, uint16(code))
+		payload = append(payload, text[:min(len(text), 123)]...)
+		frame := append([]byte{0x88, byte(len(payload))}, payload...)
+		f.Conn.Write(frame)
+	}
+	f.mu.Unlock()
+	switch s := f.plain().(type) {
+	case interface{ CloseWrite() error }:
+		s.CloseWrite()
+	}
+}
+
+// drain reads and discards until the peer closes or the read deadline passes, so
+// that closing the socket afterwards sends a FIN, not a reset for unread data.
+func (f *frameConn) drain() {
+	io.Copy(io.Discard, f.Conn)
+}
+
+// plain is the socket with bytes exactly as they go on the wire: the socket itself
+// for the fast path, else the connection as the server received it.
+func (f *frameConn) plain() net.Conn {
+	if f.sock != nil {
+		return f.sock
+	}
+	return f.Conn
 }
 
 // errWouldBlock is tryWrite's "not now": the socket's buffer is full, or a control
