@@ -102,7 +102,7 @@ func applyPauses(ctx context.Context, q store.Querier, names []string, entries m
 			continue
 		}
 		if e, ok := entries[t]; ok {
-			trg, _ := triggerSQL(e) // it worked when the plan was made
+			trg, _ := triggerSQL(e, 0) // only the names; it worked when the plan was made
 			for name := range trg {
 				delete(want, name)
 			}
@@ -227,7 +227,7 @@ func Resume(ctx context.Context, db *store.DB, table string) (ResumeResult, erro
 			// Dropped while paused: its guards went with it; clear the record.
 			res.Dropped = true
 			stmts = []string{"DELETE FROM sqlws_meta WHERE key = " + QuoteLiteral(pauseKey+table)}
-		} else if stmts, res.Columns, err = resumeStmts(ctx, tx, table); err != nil {
+		} else if stmts, res.Columns, err = resumeStmts(ctx, tx, table, true); err != nil {
 			return err
 		}
 		for _, s := range stmts {
@@ -247,7 +247,7 @@ func ResumeSQL(ctx context.Context, db *store.DB, table string) (string, error) 
 	if err := tableExists(ctx, db.Reader(), table); err != nil {
 		return "", err
 	}
-	stmts, _, err := resumeStmts(ctx, db.Reader(), table)
+	stmts, _, err := resumeStmts(ctx, db.Reader(), table, false)
 	if err != nil {
 		return "", err
 	}
@@ -257,13 +257,27 @@ func ResumeSQL(ctx context.Context, db *store.DB, table string) (string, error) 
 // resumeStmts are the statements that resume capture of table with triggers for its
 // current shape, in an order that keeps every write captured or refused between
 // them: the capture triggers first (each replacing any of the same name), then the
-// guards go, then the record.
-func resumeStmts(ctx context.Context, q store.Querier, table string) ([]string, []string, error) {
+// guards go, then the record. With register (q a write transaction: Resume) the
+// triggers write the native layout, its shape recorded here; printed SQL (ResumeSQL)
+// writes the JSON layout, which needs no shape id known in advance — it may run
+// against another copy of the database — and the next sync of a running server
+// upgrades them. The reader reads both.
+func resumeStmts(ctx context.Context, q store.Querier, table string, register bool) ([]string, []string, error) {
 	e, err := introspect(ctx, q, table)
 	if err != nil {
 		return nil, nil, err
 	}
-	trg, err := triggerSQL(e)
+	var sid int64
+	if register && e.native() {
+		if sid, err = shapeID(ctx, q, e, true); err != nil {
+			return nil, nil, err
+		}
+		names, _, _ := e.members()
+		if err := ensureValueColumns(ctx, q.(*sql.Tx), 2*len(names)); err != nil {
+			return nil, nil, err
+		}
+	}
+	trg, err := triggerSQL(e, sid)
 	if err != nil {
 		return nil, nil, errors.E(errors.Invalid, errors.CodeNotCapturable, err.Error(), err)
 	}

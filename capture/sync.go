@@ -89,8 +89,10 @@ type plan struct {
 }
 
 // makePlan works out the triggers Sync installs and Check expects: capture triggers
-// for every tracked table, guards instead for paused ones.
-func makePlan(ctx context.Context, q store.Querier, scope []string) (*plan, error) {
+// for every tracked table, guards instead for paused ones. Sync registers the native
+// layout's shapes (and the value columns they need) as it goes; Check only looks
+// them up, and a shape not recorded makes the table's triggers differ.
+func makePlan(ctx context.Context, q store.Querier, scope []string, register bool) (*plan, error) {
 	sc, err := readScan(ctx, q, scope)
 	if err != nil {
 		return nil, err
@@ -103,7 +105,19 @@ func makePlan(ctx context.Context, q store.Querier, scope []string) (*plan, erro
 		if !ok {
 			continue
 		}
-		trg, err := triggerSQL(t)
+		var sid int64
+		if t.native() {
+			if sid, err = shapeID(ctx, q, t, register); err != nil {
+				return nil, err
+			}
+			if register {
+				names, _, _ := t.members()
+				if err := ensureValueColumns(ctx, q.(*sql.Tx), 2*len(names)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		trg, err := triggerSQL(t, sid)
 		if err != nil { // readScan keeps only tables it can capture
 			return nil, err
 		}
@@ -131,6 +145,9 @@ func makePlan(ctx context.Context, q store.Querier, scope []string) (*plan, erro
 // Triggers on tables outside this process's --tables are left alone: another sqlws
 // process may own them.
 func (p *plan) drops(scope []string, name string, h trigger) bool {
+	if strings.HasPrefix(h.table, "sqlws_") {
+		return false // the migrations' own, such as the changelog's head guard
+	}
 	return (p.inScope[h.table] || len(scope) == 0) && p.want[name] != h.sql
 }
 
@@ -153,10 +170,10 @@ func (s *Syncer) Sync(ctx context.Context) (SyncResult, error) {
 	// Triggers that write into missing tables would make every application write
 	// fail; if sqlws was uninstalled (or migrated down) under a running server, stop
 	// capturing rather than reinstall.
-	if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.DropsTable); err != nil {
+	if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.DropsTable, store.ShapesTable); err != nil {
 		return res, err
 	}
-	p, err := makePlan(ctx, tx, s.schema.scope)
+	p, err := makePlan(ctx, tx, s.schema.scope, true)
 	if err != nil {
 		return res, err
 	}
@@ -261,7 +278,7 @@ func (s *Syncer) Check(ctx context.Context) (SyncResult, error) {
 	if err := store.RequireInstalled(ctx, tx, store.ChangesTable, store.PendingTable, store.MetaTable); err != nil {
 		return res, err
 	}
-	p, err := makePlan(ctx, tx, s.schema.scope)
+	p, err := makePlan(ctx, tx, s.schema.scope, false)
 	if err != nil {
 		return res, err
 	}

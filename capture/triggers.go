@@ -26,7 +26,9 @@ func triggerName(table, op string) string { return "sqlws_" + op + "_" + table }
 // triggerSQL generates the capture triggers of a table, keyed by trigger name: AFTER
 // INSERT, UPDATE and DELETE, plus, for a rowid table with UNIQUE indexes, BEFORE INSERT
 // and UPDATE triggers that make REPLACE conflict deletes visible (see replaceSQL).
-func triggerSQL(t *Table) (map[string]string, error) {
+// With a shape id (sid > 0) the AFTER triggers write the native layout (native.go);
+// without, row images as JSON (encode.go).
+func triggerSQL(t *Table, sid int64) (map[string]string, error) {
 	if err := t.capturable(); err != nil {
 		return nil, err
 	}
@@ -45,6 +47,12 @@ func triggerSQL(t *Table) (map[string]string, error) {
 	if rp.beforeInsert != "" {
 		mk(triggerName(t.Name, "replace_insert"), "BEFORE", "INSERT", rp.beforeInsert)
 		mk(triggerName(t.Name, "replace_update"), "BEFORE", "UPDATE", rp.beforeUpdate)
+	}
+	if sid > 0 {
+		mk(triggerName(t.Name, "insert"), "AFTER", "INSERT", rp.afterInsert+nativeRecord(t, sid, "insert"))
+		mk(triggerName(t.Name, "update"), "AFTER", "UPDATE", rp.afterUpdate+nativeRecord(t, sid, "update"))
+		mk(triggerName(t.Name, "delete"), "AFTER", "DELETE", nativeRecord(t, sid, "delete"))
+		return out, nil
 	}
 	mk(triggerName(t.Name, "insert"), "AFTER", "INSERT", rp.afterInsert+record("insert", keyExpr(t), "NULL", rowExpr(t, "NEW")))
 	mk(triggerName(t.Name, "update"), "AFTER", "UPDATE", rp.afterUpdate+record("update", keyExpr(t), rowExpr(t, "OLD"), rowExpr(t, "NEW")))

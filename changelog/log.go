@@ -10,6 +10,7 @@ package changelog
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
 
 	"github.com/sqlws/sqlws/capture"
@@ -26,6 +27,9 @@ type Log struct {
 
 	changesMu sync.Mutex
 	changes   *sql.Stmt // changesSQL on the reader pool, prepared on first use
+
+	shapesMu sync.Mutex
+	shapes   map[int64]*capture.Shape // native rows' shapes, read once each
 }
 
 var _ fanout.Source = (*Log)(nil)
@@ -81,15 +85,44 @@ func (l *Log) ReadChanges(ctx context.Context, after int64, limit, maxBytes int)
 	if err != nil {
 		return nil, store.Classify("read changelog", err)
 	}
-	out, _, err := readChanges(ctx, st, after, limit, maxBytes, true)
+	out, _, err := l.readChanges(ctx, st, after, limit, maxBytes, true)
 	return out, err
 }
 
 // changesSQL reads a page of the changelog. It is prepared once (per reader
 // connection, through database/sql's statement cache) because catching a subscriber
-// up runs it once per 1,000 changes and compiling it cost more than a page's worth
-// of row decoding.
-const changesSQL = `SELECT seq, tbl, op, pk, old, new, ts FROM sqlws_changes WHERE seq > ? ORDER BY seq LIMIT ?`
+// up runs it once per page and compiling it cost more than a page's worth of row
+// decoding. "*", not a column list: capture adds value columns as wider tables are
+// captured (capture/native.go), and SQLite re-prepares the statement when they come.
+const changesSQL = `SELECT * FROM sqlws_changes WHERE seq > ? ORDER BY seq LIMIT ?`
+
+// changeColumns are the changelog's leading columns, in order; the value columns
+// (v0, v1, …) follow.
+var changeColumns = [...]string{"seq", "tbl", "op", "pk", "old", "new", "ts", "sid"}
+
+// shape returns the shape of native rows with shape id sid.
+func (l *Log) shape(ctx context.Context, sid int64) (*capture.Shape, error) {
+	l.shapesMu.Lock()
+	defer l.shapesMu.Unlock()
+	if s, ok := l.shapes[sid]; ok {
+		return s, nil
+	}
+	var tbl, cols, key, types string
+	err := l.db.Reader().QueryRowContext(ctx, `SELECT tbl, cols, key, types FROM sqlws_shapes WHERE sid = ?`, sid).
+		Scan(&tbl, &cols, &key, &types)
+	if err != nil {
+		return nil, fmt.Errorf("read the shape of changelog rows %d: %w", sid, err)
+	}
+	s, err := capture.ParseShape(sid, tbl, cols, key, types)
+	if err != nil {
+		return nil, err
+	}
+	if l.shapes == nil {
+		l.shapes = map[int64]*capture.Shape{}
+	}
+	l.shapes[sid] = s
+	return s, nil
+}
 
 // changesStmt returns changesSQL prepared on the reader pool, preparing it on first
 // use: the changelog does not exist before Migrate, so Open cannot prepare it.
@@ -107,11 +140,14 @@ func (l *Log) changesStmt(ctx context.Context) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// readChanges runs st (changesSQL, prepared) and encodes the rows. With contiguous it
-// stops at a hole (see ReadChanges); without, it reads across holes, for the tailer,
-// whose window restarts at a jump (fanout.Window.Publish) so that readers find the
-// hole here. more reports that it stopped at limit or maxBytes: there may be more.
-func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int, contiguous bool) (out []models.Encoded, more bool, err error) {
+// readChanges runs st (changesSQL, prepared) and encodes the rows: native rows from
+// their values and shape, JSON-layout rows from their images. A mark (a row that only
+// holds a seq) comes back as an entry without JSON, which no subscriber receives. With
+// contiguous it stops at a hole (see ReadChanges); without, it reads across holes,
+// for the tailer, whose window restarts at a jump (fanout.Window.Publish) so that
+// readers find the hole here. more reports that it stopped at limit or maxBytes:
+// there may be more.
+func (l *Log) readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes int, contiguous bool) (out []models.Encoded, more bool, err error) {
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -120,32 +156,63 @@ func readChanges(ctx context.Context, st *sql.Stmt, after int64, limit, maxBytes
 		return nil, false, store.Classify("read changelog", err)
 	}
 	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, false, store.Classify("read changelog", err)
+	}
+	for i, want := range changeColumns {
+		if i >= len(cols) || cols[i] != want {
+			return nil, false, fmt.Errorf("read changelog: columns %v, want %v first (run sqlws migrate up)", cols, changeColumns)
+		}
+	}
 	out = make([]models.Encoded, 0, min(limit, 256))
 	total := 0
 	var (
 		seq, ts     int64
+		sid         sql.NullInt64
 		tbl, op     string
 		rtbl, rop   sql.RawBytes
 		pk, old, nw sql.RawBytes
 		key         []byte // scratch for keys rebuilt from images (capture.AppendKey)
 	)
+	vals := make([]any, len(cols)-len(changeColumns))
+	dest := append(make([]any, 0, len(cols)), &seq, &rtbl, &rop, &pk, &old, &nw, &ts, &sid)
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
 	for rows.Next() {
-		if err := rows.Scan(&seq, &rtbl, &rop, &pk, &old, &nw, &ts); err != nil {
+		if err := rows.Scan(dest...); err != nil {
 			return nil, false, store.Classify("read changelog", err)
 		}
 		if contiguous && seq != after+1 {
 			return out, false, models.ErrGap
 		}
 		after = seq
-		// Runs of changes to one table share its name, and op is one of three: no
-		// string allocated per row for either (a twentieth of a resume's CPU).
-		if string(rtbl) != tbl {
-			tbl = string(rtbl)
-		}
 		op = internOp(rop)
-		key = capture.AppendKey(key[:0], pk, op, old, nw)
-		buf := make([]byte, 0, 64+len(tbl)+len(key)+len(old)+len(nw))
-		buf = capture.AppendChange(buf, seq, tbl, op, key, old, nw, ts)
+		if op == "mark" {
+			out = append(out, models.Encoded{Seq: seq})
+			continue
+		}
+		var buf []byte
+		if sid.Valid {
+			shape, err := l.shape(ctx, sid.Int64)
+			if err != nil {
+				return nil, false, err
+			}
+			tbl = shape.Table
+			if buf, err = capture.AppendNativeChange(make([]byte, 0, 256), seq, op, shape, vals, ts); err != nil {
+				return nil, false, err
+			}
+		} else {
+			// Runs of changes to one table share its name, and op is one of three: no
+			// string allocated per row for either (a twentieth of a resume's CPU).
+			if string(rtbl) != tbl {
+				tbl = string(rtbl)
+			}
+			key = capture.AppendKey(key[:0], pk, op, old, nw)
+			buf = make([]byte, 0, 64+len(tbl)+len(key)+len(old)+len(nw))
+			buf = capture.AppendChange(buf, seq, tbl, op, key, old, nw, ts)
+		}
 		if maxBytes > 0 && len(out) > 0 && total+len(buf) > maxBytes {
 			return out, true, rows.Err() // the bound holds, except that one change always goes out
 		}
@@ -167,6 +234,8 @@ func internOp(op []byte) string {
 		return "update"
 	case "delete":
 		return "delete"
+	case "mark":
+		return "mark"
 	}
 	return string(op)
 }
@@ -202,7 +271,7 @@ func (l *Log) Since(ctx context.Context, since int64, limit, maxBytes int) (Page
 		if oldest.Valid {
 			p.Oldest = oldest.Int64
 		}
-		p.Changes, _, err = readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
+		p.Changes, _, err = l.readChanges(ctx, tx.StmtContext(ctx, st), since, limit, maxBytes, true)
 		if errors.Is(err, models.ErrGap) {
 			p.Gap, err = true, nil
 		}

@@ -40,8 +40,12 @@ func (l *Log) Prune(ctx context.Context, r Retention, upTo int64) (int64, error)
 	for cutoff > 0 {
 		var n int64
 		err := l.db.Write(ctx, "prune changelog", func(tx *sql.Tx) error {
+			// Never the newest row: seq has no AUTOINCREMENT counter (migration 00004),
+			// so the newest row is what keeps the next seq from reusing a number (the
+			// changelog's head guard, migration 00004, would skip it anyway).
 			res, err := tx.ExecContext(ctx, `DELETE FROM sqlws_changes WHERE seq IN
-				(SELECT seq FROM sqlws_changes WHERE seq <= ? ORDER BY seq LIMIT ?)`, cutoff, r.Batch)
+				(SELECT seq FROM sqlws_changes WHERE seq <= ? AND seq < (SELECT max(seq) FROM sqlws_changes)
+				 ORDER BY seq LIMIT ?)`, cutoff, r.Batch)
 			if err != nil {
 				return err
 			}

@@ -45,6 +45,7 @@ type TailerOptions struct {
 // never holds a read transaction open between reads, so WAL checkpoints proceed, and
 // it retries SQLITE_BUSY forever rather than skip a change.
 type Tailer struct {
+	log  *Log
 	db   *store.DB
 	sink func([]models.Encoded)
 	opts TailerOptions
@@ -71,7 +72,7 @@ func (l *Log) NewTailer(after int64, sink func([]models.Encoded), opts TailerOpt
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	t := &Tailer{db: l.db, sink: sink, opts: opts}
+	t := &Tailer{log: l, db: l.db, sink: sink, opts: opts}
 	t.last.Store(after)
 	return t
 }
@@ -315,7 +316,7 @@ const coalesceWAL = 3 * time.Millisecond
 func (t *Tailer) drain(ctx context.Context, changes *sql.Stmt) error {
 	qctx := context.WithoutCancel(ctx)
 	for ctx.Err() == nil {
-		batch, more, err := readChanges(qctx, changes, t.last.Load(), t.opts.Batch, t.opts.BatchBytes, false)
+		batch, more, err := t.log.readChanges(qctx, changes, t.last.Load(), t.opts.Batch, t.opts.BatchBytes, false)
 		if err != nil {
 			return err
 		}

@@ -172,7 +172,7 @@ func (w *Window) History(ctx context.Context, c *Cursor, dst []models.Encoded) (
 			if e.Seq > limit || len(dst)-n >= w.opts.FrameChanges || (len(dst) > n && bytes+len(e.JSON) > w.opts.FrameBytes) {
 				break
 			}
-			if c.tables.match(e.Table) {
+			if e.JSON != nil && c.tables.match(e.Table) { // no JSON: a mark, which holds a seq only
 				dst = append(dst, e)
 				bytes += len(e.JSON)
 			}

@@ -231,7 +231,7 @@ func (w *Window) read(dst []models.Encoded, cursor int64, tables *TableSet, limi
 		if e.Seq > limit {
 			break
 		}
-		if tables.match(e.Table) {
+		if e.JSON != nil && tables.match(e.Table) { // no JSON: a mark, which holds a seq only
 			if len(dst) >= w.opts.FrameChanges || (len(dst) > 0 && bytes+len(e.JSON) > maxBytes) {
 				break
 			}

@@ -30,7 +30,8 @@ type Change struct {
 
 // Encoded is a change record already encoded as its protocol JSON object. The fan-out
 // keeps changes in this form so each change is encoded once, however many subscribers
-// receive it.
+// receive it. An entry without JSON holds a seq but is no change (a changelog mark):
+// every reader passes over it.
 type Encoded struct {
 	Seq   int64
 	Table string

@@ -5,14 +5,12 @@ import (
 	"database/sql"
 )
 
-// HeadSQL reads the last seq the changelog assigned: its AUTOINCREMENT counter, which
-// survives retention deleting every row, or the newest row if that is higher — SQLite
-// leaves the counter behind when an OR FAIL statement stops after some rows were
-// written. It lives here, with the migrations that define the changelog, because
-// every layer above reads it: capture records dropped tables at the head, the
-// changelog reports it, and REST reads it in the transaction of every read and write.
-const HeadSQL = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0),
-	coalesce((SELECT max(seq) FROM sqlws_changes), 0))`
+// HeadSQL reads the last seq the changelog assigned: its newest row, which nothing
+// deletes (migration 00004). It lives here, with the migrations that define the
+// changelog, because every layer above reads it: capture records dropped tables at
+// the head, the changelog reports it, and REST reads it in the transaction of every
+// read and write. A scalar subquery, so that a caller can append columns.
+const HeadSQL = `SELECT coalesce((SELECT max(seq) FROM sqlws_changes), 0)`
 
 // RowQuerier runs a query that returns one row: a pool, a connection or a
 // transaction.

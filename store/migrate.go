@@ -25,6 +25,7 @@ const (
 	MetaTable    = "sqlws_meta"    // the stream id, paused captures
 	PendingTable = "sqlws_pending" // rows REPLACE is about to remove
 	DropsTable   = "sqlws_drops"   // captured tables that stopped existing
+	ShapesTable  = "sqlws_shapes"  // the layouts of native changelog rows' images
 )
 
 // ErrNotInstalled means sqlws's own tables are missing from the database: it was
@@ -174,7 +175,7 @@ func (d *DB) Uninstall(ctx context.Context) error {
 		if err := dropTriggersTx(ctx, tx); err != nil {
 			return err
 		}
-		for _, t := range []string{ChangesTable, MetaTable, PendingTable, DropsTable, VersionTable} {
+		for _, t := range []string{ChangesTable, MetaTable, PendingTable, DropsTable, ShapesTable, VersionTable} {
 			if _, err := tx.ExecContext(ctx, "DROP TABLE IF EXISTS "+t); err != nil {
 				return err
 			}
@@ -197,9 +198,12 @@ func (d *DB) dropTriggers(ctx context.Context) error {
 	return Classify("drop triggers", tx.Commit())
 }
 
-// dropTriggersTx drops, in tx, every trigger named as sqlws names its own: sqlws_*.
+// dropTriggersTx drops, in tx, every trigger named as sqlws names its own (sqlws_*)
+// on an application table. Those on sqlws's tables belong to the migrations, which
+// drop them with their tables.
 func dropTriggersTx(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sqlws\_%' ESCAPE '\'`)
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'sqlws\_%' ESCAPE '\'
+		AND tbl_name NOT LIKE 'sqlws\_%' ESCAPE '\'`)
 	if err != nil {
 		return Classify("list triggers", err)
 	}

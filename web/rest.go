@@ -388,10 +388,15 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"changes":[`...)
-	for i, c := range p.Changes {
-		if i > 0 {
+	first := true
+	for _, c := range p.Changes {
+		if c.JSON == nil {
+			continue // a mark: it holds a seq, it is no change
+		}
+		if !first {
 			b = append(b, ',')
 		}
+		first = false
 		b = append(b, c.JSON...)
 	}
 	b = append(b, `],"head":`...)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -67,6 +68,7 @@ type benchConfig struct {
 	keep       bool
 	verbose    bool
 	pprofDir   string
+	w5Python   bool // --w5-writer python3
 }
 
 // derived sizes
@@ -118,8 +120,19 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&c.pprofDir, "pprof", "", "save server CPU profiles of each measured phase (and W3 heap and goroutine profiles) into this directory; starts servers with --debug-addr")
 	fs.BoolVar(&eagerSubscribe, "eager-subscribe", false, "subscribe as soon as the socket opens instead of after hello (reproduces a lost-first-byte race in the server's upgrade)")
 	fs.StringVar(&benchClientKind, "client", defaultClientKind, "subscribers' WebSocket client: coder (github.com/coder/websocket, a reader goroutine per connection, as a stock Go client) or epoll (Linux: a minimal RFC 6455 client read by one epoll loop per core, a quarter less CPU per frame here)")
+	w5Writer := fs.String("w5-writer", "go", "W5's writer: go (modernc.org/sqlite, as a Go application writes) or python3 (the C library's SQLite through Python's sqlite3 module, as most other programs and the sqlite3 shell write)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch *w5Writer {
+	case "go":
+	case "python3":
+		if _, err := exec.LookPath("python3"); err != nil {
+			return fmt.Errorf("--w5-writer python3: %w", err)
+		}
+		c.w5Python = true
+	default:
+		return fmt.Errorf("--w5-writer: want go or python3, not %q", *w5Writer)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))

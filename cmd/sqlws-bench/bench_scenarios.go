@@ -518,8 +518,8 @@ func (b *bencher) w5(ctx context.Context) runResult {
 				if err != nil {
 					return errResult(err)
 				}
-				spec := writerSpec{DB: v.db, Table: benchTable, Duration: slice, Txn: txn, Payload: b.cfg.payload}
-				if b.cfg.pprofDir != "" && round == 0 {
+				spec := writerSpec{DB: v.db, Table: benchTable, Duration: slice, Txn: txn, Payload: b.cfg.payload, Python: b.cfg.w5Python}
+				if b.cfg.pprofDir != "" && round == 0 && !spec.Python {
 					spec.Profile = filepath.Join(b.cfg.pprofDir, fmt.Sprintf("W5-writer-%s-%d.pprof", v.name, txn))
 				}
 				w, err := runWriter(ctx, b.exe, spec)
@@ -556,6 +556,11 @@ func (b *bencher) w5(ctx context.Context) runResult {
 		{Name: "1000-row txns without capture", Unit: "rows/s", Value: rates["plain/1000"]},
 		{Name: "1000-row txns with capture (served)", Unit: "rows/s", Value: rates["served/1000"]},
 	}
+	writer := "a Go writer on modernc.org/sqlite (sqlws-bench writer)"
+	if b.cfg.w5Python {
+		writer = "a Python writer on the C library's SQLite (writer.py, executemany)"
+	}
+	r.infof("writer: %s", writer)
 	r.infof("each variant wrote for %v, in %d interleaved slices; 'served' = triggers installed and sqlws serving the file (tailer reading); 'triggers' = triggers, no server; 'naive' = one trigger writing json_object(id, bench_ns, payload) into an AUTOINCREMENT log, the issue's reference (lossy for REAL, fails on BLOB, no key or timestamp)", d, w5Slices)
 	return r
 }

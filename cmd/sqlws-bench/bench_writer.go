@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	_ "embed"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -72,16 +73,17 @@ func setupDB(ctx context.Context, path, table string) error {
 	return nil
 }
 
-// changelogHead reads the last assigned seq (0 when the database has no changelog).
+// changelogHead reads the last assigned seq (0 when the database has no changelog):
+// the newest changelog row, which sqlws never deletes.
 func changelogHead(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }) (int64, error) {
 	var n int
-	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'`).Scan(&n); err != nil || n == 0 {
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlws_changes'`).Scan(&n); err != nil || n == 0 {
 		return 0, err
 	}
 	var head int64
-	err := q.QueryRowContext(ctx, `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'sqlws_changes'), 0)`).Scan(&head)
+	err := q.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM sqlws_changes`).Scan(&head)
 	return head, err
 }
 
@@ -96,7 +98,13 @@ type writerSpec struct {
 	Txn      int     // rows per transaction
 	Payload  int     // payload bytes per row
 	Profile  string  // write a CPU profile of the writer here
+	Python   bool    // write with writer.py: the C library's SQLite (W5 only; Duration, Txn and Payload)
 }
+
+// writerPy is the writer on the C library's SQLite (--w5-writer python3).
+//
+//go:embed writer.py
+var writerPy string
 
 func (s writerSpec) args() []string {
 	return []string{"writer", "--db", s.DB, "--table", s.Table,
@@ -233,7 +241,13 @@ type writerProc struct {
 
 func startWriter(ctx context.Context, exe string, s writerSpec) (*writerProc, error) {
 	w := &writerProc{done: make(chan struct{})}
-	w.cmd = exec.CommandContext(ctx, exe, s.args()...)
+	if s.Python {
+		w.cmd = exec.CommandContext(ctx, "python3", "-c", writerPy, "--db", s.DB, "--table", s.Table,
+			"--duration", strconv.FormatFloat(s.Duration.Seconds(), 'f', -1, 64),
+			"--txn", strconv.Itoa(s.Txn), "--payload", strconv.Itoa(s.Payload))
+	} else {
+		w.cmd = exec.CommandContext(ctx, exe, s.args()...)
+	}
 	w.cmd.Stdout = &w.stdout
 	w.cmd.Stderr = &w.stderr
 	if err := w.cmd.Start(); err != nil {
