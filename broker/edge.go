@@ -184,6 +184,14 @@ func (e *Edge) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Hub is the hub of the stream served; nil while none is.
+func (e *Edge) Hub() *ws.Hub {
+	if g := e.cur.Load(); g != nil {
+		return g.hub
+	}
+	return nil
+}
+
 // Tables is the tracked tables of the stream served, as the source published them.
 func (e *Edge) Tables() []models.Table {
 	if g := e.cur.Load(); g != nil {
@@ -249,6 +257,7 @@ type generation struct {
 	drained chan struct{} // closed when the feeder takes buf
 	feed    chan struct{} // buffered 1: buf has something
 
+	stale      atomic.Bool // the stream changed: deliver nothing more
 	changeOnce sync.Once
 	changed    chan struct{} // closed when the stream changed
 	why        error
@@ -281,6 +290,7 @@ func (e *Edge) start(ctx context.Context) (g *generation, err error) {
 	first := max(pos.Oldest-1, pos.Head-windowChanges)
 	g = &generation{e: e, src: src, kv: kv, target: pos.Head,
 		drained: make(chan struct{}), feed: make(chan struct{}, 1), changed: make(chan struct{})}
+	src.onChange = g.streamChanged
 	g.win = fanout.NewWindow(src, first, e.opts.Window)
 	g.schema = newSchema(src.StreamID(), func(d []models.Drop) { g.hub.TableDropped(d) })
 	g.hub = ws.NewHub(g.win, g.schema, e.opts.Hub)
@@ -351,6 +361,7 @@ func (g *generation) close() {
 }
 
 func (g *generation) streamChanged(why error) {
+	g.stale.Store(true)
 	g.changeOnce.Do(func() {
 		g.why = why
 		close(g.changed)
@@ -365,6 +376,23 @@ func (g *generation) onMsg(m jetstream.Msg) {
 	if err != nil {
 		g.e.log.Error("consume stream: message without JetStream metadata", "err", err)
 		return
+	}
+	if g.stale.Load() {
+		return
+	}
+	if meta.Sequence.Consumer == 1 {
+		// The first message of a consumer: the ordered consumer was (re)created,
+		// after a reconnect or the loss of its consumer — perhaps on a stream created
+		// again under the same name, whose sequence no longer continues this one's.
+		// Deliver nothing until that is ruled out.
+		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+		err := g.src.identity(ctx)
+		cancel()
+		if err != nil {
+			g.stale.Store(true)
+			g.streamChanged(err)
+			return
+		}
 	}
 	seq := int64(meta.Sequence.Stream)
 	g.src.noteLast(seq + int64(meta.NumPending))

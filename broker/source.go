@@ -34,6 +34,9 @@ type Source struct {
 
 	flights flights
 
+	// onChange, if set, hears that the stream is no longer the one opened.
+	onChange func(error)
+
 	// known is the highest last sequence the stream is known to have had (from
 	// deliveries' pending counts and Position); knownCh is closed and replaced when
 	// it grows, for WaitHead.
@@ -94,7 +97,24 @@ func (s *Source) Position(ctx context.Context) (models.Position, error) {
 	if err != nil {
 		return models.Position{}, err
 	}
+	if err := s.same(info); err != nil {
+		// Another stream's extent must not decide a client's reset.
+		return models.Position{}, err
+	}
 	return s.position(info), nil
+}
+
+// same checks that info is the stream opened, and reports it if not.
+func (s *Source) same(info *jetstream.StreamInfo) error {
+	if info.Created.Equal(s.created) && info.Config.Metadata[MetaStreamID] == s.id {
+		return nil
+	}
+	err := fmt.Errorf("JetStream stream %s was created again (stream %s, created %s)",
+		s.name, info.Config.Metadata[MetaStreamID], info.Created.Format(time.RFC3339Nano))
+	if s.onChange != nil {
+		s.onChange(err)
+	}
+	return err
 }
 
 func (s *Source) position(info *jetstream.StreamInfo) models.Position {
@@ -117,9 +137,8 @@ func (s *Source) identity(ctx context.Context) error {
 	if err != nil {
 		return nil // unreachable now; not evidence of a change
 	}
-	if !info.Created.Equal(s.created) || info.Config.Metadata[MetaStreamID] != s.id {
-		return fmt.Errorf("JetStream stream %s was created again (stream %s, created %s)",
-			s.name, info.Config.Metadata[MetaStreamID], info.Created.Format(time.RFC3339Nano))
+	if err := s.same(info); err != nil {
+		return err
 	}
 	s.position(info)
 	return nil
