@@ -186,10 +186,19 @@ func (p *Publisher) Setup(ctx context.Context) error {
 	return p.syncSchema(ctx, nil, true)
 }
 
+// ErrStreamConflict is what every error of a stream that belongs to someone else
+// wraps: its name is taken by another database's stream (a ForeignStreamError), or
+// another stream holds this database's subjects. Retrying cannot help; an operator
+// must choose.
+var ErrStreamConflict = errors.New("JetStream stream conflict")
+
 // ForeignStreamError says the stream name is taken by another database's stream.
 type ForeignStreamError struct {
 	Stream, Want, Have string
 }
+
+// Unwrap makes the error an ErrStreamConflict.
+func (e *ForeignStreamError) Unwrap() error { return ErrStreamConflict }
 
 func (e *ForeignStreamError) Error() string {
 	if e.Have == "" {
@@ -375,7 +384,7 @@ func (p *Publisher) create(ctx context.Context) (jetstream.Stream, error) {
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectOverlap {
-		return nil, fmt.Errorf("create stream %s: another JetStream stream already holds this database's subjects %s> (one stream per database and account; use that stream's name as --nats-stream): %w", p.opts.Stream, p.pre, err)
+		return nil, fmt.Errorf("%w: create stream %s: another JetStream stream already holds this database's subjects %s> (one stream per database and account; use that stream's name as --nats-stream): %v", ErrStreamConflict, p.opts.Stream, p.pre, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create stream %s: %w", p.opts.Stream, err)
