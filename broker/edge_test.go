@@ -16,14 +16,6 @@ import (
 	"github.com/sqlws/sqlws/protocol"
 )
 
-func seqs(cs []models.Change) []int64 {
-	out := make([]int64, len(cs))
-	for i, c := range cs {
-		out[i] = c.Seq
-	}
-	return out
-}
-
 // sameAsDB fails unless got are the database's changes after after, in order.
 func sameAsDB(t *testing.T, src *source, got []models.Change, after int64) {
 	t.Helper()

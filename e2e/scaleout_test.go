@@ -349,6 +349,12 @@ INSERT INTO items(n, pad) SELECT i, printf('%.200c', 'x') FROM c;`)
 func TestScaleOutEdgeHTTP(t *testing.T) {
 	t.Parallel()
 	c := startCluster(t, `CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT);`)
+	// The stream exists as soon as the source announced itself, before any change.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := c.ns.JetStream(t).Stream(ctx, c.stream); err != nil {
+		t.Fatalf("stream right after the source started: %v", err)
+	}
 	proxied := c.edge(t, "--source", c.src.URL)
 	bare := c.edge(t)
 	cl := proxied.Dial(t)

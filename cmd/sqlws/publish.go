@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -62,6 +63,12 @@ type publisher struct {
 func startPublisher(ctx context.Context, c publishConfig, src fanout.Source, tables func() []models.Table, start int64, log *slog.Logger) (*publisher, error) {
 	if c.url == "" {
 		return nil, nil
+	}
+	if err := broker.ValidateStreamName(c.nats.stream); err != nil {
+		return nil, fmt.Errorf("--nats-stream: %w", err)
+	}
+	if c.maxAge < 0 || (c.maxAge > 0 && c.maxAge < time.Second) {
+		return nil, fmt.Errorf("--nats-max-age %v: want 0 (no limit) or at least 1s", c.maxAge)
 	}
 	nc, err := c.nats.connect(c.url, "sqlws source "+src.StreamID(), log)
 	if err != nil {
