@@ -257,10 +257,13 @@ type generation struct {
 	drained chan struct{} // closed when the feeder takes buf
 	feed    chan struct{} // buffered 1: buf has something
 
-	stale      atomic.Bool // the stream changed: deliver nothing more
-	changeOnce sync.Once
-	changed    chan struct{} // closed when the stream changed
-	why        error
+	stale atomic.Bool // the stream changed: deliver nothing more
+	// schemaMissing is the highest schema revision a change named that the bucket
+	// turned out not to have (consumer goroutine only).
+	schemaMissing uint64
+	changeOnce    sync.Once
+	changed       chan struct{} // closed when the stream changed
+	why           error
 }
 
 // maxBuffered bounds the changes delivered and not yet in the window: past it the
@@ -397,7 +400,7 @@ func (g *generation) onMsg(m jetstream.Msg) {
 	seq := int64(meta.Sequence.Stream)
 	g.src.noteLast(seq + int64(meta.NumPending))
 	if r := m.Headers().Get(HeaderSchema); r != "" {
-		if rev, err := strconv.ParseUint(r, 10, 64); err == nil && rev > g.schema.applied.Load() {
+		if rev, err := strconv.ParseUint(r, 10, 64); err == nil && rev > g.schema.applied.Load() && rev > g.schemaMissing {
 			g.catchUpSchema(rev)
 		}
 	}
@@ -436,6 +439,8 @@ func (g *generation) catchUpSchema(rev uint64) {
 		if err == nil {
 			fail.ok(g.e.log, "read the schema bucket again")
 			if g.schema.applied.Load() < rev {
+				// Not there to wait for (the bucket was replaced): stop asking for it.
+				g.schemaMissing = rev
 				g.e.log.Warn("a change names a schema revision the bucket does not have; going on", "revision", rev, "bucket_revision", g.schema.applied.Load())
 			}
 			return

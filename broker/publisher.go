@@ -366,7 +366,9 @@ func (p *Publisher) sync(ctx context.Context) error {
 	p.next = int64(info.State.LastSeq) + 1
 	p.published.Store(p.next - 1)
 	p.synced = true
-	p.lastTables = nil // put again: the bucket may be new
+	// Put the schema again, and stamp changes with its new revision: the bucket may
+	// be new (NATS lost its store), its revisions starting over.
+	p.lastTables, p.schemaRev = nil, 0
 	return nil
 }
 

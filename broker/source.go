@@ -264,7 +264,7 @@ func (s *Source) noteLast(last int64) {
 // fanout.HeadWaiter), woken by what this edge hears of the stream, and returns the
 // position then.
 func (s *Source) WaitHead(ctx context.Context, seq int64) (models.Position, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.headWait)
+	wait, cancel := context.WithTimeout(ctx, s.headWait)
 	defer cancel()
 	for {
 		s.knownMu.Lock()
@@ -276,11 +276,14 @@ func (s *Source) WaitHead(ctx context.Context, seq int64) (models.Position, erro
 		select {
 		case <-ch:
 			continue
-		case <-ctx.Done():
+		case <-wait.Done():
 		}
 		break
 	}
-	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := ctx.Err(); err != nil {
+		return models.Position{}, err // the client left
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer pcancel()
 	return s.Position(pctx)
 }
