@@ -259,8 +259,8 @@ type generation struct {
 
 	stale atomic.Bool // the stream changed: deliver nothing more
 	// schemaMissing is the highest schema revision a change named that the bucket
-	// turned out not to have (consumer goroutine only).
-	schemaMissing uint64
+	// turned out not to have.
+	schemaMissing atomic.Uint64
 	changeOnce    sync.Once
 	changed       chan struct{} // closed when the stream changed
 	why           error
@@ -400,7 +400,7 @@ func (g *generation) onMsg(m jetstream.Msg) {
 	seq := int64(meta.Sequence.Stream)
 	g.src.noteLast(seq + int64(meta.NumPending))
 	if r := m.Headers().Get(HeaderSchema); r != "" {
-		if rev, err := strconv.ParseUint(r, 10, 64); err == nil && rev > g.schema.applied.Load() && rev > g.schemaMissing {
+		if rev, err := strconv.ParseUint(r, 10, 64); err == nil && rev > g.schema.applied.Load() && rev > g.schemaMissing.Load() {
 			g.catchUpSchema(rev)
 		}
 	}
@@ -414,6 +414,12 @@ func (g *generation) onMsg(m jetstream.Msg) {
 		case <-g.ctx.Done():
 		}
 		g.bufMu.Lock()
+	}
+	if seq <= g.upTo {
+		// A message of a consumer the ordered consumer has already replaced, still in
+		// flight: what follows it was delivered, and the window must only move on.
+		g.bufMu.Unlock()
+		return
 	}
 	if ok {
 		g.buf = append(g.buf, e)
@@ -440,7 +446,7 @@ func (g *generation) catchUpSchema(rev uint64) {
 			fail.ok(g.e.log, "read the schema bucket again")
 			if g.schema.applied.Load() < rev {
 				// Not there to wait for (the bucket was replaced): stop asking for it.
-				g.schemaMissing = rev
+				g.schemaMissing.Store(rev)
 				g.e.log.Warn("a change names a schema revision the bucket does not have; going on", "revision", rev, "bucket_revision", g.schema.applied.Load())
 			}
 			return
