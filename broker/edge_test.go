@@ -246,3 +246,33 @@ func TestEdgeStreamRecreated(t *testing.T) {
 		t.Fatalf("since 40 on the new stream (head 20): %s, want reset future", m.Raw)
 	}
 }
+
+// TestEdgeNATSDown: while NATS is down an edge keeps its connections, refuses new
+// ones with 1013 and is not ready; once NATS is back its clients get every change
+// written meanwhile, in order, and new connections work again.
+func TestEdgeNATSDown(t *testing.T) {
+	ns := natstest.Start(t)
+	src := startSource(t, ns, "", todos, "s1", broker.PublisherOptions{})
+	e := startEdge(t, ns, "s1", broker.EdgeOptions{})
+	c := e.dial(t)
+	c.Subscribe("a", nil, nil, "")
+	testenv.SQLite(t, src.path, inserts(10))
+	c.WaitChanges("a", 10, timeout)
+
+	ns.Shutdown()
+	testenv.WaitFor(t, timeout, "the edge to notice", func() bool { return e.e.Ready(context.Background()) != nil })
+	if _, err := testenv.DialErr(t, e.url+"/ws"); err == nil {
+		t.Fatal("a new connection while NATS is down got hello")
+	}
+	testenv.SQLite(t, src.path, inserts(10))
+	if closed, err := c.Closed(); closed {
+		t.Fatalf("a connected client was dropped while NATS was down: %v", err)
+	}
+	ns.Restart()
+	testenv.AssertContiguous(t, c.WaitChanges("a", 10, timeout), 11)
+	testenv.WaitFor(t, timeout, "the edge ready again", func() bool { return e.e.Ready(context.Background()) == nil })
+	c2 := e.dial(t)
+	if c2.Hello.Head != 20 {
+		t.Fatalf("hello after NATS came back = %+v, want head 20", c2.Hello)
+	}
+}

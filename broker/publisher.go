@@ -180,6 +180,9 @@ func (p *Publisher) Ready() bool {
 // calling it first makes the stream exist before the server announces itself. It
 // fails with a *ForeignStreamError if the stream belongs to another database.
 func (p *Publisher) Setup(ctx context.Context) error {
+	if !p.nc.IsConnected() {
+		return errNotConnected
+	}
 	if err := p.sync(ctx); err != nil {
 		return err
 	}
@@ -213,6 +216,10 @@ func (p *Publisher) Run(ctx context.Context) {
 	backoff := minBackoff
 	timer := time.NewTimer(idlePoll)
 	defer timer.Stop()
+	// A reconnect ends a back-off at once: NATS is back, and edges wait for what
+	// the source has.
+	connected := p.nc.StatusChanged(nats.CONNECTED)
+	defer p.nc.RemoveStatusListener(connected)
 	for {
 		err := p.step(ctx)
 		if ctx.Err() != nil {
@@ -239,13 +246,17 @@ func (p *Publisher) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-timer.C:
+			case <-connected:
+				backoff = minBackoff
 			case <-p.wake:
 				if err != nil {
-					// A failure waits out its back-off whatever wakes it.
+					// A failure waits out its back-off whatever else wakes it.
 					select {
 					case <-ctx.Done():
 						return
 					case <-timer.C:
+					case <-connected:
+						backoff = minBackoff
 					}
 				}
 			}
@@ -268,12 +279,19 @@ const errCodeSubjectOverlap jetstream.ErrorCode = 10065
 // some of them: read its last sequence and go on at once.
 var errResync = errors.New("resync with the stream's last sequence")
 
+// errNotConnected says what a request fails with while NATS is unreachable, more
+// plainly than the client's own error.
+var errNotConnected = errors.New("not connected to NATS")
+
 // errNotYet says a hole could not be placed because the changes after it went too
 // (pruned meanwhile): look again on the next wake-up rather than spin.
 var errNotYet = errors.New("nothing after the hole yet")
 
 // step publishes everything the tailer has read that JetStream does not hold.
 func (p *Publisher) step(ctx context.Context) error {
+	if !p.nc.IsConnected() {
+		return errNotConnected
+	}
 	if !p.synced {
 		if err := p.sync(ctx); err != nil {
 			return err
