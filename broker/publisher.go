@@ -559,7 +559,8 @@ func (p *Publisher) publish(ctx context.Context, recs []models.Encoded, gaps []i
 		case err := <-f.Err():
 			p.settle()
 			if wrongLastSeq(err) {
-				p.log.Info("JetStream already holds changes this publisher was sending (a retry, or another publisher); resuming after its last", "seq", p.seqs[i], "err", err)
+				// Routine with two sources on one file, and after a lost ack: debug only.
+				p.log.Debug("JetStream already holds changes this publisher was sending; resuming after its last", "seq", p.seqs[i], "err", err)
 				return errResync
 			}
 			return fmt.Errorf("publish seq %d: %w", p.seqs[i], err)
