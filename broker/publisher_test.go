@@ -329,3 +329,25 @@ func TestEscapeToken(t *testing.T) {
 		}
 	}
 }
+
+// TestPublisherTwoSources: two servers on one database file (which sqlws allows)
+// both publish: JetStream still holds every seq once, in order.
+func TestPublisherTwoSources(t *testing.T) {
+	ns := natstest.Start(t)
+	path := testenv.NewDB(t, todos)
+	a := startSource(t, ns, path, "", "s1", broker.PublisherOptions{Batch: 50})
+	b := startSource(t, ns, path, "", "s1", broker.PublisherOptions{Batch: 70})
+	for range 5 {
+		testenv.SQLite(t, path, inserts(300))
+	}
+	a.waitPublished(1500)
+	b.waitPublished(1500)
+	js := ns.JetStream(t)
+	info := streamInfo(t, js, "s1")
+	if info.State.FirstSeq != 1 || info.State.LastSeq != 1500 || info.State.Msgs != 1500 {
+		t.Fatalf("stream state = %+v, want 1..1500", info.State)
+	}
+	got, _ := readAll(t, openSource(t, js, "s1"), 0)
+	want, _ := readDB(t, a.d, 0)
+	sameRecords(t, got, want)
+}
