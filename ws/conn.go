@@ -151,6 +151,25 @@ func (c *conn) position() (models.Position, error) {
 	return r.pos, r.err
 }
 
+// waitHead gives a source that trails the stream (fanout.HeadWaiter: an edge) the
+// chance to reach since before it counts as the future, on a short-lived goroutine
+// for the reason position gives. Other sources, and errors, keep pos.
+func (c *conn) waitHead(since int64, pos models.Position) models.Position {
+	w, ok := c.hub.src.(fanout.HeadWaiter)
+	if !ok {
+		return pos
+	}
+	ch := make(chan models.Position, 1)
+	go func() {
+		p, err := w.WaitHead(c.ctx, since)
+		if err != nil {
+			p = pos
+		}
+		ch <- p
+	}()
+	return <-ch
+}
+
 func (c *conn) markClosed() {
 	c.mu.Lock()
 	c.closed = true
@@ -227,6 +246,9 @@ func (c *conn) subscribe(r *protocol.Request) {
 	since := r.Since
 	if !r.HasSince {
 		since = pos.Head // live from the current head
+	}
+	if since > pos.Head {
+		pos = c.waitHead(since, pos) // scale-out hook: see fanout.HeadWaiter
 	}
 	if reason := protocol.ResetReason(h.src.StreamID(), r.Stream, pos, since); reason != "" {
 		h.counts.count(&h.counts.resets, reason)

@@ -5,6 +5,7 @@
 //	sqlws migrate status|up|down --db app.db [--force]
 //	sqlws uninstall --db app.db [--force]
 //	sqlws capture pause|resume --db app.db --table T [--print]
+//	sqlws edge --nats nats://HOST:4222 [--addr 127.0.0.1:8081] [--source URL]
 //
 // See docs/ for the protocol and every flag.
 package main
@@ -44,6 +45,7 @@ Usage:
   sqlws capture pause|resume --db PATH --table T [--print]
                                        pause a table's capture for a schema change
   sqlws tail --db-url URL [flags]      print a server's changes as JSON lines, resuming across restarts
+  sqlws edge --nats URL [flags]        serve WebSocket clients from the JetStream stream of a serve --publish
 
 Run 'sqlws COMMAND -h' for a command's flags.
 `
@@ -67,6 +69,8 @@ func main() {
 		err = captureCommand(ctx, os.Args[2:], os.Stdout)
 	case "tail":
 		err = runTail(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	case "edge":
+		err = runEdge(ctx, os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return
@@ -109,6 +113,7 @@ type serveConfig struct {
 	maxConns       int
 	requestTimeout time.Duration
 	idleTimeout    time.Duration
+	publish        publishConfig // scale-out (publish.go)
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -137,6 +142,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most open client connections, HTTP and WebSocket; more are answered 503 (0: the descriptor limit less a reserve for SQLite)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "longest a REST request may take to arrive (body included) and its response to be written")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 30*time.Second, "close an idle keep-alive HTTP connection after this")
+	publishFlags(fs, &c.publish)
 }
 
 func splitList(s string) []string {
@@ -238,7 +244,14 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
 	})
-	tailer := changes.NewTailer(start, hub.Publish, changelog.TailerOptions{Poll: c.poll, Dropped: hub.TableDropped, SchemaChanged: schema.Poke, Logger: log})
+	// Scale-out hook (publish.go): with --publish, what the tailer hands the hub also
+	// goes to NATS JetStream for edge nodes; without, pub is nil and changes nothing.
+	pub, err := startPublisher(ctx, c.publish, changes, schema.Tables, start, log)
+	if err != nil {
+		return err
+	}
+	defer pub.close()
+	tailer := changes.NewTailer(start, pub.sink(hub.Publish), changelog.TailerOptions{Poll: c.poll, Dropped: pub.dropped(hub.TableDropped), SchemaChanged: schema.Poke, Logger: log})
 
 	tcpln, err := net.Listen("tcp", c.addr)
 	if err != nil {
@@ -288,6 +301,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	wg.Go(func() {
 		followMemoryLimit(runCtx, c.memoryBudget, func() int { return hub.Stats().Connections })
 	})
+	wg.Go(func() { pub.run(runCtx) }) // scale-out hook
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
