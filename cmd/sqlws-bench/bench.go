@@ -84,7 +84,7 @@ func (c *benchConfig) w2RowCount() int64 {
 	return max(int64(1e6*c.duration.Seconds())/int64(c.subs), 1000)
 }
 
-var allScenarios = []string{"W1", "W2", "W3", "W4", "W5", "W6", "W7"}
+var allScenarios = []string{"W1", "W1R", "W2", "W3", "W4", "W5", "W6", "W7"}
 
 func bench(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "writer" {
@@ -92,6 +92,9 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if len(args) > 0 && args[0] == "rest" {
 		return benchRest(ctx, args[1:], out)
+	}
+	if len(args) > 0 && args[0] == "refserver" {
+		return benchRefServer(ctx, args[1:], out)
 	}
 	var c benchConfig
 	var scen, serverArgs string
@@ -317,19 +320,20 @@ type benchReport struct {
 }
 
 var scenarioTitles = map[string]string{
-	"W1": "%d subscribers, 100 changes/s from another process: commit → client latency",
-	"W2": "%d subscribers, writer flat out: delivered changes/s (sum across subscribers)",
-	"W3": "%d idle subscribers: server RSS per connection",
-	"W4": "one client resuming %d changes behind (since=0)",
-	"W5": "write throughput with capture ÷ without (1-row and 1,000-row transactions)",
-	"W6": "REST create p50 with %d subscribers ÷ with none",
-	"W7": "%d subscribers, writer flat out for %v: delivered changes/s, RSS against the budget, drain",
+	"W1":  "%d subscribers, 100 changes/s from another process: commit → client latency",
+	"W1R": "W1's physical reference: %d subscribers of a bare coder/websocket broadcast server (no SQLite), 100 records/s",
+	"W2":  "%d subscribers, writer flat out: delivered changes/s (sum across subscribers)",
+	"W3":  "%d idle subscribers: server RSS per connection",
+	"W4":  "one client resuming %d changes behind (since=0)",
+	"W5":  "write throughput with capture ÷ without (1-row and 1,000-row transactions)",
+	"W6":  "REST create p50 with %d subscribers ÷ with none",
+	"W7":  "%d subscribers, writer flat out for %v: delivered changes/s, RSS against the budget, drain",
 }
 
 func (b *bencher) title(id string) string {
 	t := scenarioTitles[id]
 	switch id {
-	case "W1", "W2", "W6":
+	case "W1", "W1R", "W2", "W6":
 		return fmt.Sprintf(t, b.cfg.subs)
 	case "W3":
 		return fmt.Sprintf(t, b.cfg.idle)
@@ -347,6 +351,8 @@ func (b *bencher) runScenario(ctx context.Context, id string) runResult {
 	switch id {
 	case "W1":
 		r = b.w1(ctx)
+	case "W1R":
+		r = b.w1r(ctx)
 	case "W2":
 		r = b.w2(ctx)
 	case "W3":

@@ -43,11 +43,16 @@ type serverProc struct {
 // startServer runs `exe serve --db path --addr 127.0.0.1:0 extra…` and waits for its
 // listening line. Its stderr goes to logPath.
 func startServer(ctx context.Context, exe, path, logPath string, extra []string) (*serverProc, error) {
+	return startProc(ctx, exe, append([]string{"serve", "--db", path, "--addr", "127.0.0.1:0"}, extra...), path, logPath)
+}
+
+// startProc runs exe with args, a server of the database path (if any) that prints
+// sqlws serve's listening line, and waits for that line. Its stderr goes to logPath.
+func startProc(ctx context.Context, exe string, args []string, path, logPath string) (*serverProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"serve", "--db", path, "--addr", "127.0.0.1:0"}, extra...)
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
