@@ -83,8 +83,32 @@ func (t *Tailer) Last() int64 { return t.last.Load() }
 // Run tails until ctx is done. It returns an error wrapping store.ErrNotInstalled if
 // sqlws's tables are removed from the database under it (there is nothing left to
 // tail, and serving on would hand clients a stream that silently stopped), and other
-// errors only when it cannot start.
+// errors only when it cannot start for a reason retrying cannot fix. A storage fault
+// at start (the file briefly gone, an I/O error) is retried with backoff, logged
+// once: a restore or a rename must not end the server.
 func (t *Tailer) Run(ctx context.Context) error {
+	var startFail failureLog
+	wait := 10 * time.Millisecond
+	for {
+		err := t.run(ctx, &startFail)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if !errors.IsKind(err, errors.Unavailable) || errors.Is(err, store.ErrNotInstalled) {
+			return err
+		}
+		startFail.fail(t.opts.Logger, "tail changelog: cannot start; will retry", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// run tails until ctx is done or an error; startFail hears when it has started.
+func (t *Tailer) run(ctx context.Context, startFail *failureLog) error {
 	conn, err := t.db.Reader().Conn(ctx)
 	if err != nil {
 		return store.Classify("tail changelog", err)
@@ -115,6 +139,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 	}
 	defer drops.Close()
 
+	startFail.ok(t.opts.Logger, "tail changelog: started")
 	pollCtx := context.WithoutCancel(ctx)
 	var dataVersion, schemaVersion int64 = -1, -1
 	// dropsDue is set until the drops recorded by the last commit seen are read: a

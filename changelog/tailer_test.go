@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -175,5 +176,54 @@ func TestTailerStopsWhenUninstalled(t *testing.T) {
 	}
 	if n := logs.Count("level=WARN"); n > 2 {
 		t.Fatalf("%d warnings before stopping:\n%s", n, logs)
+	}
+}
+
+// TestTailerStartsWhenTheFileReturns: a tailer started while the database file is
+// briefly gone (renamed, being restored) waits for it instead of ending the server,
+// and then delivers what is written.
+func TestTailerStartsWhenTheFileReturns(t *testing.T) {
+	path := testenv.NewDB(t, `CREATE TABLE a(id INTEGER PRIMARY KEY);`)
+	d := open(t, path, testdb.Options{})
+	// No idle reader connection may still hold the file open: the tailer's must be a
+	// new one, opened while the file is gone.
+	d.Store.Reader().SetMaxIdleConns(0)
+	if err := os.Rename(path, path+".away"); err != nil {
+		t.Fatal(err)
+	}
+	d.Store.Reader().SetMaxIdleConns(8)
+	logs := &testdb.LogBuffer{}
+	got := make(chan []models.Encoded, 16)
+	tl := d.NewTailer(0, func(b []models.Encoded) { got <- b }, changelog.TailerOptions{Logger: logs.Logger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("tailer ended with %v", err)
+		}
+	}()
+	if !logs.WaitFor("cannot start; will retry", 15*time.Second) {
+		t.Fatalf("no retry logged while the file was gone:\n%s", logs)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("tailer ended while the file was gone: %v", err)
+	default:
+	}
+	if err := os.Rename(path+".away", path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testenv.RunSQLite(path, "INSERT INTO a VALUES (1);"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if len(b) != 1 || b[0].Table != "a" {
+			t.Fatalf("got %+v, want the one insert", b)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("nothing delivered 15s after the file came back:\n%s", logs)
 	}
 }

@@ -109,7 +109,15 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		}
 		return d, nil
 	}
-	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true))
+	// The file is created here, once, and every connection opens it with mode=rw: a
+	// pool connection opened while the file is briefly gone (renamed, restored from a
+	// backup) must fail, not create an empty database beside the real WAL and keep
+	// answering "disk I/O error" after the file is back.
+	if err := createIfMissing(abs); err != nil {
+		d.closeLock()
+		return nil, errors.E(errors.Unavailable, "database cannot be opened", err)
+	}
+	d.writer, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, true)+"&mode=rw")
 	if err != nil {
 		d.closeLock()
 		return nil, fmt.Errorf("open writer: %w", err)
@@ -143,7 +151,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("open %s: journal_mode is %q, want wal", abs, mode)
 	}
 
-	d.reader, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, false))
+	d.reader, err = sql.Open("sqlite", dsn(abs, opts.BusyTimeout, false)+"&mode=rw")
 	if err != nil {
 		d.writer.Close()
 		d.closeLock()
@@ -153,6 +161,19 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	d.reader.SetMaxIdleConns(opts.MaxReaders)
 	d.reader.SetConnMaxIdleTime(5 * time.Minute)
 	return d, nil
+}
+
+// createIfMissing creates an empty file at path if there is none; SQLite treats an
+// empty file as an empty database.
+func createIfMissing(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		if p := writeProblem(path); p != "" {
+			return fmt.Errorf("open %s: %s: %w", path, p, err)
+		}
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func dsn(path string, busy time.Duration, writer bool) string {

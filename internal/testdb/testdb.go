@@ -125,15 +125,44 @@ func (d *DB) ReadAll(t testing.TB, after int64) []models.Change {
 
 // LogBuffer is a concurrency-safe log sink for a slog text handler.
 type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	written chan struct{} // closed and replaced on each write
 }
 
 // Write appends p: the handler writes one line at a time.
 func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.written != nil {
+		close(l.written)
+		l.written = nil
+	}
 	return l.b.Write(p)
+}
+
+// WaitFor waits up to timeout for a line containing substr; it reports whether one
+// came.
+func (l *LogBuffer) WaitFor(substr string, timeout time.Duration) bool {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		if strings.Contains(l.b.String(), substr) {
+			l.mu.Unlock()
+			return true
+		}
+		if l.written == nil {
+			l.written = make(chan struct{})
+		}
+		ch := l.written
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return false
+		}
+	}
 }
 
 // String is everything logged so far.
