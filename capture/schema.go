@@ -20,8 +20,13 @@ type Table struct {
 	// ("rowid", "_rowid_" or "oid"); "" for a WITHOUT ROWID table, or when columns
 	// shadow all three.
 	RowidName string
-	aliasCol  string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
-	uniques   [][]indexCol // UNIQUE indexes other than the primary key
+	// Collations maps each column that declares a collating sequence (COLLATE
+	// NOCASE) to its name, upper-cased; a column absent from it compares with BINARY.
+	// nil when the collations are not known (a Table built by hand, or a schema text
+	// sqlws could not read): see Collation.
+	Collations map[string]string
+	aliasCol   string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
+	uniques    [][]indexCol // UNIQUE indexes other than the primary key
 }
 
 // indexCol is a column of an index with the collation the index compares it by.
@@ -45,6 +50,18 @@ func (t *Table) Ref(name string) (string, *models.Column, error) {
 	// Names in messages go through errors.Clip: a request may carry a column name of
 	// nearly a megabyte, and an error must not echo it back whole.
 	return "", nil, errors.WithCode(errors.Invalid, errors.CodeUnknownColumn, "unknown column %q in table %q", errors.Clip(name), errors.Clip(t.Name))
+}
+
+// Collation is the collating sequence column name compares text with, upper-cased
+// ("BINARY", "NOCASE", "RTRIM" or an application's own), and whether it is known.
+func (t *Table) Collation(name string) (string, bool) {
+	if t.Collations == nil {
+		return "", false
+	}
+	if c, ok := t.Collations[name]; ok {
+		return c, true
+	}
+	return "BINARY", true
 }
 
 // capturable is why the capture triggers cannot key t's rows, or nil.
