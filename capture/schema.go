@@ -153,6 +153,9 @@ func introspect(ctx context.Context, q store.Querier, name string) (*Table, erro
 	for _, p := range pks {
 		e.PrimaryKey = append(e.PrimaryKey, p.name)
 	}
+	if e.Collations, err = readCollations(ctx, q, name, e.Columns); err != nil {
+		return nil, err
+	}
 	if !e.WithoutRowid {
 		e.RowidName = rowidAlias(e.Columns)
 	}
@@ -174,6 +177,33 @@ func introspect(ctx context.Context, q store.Querier, name string) (*Table, erro
 		}
 	}
 	return e, nil
+}
+
+// readCollations reads the columns' declared collations from the table's CREATE
+// TABLE text (declaredCollations); nil when they cannot be read reliably.
+func readCollations(ctx context.Context, q store.Querier, table string, cols []models.Column) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, table)
+	if err != nil {
+		return nil, fmt.Errorf("introspect %q: %w", table, err)
+	}
+	defer rows.Close()
+	var text sql.NullString
+	if rows.Next() {
+		if err := rows.Scan(&text); err != nil {
+			return nil, fmt.Errorf("introspect %q: %w", table, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("introspect %q: %w", table, err)
+	}
+	if !text.Valid {
+		return nil, nil
+	}
+	colls, ok := declaredCollations(text.String, cols)
+	if !ok {
+		return nil, nil
+	}
+	return colls, nil
 }
 
 func countPKIndexes(ctx context.Context, q store.Querier, table string) (int, error) {

@@ -290,6 +290,9 @@ func (l *pleaf) eval(row map[string]any) tri {
 		if v == nil {
 			return triNull
 		}
+		if _, blob := v.([]byte); blob {
+			return triFalse // SQLite 3.54's like() is false, not NULL, for a BLOB
+		}
 		var buf [32]byte
 		return truth(like(l.pattern, likeText(buf[:0], v)))
 	case OpIn:
@@ -329,7 +332,8 @@ func (l *pleaf) eval(row map[string]any) tri {
 }
 
 // likeText is the text LIKE reads from a value (sqlite3_value_text): an integer in
-// decimal, a REAL as SQLite renders it, TEXT and BLOB bytes as they are.
+// decimal, a REAL as SQLite renders it, TEXT as it is. (A BLOB never gets here:
+// like() refuses it.)
 func likeText(dst []byte, v any) []byte {
 	switch v := v.(type) {
 	case int64:

@@ -322,3 +322,153 @@ func (g *groupParser) inList() (string, error) {
 	}
 	return "", g.errorf("in-list without ')'")
 }
+
+// String is e as a where string that ParseWhere reads back to the same meaning:
+// top-level conjuncts as col=op.value pairs (percent-encoded), sorted, everything else
+// in and=(…)/or=(…) groups. It is canonical for what ParseWhere returns: where strings
+// that differ only in the order of their parameters give the same String, and
+// ParseWhere(e.String()).String() == e.String(), so it can key subscriptions that
+// share an evaluation. An Or without children (which no parse yields) has no
+// where string and comes out as the invalid "or=()".
+func (e Expr) String() string {
+	var parts []string
+	var add func(e Expr)
+	add = func(e Expr) {
+		if e.Kind == ExprAnd { // a conjunction in a conjunction: its conjuncts
+			for _, c := range e.Children {
+				add(c)
+			}
+			return
+		}
+		parts = append(parts, pairString(e))
+	}
+	add(e)
+	// Conjuncts commute: sorted, equal filters written in any order have one String.
+	sort.Strings(parts)
+	return strings.Join(parts, "&")
+}
+
+// pairString is one top-level conjunct as a name=value parameter.
+func pairString(e Expr) string {
+	not := false
+	x := e
+	if x.Kind == ExprNot && len(x.Children) == 1 {
+		not, x = true, x.Children[0]
+	}
+	switch x.Kind {
+	case ExprFilter:
+		if _, _, group := groupName(x.Filter.Column); !group {
+			v := filterText(x.Filter)
+			if not {
+				v = "not." + v
+			}
+			return url.QueryEscape(x.Filter.Column) + "=" + url.QueryEscape(v)
+		}
+	case ExprAnd, ExprOr:
+		if len(x.Children) > 0 {
+			name := ParamAnd
+			if x.Kind == ExprOr {
+				name = ParamOr
+			}
+			if not {
+				name = "not." + name
+			}
+			return name + "=" + url.QueryEscape(groupText(x.Children))
+		}
+	}
+	return ParamAnd + "=" + url.QueryEscape(groupText([]Expr{e}))
+}
+
+// groupText is a parenthesised list of group items.
+func groupText(items []Expr) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, it := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(itemText(it))
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// itemText is one group item.
+func itemText(e Expr) string {
+	switch e.Kind {
+	case ExprFilter:
+		return quoteIf(e.Filter.Column, ".,()\"\\", true) + "." + groupFilterText(e.Filter)
+	case ExprNot:
+		if len(e.Children) == 1 {
+			c := e.Children[0]
+			switch {
+			case c.Kind == ExprFilter:
+				return quoteIf(c.Filter.Column, ".,()\"\\", true) + ".not." + groupFilterText(c.Filter)
+			case (c.Kind == ExprAnd || c.Kind == ExprOr) && len(c.Children) > 0:
+				return "not." + itemText(c)
+			}
+			return "not.and(" + itemText(c) + ")"
+		}
+	case ExprAnd, ExprOr:
+		name := "and"
+		if e.Kind == ExprOr {
+			name = "or"
+		}
+		if len(e.Children) == 0 {
+			return name + "()" // no where string has an empty group
+		}
+		return name + groupText(e.Children)
+	}
+	return "and()"
+}
+
+// filterText is op.value as a pair's value (in-list items quoted when they must be).
+func filterText(f Filter) string {
+	switch f.Op {
+	case OpIn:
+		return "in." + inText(f.Values)
+	case OpIs:
+		if len(f.Values) == 1 {
+			return "is." + f.Values[0]
+		}
+	}
+	if len(f.Values) == 1 {
+		return string(f.Op) + "." + f.Values[0]
+	}
+	return string(f.Op) + "."
+}
+
+// groupFilterText is op.value inside a group, the value quoted when it holds a ',' or
+// ')' or starts with '"'.
+func groupFilterText(f Filter) string {
+	if f.Op == OpIn || f.Op == OpIs || len(f.Values) != 1 {
+		return filterText(f)
+	}
+	v := f.Values[0]
+	if strings.ContainsAny(v, ",)") || strings.HasPrefix(v, `"`) {
+		v = QuoteListItem(v)
+	}
+	return string(f.Op) + "." + v
+}
+
+func inText(vals []string) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(quoteIf(v, ",()\"\\", true))
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+// quoteIf double-quotes s when it holds one of chars, is empty (when empty is set), or
+// starts with '"'.
+func quoteIf(s, chars string, empty bool) string {
+	if (empty && s == "") || strings.ContainsAny(s, chars) || strings.HasPrefix(s, `"`) {
+		return QuoteListItem(s)
+	}
+	return s
+}
