@@ -130,7 +130,9 @@ INSERT INTO "we""ird tab/le" VALUES (1, 'v1', 'd1', 'p1'), (2, 'v2', 'd2', 'p2')
 	} {
 		got, r := e.listIDs(tc.table, tc.query)
 		if r.status != 200 {
-			var er struct{ Error struct{ Code, Message string } }
+			var er struct {
+				Error struct{ Code, Message string }
+			}
 			json.Unmarshal(r.body, &er)
 			if er.Error.Code != tc.want {
 				t.Errorf("%s?%s: %d %s, want %q", tc.table, tc.query, r.status, r.body, tc.want)
