@@ -38,7 +38,6 @@ type pnode struct {
 type pleaf struct {
 	col     string // the member of the row image (the column's name, or the rowid's)
 	op      Op
-	not     bool
 	aff     capture.Affinity
 	coll    collation
 	vals    []any  // comparison operands, converted as SQLite converts the bound value
