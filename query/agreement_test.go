@@ -354,6 +354,9 @@ func randomExpr(rng *rand.Rand, cols []string, depth int) query.Expr {
 		f.Values = []string{agreePatterns[rng.IntN(len(agreePatterns))]}
 	case query.OpIn:
 		n := rng.IntN(4)
+		if rng.IntN(4) == 0 {
+			n = 9 + rng.IntN(20) // long enough to be looked up by key
+		}
 		f.Values = []string{}
 		for range n {
 			f.Values = append(f.Values, agreeFilterValues[rng.IntN(len(agreeFilterValues))])

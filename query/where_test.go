@@ -96,6 +96,20 @@ func TestParseWhereErrors(t *testing.T) {
 	if _, err := ParseWhere(ok); err != nil {
 		t.Fatalf("%d levels refused: %v", maxGroupDepth, err)
 	}
+	// The deepest expression the parser accepts, negated at every level, compiles both
+	// ways.
+	deepest := "not.or=(" + strings.Repeat("not.and(", maxGroupDepth-1) + "a.not.eq.1" + strings.Repeat(")", maxGroupDepth-1) + ")"
+	e, err := ParseWhere(deepest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &capture.Table{Table: models.Table{Name: "t", Columns: []models.Column{{Name: "a", Type: "TEXT"}}}, Collations: map[string]string{}}
+	if _, _, err := WhereSQL(e, tb); err != nil {
+		t.Fatalf("WhereSQL(%s): %v", deepest, err)
+	}
+	if _, err := CompilePredicate(e, tb); err != nil {
+		t.Fatalf("CompilePredicate(%s): %v", deepest, err)
+	}
 	many := strings.TrimSuffix(strings.Repeat("a.eq.1,", maxFilters+1), ",")
 	for _, tc := range []struct{ in, want string }{
 		{"limit=5", `"limit" is not a filter`},
