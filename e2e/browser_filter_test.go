@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/sqlws/sqlws/internal/testenv"
+)
+
+// bwRowKeys is a JavaScript expression for the keys of the grid's rows, in grid
+// order, comma-joined.
+const bwRowKeys = `[...document.querySelectorAll('[data-testid="rows"] [data-key]')].map(e => JSON.parse(e.dataset.key).id).join(",")`
+
+// bwGridCols is a JavaScript expression for the grid's column names, comma-joined.
+const bwGridCols = `[...document.querySelectorAll('[data-testid="grid-head"] [data-col]')].map(e => e.dataset.col).join(",")`
+
+// bwParam is a JavaScript expression for a query parameter of the page's URL ("" if
+// absent).
+func bwParam(name string) string {
+	return fmt.Sprintf(`(new URLSearchParams(location.search).get(%s) ?? "")`, bwJS(name))
+}
+
+// TestBrowserFilteredView: a filtered live view opened from its URL shows only the
+// matching rows; CLI writes that move rows out of the filter and into it take them
+// out of the grid and put them in, through the view's filtered subscription; an
+// invalid filter shows the server's error next to the box and leaves the view as it
+// was; hiding a column through the column chooser puts select in the URL, and that
+// URL restores the same view.
+func TestBrowserFilteredView(t *testing.T) {
+	db := testenv.NewDB(t, `
+CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0);
+INSERT INTO todos(id, title, done) VALUES (1, 'milk', 0), (2, 'eggs', 1), (3, 'tea', 0), (4, 'jam', 1);`)
+	srv := testenv.StartServer(t, db)
+	p := bwOpenDashboard(t, srv, "/?table=todos&where=done%3Deq.0")
+
+	// The bookmarked view: only the open todos, the filter in the box.
+	p.waitJS("the two open todos", bwWait, `window.__sqlws.table === "todos" && window.__sqlws.where === "done=eq.0" && window.__sqlws.rows === 2`)
+	if got := bwEval[string](p, bwRowKeys); got != "1,3" {
+		t.Errorf("filtered grid rows = %q, want 1,3", got)
+	}
+	if got := bwEval[string](p, `document.querySelector('[data-testid="filter-input"]').value`); got != "done=eq.0" {
+		t.Errorf("filter box = %q, want done=eq.0", got)
+	}
+	// The table list still counts the whole table; the toolbar says how many match.
+	if got := bwEval[string](p, `document.querySelector('[data-table="todos"] [data-testid="table-count"]').textContent`); got != "4" {
+		t.Errorf("table list count = %q, want 4 (every row, not the matches)", got)
+	}
+	if got := bwEval[string](p, `document.querySelector('[data-testid="row-count"]').textContent`); got != "2 matching rows of 4" {
+		t.Errorf("row count = %q, want \"2 matching rows of 4\"", got)
+	}
+
+	// Out of the filter: the row leaves the grid.
+	testenv.SQLite(t, db, `UPDATE todos SET done = 1 WHERE id = 1;`)
+	p.waitJS("row 1 to move out of the view", bwWait, bwRow(`{"id":1}`)+` === null && window.__sqlws.rows === 1`)
+
+	// Into the filter: the row appears, with the values of the same update.
+	testenv.SQLite(t, db, `UPDATE todos SET done = 0, title = 'jam!' WHERE id = 4;`)
+	p.waitJS("row 4 to move into the view", bwWait, bwCell(`{"id":4}`, "title")+` === "jam!" && window.__sqlws.rows === 2`)
+	if got := bwEval[string](p, bwRowKeys); got != "3,4" {
+		t.Errorf("grid rows after the moves = %q, want 3,4 (key order)", got)
+	}
+
+	// Inserts and deletes: a matching insert appears, one that does not match never
+	// does, a delete of a matching row takes it away. One transaction, delivered in
+	// seq order, so once the delete (the last change) is shown, the non-matching
+	// insert before it has been passed over.
+	testenv.SQLite(t, db, `
+INSERT INTO todos(id, title, done) VALUES (5, 'bread', 0), (6, 'done already', 1);
+DELETE FROM todos WHERE id = 3;`)
+	p.waitJS("the matching insert and the delete", bwWait, bwCell(`{"id":5}`, "title")+` === "bread" && `+bwRow(`{"id":3}`)+` === null`)
+	if got := bwEval[string](p, bwRowKeys); got != "4,5" {
+		t.Errorf("grid rows after insert and delete = %q, want 4,5 (no row 6: it does not match)", got)
+	}
+	p.waitJS("the table count to follow every write", bwWait, `document.querySelector('[data-table="todos"] [data-testid="table-count"]').textContent === "5"`)
+
+	// An invalid filter: the server's code and message next to the box; the view, its
+	// URL and its subscription stay as they were.
+	p.do("type an invalid filter and press Enter",
+		chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), "done=bogus.1"+kb.Enter))
+	p.waitJS("the server's bad_filter error inline", bwWait,
+		`(e => !e.hidden && e.dataset.code === "bad_filter" && e.textContent.includes("bad_filter") && e.textContent.includes("bogus"))(document.querySelector('[data-testid="filter-error"]'))`)
+	if got := bwEval[string](p, `document.querySelector('[data-testid="filter-input"]').getAttribute("aria-invalid") || ""`); got != "true" {
+		t.Errorf("filter box aria-invalid = %q, want true", got)
+	}
+	if got := bwEval[string](p, bwParam("where")+` + " " + window.__sqlws.where + " " + window.__sqlws.rows`); got != "done=eq.0 done=eq.0 2" {
+		t.Errorf("after a refused filter: URL where, view where, rows = %q, want the old view (done=eq.0 done=eq.0 2)", got)
+	}
+	p.do("type a filter on an unknown column and press Enter",
+		chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), "nope=eq.1"+kb.Enter))
+	p.waitJS("the server's unknown_column error inline", bwWait,
+		`(e => !e.hidden && e.dataset.code === "unknown_column" && e.textContent.includes("nope"))(document.querySelector('[data-testid="filter-error"]'))`)
+	// Still live on the old filter.
+	testenv.SQLite(t, db, `UPDATE todos SET done = 1 WHERE id = 4;`)
+	p.waitJS("the old view to stay live", bwWait, bwRow(`{"id":4}`)+` === null && window.__sqlws.rows === 1`)
+
+	// Hide a column through the chooser: the grid loses it, the URL gains select.
+	p.do("put back the filter in force", chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), "done=eq.0"+kb.Enter))
+	p.waitJS("the error to clear", bwWait, `document.querySelector('[data-testid="filter-error"]').hidden && window.__sqlws.ready && window.__sqlws.subscribed`)
+	p.do("open the column chooser", chromedp.Click(chromedp.CSS(`[data-testid="columns-btn"]`)))
+	p.do("hide title", chromedp.WaitVisible(chromedp.CSS(`[data-testid="column-toggle"][data-col="title"]`)),
+		chromedp.Click(chromedp.CSS(`[data-testid="column-toggle"][data-col="title"]`)))
+	p.waitJS("select in the URL", bwWait, bwParam("select")+` === "id,done" && `+bwParam("where")+` === "done=eq.0" && `+bwParam("table")+` === "todos"`)
+	p.waitJS("the grid without title, live again", bwWait, bwGridCols+` === "id,done" && window.__sqlws.ready && window.__sqlws.subscribed && window.__sqlws.rows === 1`)
+	if got := bwEval[string](p, bwCell(`{"id":5}`, "done")); got != "0" {
+		t.Errorf("row 5 done cell = %q, want 0", got)
+	}
+	// Still filtered and live with the column hidden.
+	testenv.SQLite(t, db, `UPDATE todos SET done = 0 WHERE id = 2;`)
+	p.waitJS("row 2 to move in with title hidden", bwWait, bwCell(`{"id":2}`, "done")+` === "0" && `+bwRow(`{"id":2}`)+`.querySelector('[data-col="title"]') === null`)
+
+	// The URL restores the view: reload it.
+	u := bwEval[string](p, `location.href`)
+	p.navigate(u)
+	p.waitJS("the restored view", bwWait, `window.__sqlws.ready && window.__sqlws.subscribed && window.__sqlws.rows === 2 && window.__sqlws.where === "done=eq.0" && window.__sqlws.select === "id,done"`)
+	if got := bwEval[string](p, bwRowKeys+` + " " + `+bwGridCols); got != "2,5 id,done" {
+		t.Errorf("restored view: rows and columns = %q, want 2,5 id,done", got)
+	}
+	if !bwEval[bool](p, `!document.querySelector('[data-testid="column-toggle"][data-col="title"]').checked && document.querySelector('[data-testid="column-toggle"][data-col="done"]').checked`) {
+		t.Errorf("the column chooser does not show title hidden and done shown")
+	}
+	testenv.SQLite(t, db, `UPDATE todos SET done = 1 WHERE id = 5;`)
+	p.waitJS("row 5 to move out of the restored view", bwWait, bwRow(`{"id":5}`)+` === null && window.__sqlws.rows === 1`)
+
+	// Clearing the filter shows every row (title still hidden) and drops where from
+	// the URL.
+	p.do("clear the filter", chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), kb.Enter))
+	p.waitJS("every row", bwWait, `window.__sqlws.ready && window.__sqlws.rows === 5 && window.__sqlws.where === null && `+bwParam("where")+` === "" && `+bwParam("select")+` === "id,done"`)
+}
