@@ -23,6 +23,14 @@ func bwParam(name string) string {
 	return fmt.Sprintf(`(new URLSearchParams(location.search).get(%s) ?? "")`, bwJS(name))
 }
 
+// typeFilter empties the filter box, types text into it and presses Enter, as a
+// person would.
+func (p *bwPage) typeFilter(what, text string) {
+	p.t.Helper()
+	bwEval[bool](p, `(e => { e.focus(); e.value = ""; e.dispatchEvent(new Event("input", {bubbles: true})); return true; })(document.querySelector('[data-testid="filter-input"]'))`)
+	p.do(what, chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), text+kb.Enter))
+}
+
 // TestBrowserFilteredView: a filtered live view opened from its URL shows only the
 // matching rows; CLI writes that move rows out of the filter and into it take them
 // out of the grid and put them in, through the view's filtered subscription; an
@@ -78,9 +86,7 @@ DELETE FROM todos WHERE id = 3;`)
 
 	// An invalid filter: the server's code and message next to the box; the view, its
 	// URL and its subscription stay as they were.
-	p.do("type an invalid filter and press Enter",
-		chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), "done=bogus.1"+kb.Enter))
+	p.typeFilter("type an invalid filter and press Enter", "done=bogus.1")
 	p.waitJS("the server's bad_filter error inline", bwWait,
 		`(e => !e.hidden && e.dataset.code === "bad_filter" && e.textContent.includes("bad_filter") && e.textContent.includes("bogus"))(document.querySelector('[data-testid="filter-error"]'))`)
 	if got := bwEval[string](p, `document.querySelector('[data-testid="filter-input"]').getAttribute("aria-invalid") || ""`); got != "true" {
@@ -89,9 +95,7 @@ DELETE FROM todos WHERE id = 3;`)
 	if got := bwEval[string](p, bwParam("where")+` + " " + window.__sqlws.where + " " + window.__sqlws.rows`); got != "done=eq.0 done=eq.0 2" {
 		t.Errorf("after a refused filter: URL where, view where, rows = %q, want the old view (done=eq.0 done=eq.0 2)", got)
 	}
-	p.do("type a filter on an unknown column and press Enter",
-		chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), "nope=eq.1"+kb.Enter))
+	p.typeFilter("type a filter on an unknown column and press Enter", "nope=eq.1")
 	p.waitJS("the server's unknown_column error inline", bwWait,
 		`(e => !e.hidden && e.dataset.code === "unknown_column" && e.textContent.includes("nope"))(document.querySelector('[data-testid="filter-error"]'))`)
 	// Still live on the old filter.
@@ -99,8 +103,7 @@ DELETE FROM todos WHERE id = 3;`)
 	p.waitJS("the old view to stay live", bwWait, bwRow(`{"id":4}`)+` === null && window.__sqlws.rows === 1`)
 
 	// Hide a column through the chooser: the grid loses it, the URL gains select.
-	p.do("put back the filter in force", chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), "done=eq.0"+kb.Enter))
+	p.typeFilter("put back the filter in force", "done=eq.0")
 	p.waitJS("the error to clear", bwWait, `document.querySelector('[data-testid="filter-error"]').hidden && window.__sqlws.ready && window.__sqlws.subscribed`)
 	p.do("open the column chooser", chromedp.Click(chromedp.CSS(`[data-testid="columns-btn"]`)))
 	p.do("hide title", chromedp.WaitVisible(chromedp.CSS(`[data-testid="column-toggle"][data-col="title"]`)),
@@ -129,7 +132,6 @@ DELETE FROM todos WHERE id = 3;`)
 
 	// Clearing the filter shows every row (title still hidden) and drops where from
 	// the URL.
-	p.do("clear the filter", chromedp.Clear(chromedp.CSS(`[data-testid="filter-input"]`)),
-		chromedp.SendKeys(chromedp.CSS(`[data-testid="filter-input"]`), kb.Enter))
+	p.typeFilter("clear the filter", "")
 	p.waitJS("every row", bwWait, `window.__sqlws.ready && window.__sqlws.rows === 5 && window.__sqlws.where === null && `+bwParam("where")+` === "" && `+bwParam("select")+` === "id,done"`)
 }

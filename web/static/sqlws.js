@@ -844,8 +844,11 @@ class LiveQuery {
     this._opts = opts;
     this._onUpdate = typeof onUpdate === 'function' ? onUpdate : opts.onUpdate;
     this._pageSize = Math.max(1, Math.min(1000, opts.pageSize || 1000));
-    this._fetch = opts.fetch || client.options.fetch || globalThis.fetch;
-    if (typeof this._fetch !== 'function') throw new TypeError('sqlws: no fetch implementation; pass options.fetch');
+    const fetchFn = opts.fetch || client.options.fetch || globalThis.fetch;
+    if (typeof fetchFn !== 'function') throw new TypeError('sqlws: no fetch implementation; pass options.fetch');
+    // Called as a plain function: a browser's fetch called as a method of another
+    // object throws "Illegal invocation".
+    this._fetch = (url, init) => fetchFn(url, init);
     this._api = apiBase(client, opts.api);
     this.rows = [];
     this.seq = null;
