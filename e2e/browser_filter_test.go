@@ -140,7 +140,7 @@ DELETE FROM todos WHERE id = 3;`)
 // loads the matching rows over REST in several pages, in the requested order with
 // only the selected (plus key and order) columns, and keeps them current through
 // CLI writes that move rows out of and into the filter, change an order column,
-// insert and delete; an update of an unselected column only is not delivered. A
+// change a key, insert and delete; an update of an unselected column only is not delivered. A
 // filter the server refuses rejects ready with the server's code.
 func TestBrowserLiveQuery(t *testing.T) {
 	db := testenv.NewDB(t, `
@@ -170,13 +170,15 @@ UPDATE todos SET done = 0, title = 'apple' WHERE id = 5;
 UPDATE todos SET title = 'zucchini' WHERE id = 4;
 UPDATE todos SET note = 'unselected' WHERE id = 1;
 INSERT INTO todos(id, title, done) VALUES (6, 'kiwi', 0), (7, 'done', 1);
+UPDATE todos SET id = 9 WHERE id = 6;
 DELETE FROM todos WHERE id = 1;`)
 	head := testenv.SQLiteInt(t, db, `SELECT max(seq) FROM sqlws_changes;`)
 	p.waitJS("the live query to reach the last change", bwWait, fmt.Sprintf(`q.seq === %d`, head))
 	got = bwEval[string](p, `JSON.stringify({rows: q.rows, delivered: T.delivered, active: q.active, error: q.error})`)
-	// Delivered: 3 out, 5 in, 4 retitled, 6 inserted, 1 deleted; not the note-only
-	// update of 1 nor the insert of 7, which does not match.
-	if want := `{"rows":[{"id":4,"title":"zucchini"},{"id":6,"title":"kiwi"},{"id":5,"title":"apple"}],"delivered":5,"active":true,"error":null}`; got != want {
+	// Delivered: 3 out, 5 in, 4 retitled, 6 inserted, 6 re-keyed to 9 (removed under
+	// its old key), 1 deleted; not the note-only update of 1 nor the insert of 7,
+	// which does not match.
+	if want := `{"rows":[{"id":4,"title":"zucchini"},{"id":9,"title":"kiwi"},{"id":5,"title":"apple"}],"delivered":6,"active":true,"error":null}`; got != want {
 		t.Errorf("liveQuery after the CLI writes = %s\nwant %s", got, want)
 	}
 
