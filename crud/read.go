@@ -181,4 +181,3 @@ func (d *DB) Filter(table, where, sel string, head int64) (*filter.Filter, error
 	}
 	return filter.Compile(t, where, sel, head)
 }
-
