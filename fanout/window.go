@@ -92,6 +92,9 @@ type Window struct {
 	// every frame to see whether anything changed.
 	drops  []models.Drop
 	dropsN atomic.Int32
+
+	// filters are the filtered subscriptions' groups (filtered.go), under mu.
+	filters filters
 }
 
 // NewWindow returns a window whose stream is at head: the next change it expects is
@@ -133,9 +136,13 @@ func (w *Window) Publish(batch []models.Encoded) {
 		if e.Seq != w.head+1 {
 			w.clearLocked()
 			w.first = e.Seq
+			w.resetFiltersLocked(e.Seq)
 		}
 		w.pushLocked(e)
 		w.head = e.Seq
+		if len(w.filters.byTable) > 0 {
+			w.filterLocked(e)
+		}
 	}
 }
 
