@@ -36,7 +36,8 @@ func (p *bwPage) typeFilter(what, text string) {
 // out of the grid and put them in, through the view's filtered subscription; an
 // invalid filter shows the server's error next to the box and leaves the view as it
 // was; hiding a column through the column chooser puts select in the URL, and that
-// URL restores the same view.
+// URL restores the same view; clearing the filter shows every row; an or=(…) group
+// filters and stays live too.
 func TestBrowserFilteredView(t *testing.T) {
 	db := testenv.NewDB(t, `
 CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0);
@@ -134,6 +135,12 @@ DELETE FROM todos WHERE id = 3;`)
 	// the URL.
 	p.typeFilter("clear the filter", "")
 	p.waitJS("every row", bwWait, `window.__sqlws.ready && window.__sqlws.rows === 5 && window.__sqlws.where === null && `+bwParam("where")+` === "" && `+bwParam("select")+` === "id,done"`)
+
+	// A logical group, on a hidden column too (LIKE ignores ASCII case).
+	p.typeFilter("filter with an or group", "or=(id.eq.1,title.like.*JAM*)")
+	p.waitJS("the rows the group matches", bwWait, `window.__sqlws.ready && window.__sqlws.subscribed && `+bwRowKeys+` === "1,4" && `+bwParam("where")+` === "or=(id.eq.1,title.like.*JAM*)"`)
+	testenv.SQLite(t, db, `UPDATE todos SET title = 'more jam' WHERE id = 6;`)
+	p.waitJS("a row the group comes to match", bwWait, bwRowKeys+` === "1,4,6"`)
 }
 
 // TestBrowserLiveQuery: /sqlws.js's liveQuery in Chromium against the real server
