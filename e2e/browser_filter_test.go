@@ -111,6 +111,9 @@ DELETE FROM todos WHERE id = 3;`)
 		chromedp.Click(chromedp.CSS(`[data-testid="column-toggle"][data-col="title"]`)))
 	p.waitJS("select in the URL", bwWait, bwParam("select")+` === "id,done" && `+bwParam("where")+` === "done=eq.0" && `+bwParam("table")+` === "todos"`)
 	p.waitJS("the grid without title, live again", bwWait, bwGridCols+` === "id,done" && window.__sqlws.ready && window.__sqlws.subscribed && window.__sqlws.rows === 1`)
+	if got := bwEval[string](p, `document.querySelector('[data-testid="columns-btn"]').textContent`); got != "Columns · 1 hidden" {
+		t.Errorf("column chooser button = %q, want \"Columns · 1 hidden\"", got)
+	}
 	if got := bwEval[string](p, bwCell(`{"id":5}`, "done")); got != "0" {
 		t.Errorf("row 5 done cell = %q, want 0", got)
 	}

@@ -1244,8 +1244,7 @@ function renderFilterBar(c, resetText) {
     ),
   );
   const hidden = all.length - c.cols.length;
-  if (hidden > 0) colMenu.dataset.hiddenCount = String(hidden);
-  else delete colMenu.dataset.hiddenCount;
+  tid('columns-btn').textContent = hidden > 0 ? `Columns · ${fmtCount(hidden)} hidden` : 'Columns';
   if (focused != null) {
     const box = colList.querySelector(`[data-col="${CSS.escape(focused)}"]`);
     if (box) box.focus();
