@@ -99,6 +99,13 @@ DELETE FROM todos WHERE id = 3;`)
 	p.typeFilter("type a filter on an unknown column and press Enter", "nope=eq.1")
 	p.waitJS("the server's unknown_column error inline", bwWait,
 		`(e => !e.hidden && e.dataset.code === "unknown_column" && e.textContent.includes("nope"))(document.querySelector('[data-testid="filter-error"]'))`)
+	// A name a list URL reserves is no filter for the stream: refused too.
+	p.typeFilter("type a reserved name as a filter and press Enter", "limit=eq.1")
+	p.waitJS("the stream's refusal inline", bwWait,
+		`(e => !e.hidden && e.dataset.code === "bad_filter" && e.textContent.includes("limit"))(document.querySelector('[data-testid="filter-error"]'))`)
+	if got := bwEval[string](p, bwParam("where")+` + " " + window.__sqlws.where`); got != "done=eq.0 done=eq.0" {
+		t.Errorf("after a refused filter: URL where, view where = %q, want done=eq.0 twice", got)
+	}
 	// Still live on the old filter.
 	testenv.SQLite(t, db, `UPDATE todos SET done = 1 WHERE id = 4;`)
 	p.waitJS("the old view to stay live", bwWait, bwRow(`{"id":4}`)+` === null && window.__sqlws.rows === 1`)

@@ -1286,15 +1286,23 @@ async function applyFilter(text) {
     let path = `${tablePath(name)}?${restWhere(where)}&`;
     const sel = restSelect({ keyCols: c.keyCols, select: view.select });
     if (sel) path += `select=${encodeURIComponent(sel)}&`;
+    // The stream's rules are /api/changes's too, and they are a little stricter than
+    // a list URL's (limit, order and the like are not filters there): ask both, so a
+    // filter the view's subscription would refuse is reported here as well.
+    let changes = `/api/changes?table=${encodeURIComponent(name)}&where=${encodeURIComponent(where)}`;
+    if (sel) changes += `&select=${encodeURIComponent(sel)}`;
+    changes += `&since=${S.lastSeq || 0}&limit=1`;
     try {
       await api('GET', `${path}limit=1`);
+      await api('GET', changes);
     } catch (err) {
       if (token !== filterToken || !S.cur || S.cur.name !== name) return;
-      if (err.status >= 400 && err.status < 500 && err.status !== 404) {
+      if (err.status === 400) {
         showFilterError(err);
         return;
       }
-      // Unreachable or busy: apply it anyway; the load says what went wrong.
+      // Unreachable, busy, or a 410 from the change log (its retention, not the
+      // filter): apply it anyway; the load says what went wrong, if anything.
     }
     if (token !== filterToken || !S.cur || S.cur.name !== name) return;
   }
