@@ -157,8 +157,9 @@ DELETE FROM todos WHERE id = 3;`)
 // loads the matching rows over REST in several pages, in the requested order with
 // only the selected (plus key and order) columns, and keeps them current through
 // CLI writes that move rows out of and into the filter, change an order column,
-// change a key, insert and delete; an update of an unselected column only is not delivered. A
-// filter the server refuses rejects ready with the server's code.
+// change a key, insert and delete, and through a server restart (resumed, not
+// reloaded); an update of an unselected column only is not delivered. A filter the
+// server refuses rejects ready with the server's code.
 func TestBrowserLiveQuery(t *testing.T) {
 	db := testenv.NewDB(t, `
 CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT NOT NULL, done INTEGER NOT NULL DEFAULT 0, note TEXT);
@@ -197,6 +198,21 @@ DELETE FROM todos WHERE id = 1;`)
 	// which does not match.
 	if want := `{"rows":[{"id":4,"title":"zucchini"},{"id":9,"title":"kiwi"},{"id":5,"title":"apple"}],"delivered":6,"active":true,"error":null}`; got != want {
 		t.Errorf("liveQuery after the CLI writes = %s\nwant %s", got, want)
+	}
+
+	// Reconnect: kill -9, move rows while the server is down, restart: the query's
+	// subscription resumes after the last seq it applied, by the same rules.
+	srv.Kill()
+	p.waitJS("the client to notice", bwWait, `c.state === "reconnecting"`)
+	testenv.SQLite(t, db, `
+UPDATE todos SET done = 1 WHERE id = 4;
+UPDATE todos SET done = 0 WHERE id = 2;`)
+	head = testenv.SQLiteInt(t, db, `SELECT max(seq) FROM sqlws_changes;`)
+	bwRestartSameAddr(t, srv)
+	p.waitJS("the live query to catch up after the restart", bwSlow, fmt.Sprintf(`q.seq === %d`, head))
+	got = bwEval[string](p, `JSON.stringify({rows: q.rows, updates: T.updates.filter(u => u === "snapshot").length, active: q.active})`)
+	if want := `{"rows":[{"id":9,"title":"kiwi"},{"id":2,"title":"eggs"},{"id":5,"title":"apple"}],"updates":1,"active":true}`; got != want {
+		t.Errorf("liveQuery after a restart = %s\nwant %s (resumed, not reloaded)", got, want)
 	}
 
 	got = bwEval[string](p, `c.liveQuery('todos', {where: 'done=bogus.1'}).ready.then(() => "resolved", e => e.code)`)
