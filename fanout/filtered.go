@@ -175,12 +175,13 @@ func (w *Window) filterLocked(e models.Encoded) {
 }
 
 // appendLocked appends a record to g, trimming what has left the window, and — when
-// the records built for groups outgrow the window's own byte bound — g's oldest half:
+// the records built for groups (narrowed by select, or moved) outgrow a sixteenth of
+// the memory budget, taken from the quarter for frames in flight — g's oldest half:
 // a cursor behind what its group holds evaluates for itself, so trimming costs time,
 // never a change. built says the record is g's own bytes, not the window's.
 func (w *Window) appendLocked(g *group, e models.Encoded, built bool) {
 	n := 0
-	over := w.filters.bytes > w.opts.WindowBytes
+	over := int64(w.filters.bytes) > w.opts.MemoryBudget/16
 	for n < len(g.entries) && (g.entries[n].Seq < w.first || (over && n <= len(g.entries)/2)) {
 		if g.entries[n].built {
 			g.bytes -= len(g.entries[n].JSON)

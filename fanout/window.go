@@ -45,7 +45,8 @@ type Options struct {
 	// The window takes at most a quarter of it (and no more than WindowBytes), the
 	// pages half; the last quarter is for frames in flight (which reference the
 	// window's and the pages' changes rather than copy them, save small live frames)
-	// and the collector's headroom. When pages in use fill their half, catching up
+	// and the collector's headroom; records built for filtered subscriptions take at
+	// most a sixteenth of it from that quarter. When pages in use fill their half, catching up
 	// waits for memory rather than taking more: delivery slows, memory does not grow.
 	// Connections' own memory (a few tens of kilobytes each) is not counted.
 	MemoryBudget int64
