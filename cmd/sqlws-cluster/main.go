@@ -30,6 +30,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, a second one ends this process at once (the
+		// default disposition), and the kernel kills the children with it
+		// (Pdeathsig): an impatient second Ctrl-C never leaves orphans behind.
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -89,7 +96,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
-		fmt.Fprintln(out, "\nstopping: edges, source, nats-server …")
+		fmt.Fprintln(out, "\nstopping: edges, source, nats-server … (Ctrl-C again kills them)")
 	case p := <-c.Exited():
 		runErr = fmt.Errorf("%s exited on its own (%v); stopping the rest. Its log:\n%s", p.Name, p.ExitError(), p.LogTail(2000))
 	}
