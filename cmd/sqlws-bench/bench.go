@@ -111,7 +111,7 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
-	fs.BoolVar(&c.short, "short", false, "small sizes for a quick run (make bench): 100 subscribers, 1,000 idle, 100k-change W4, 3s phases")
+	fs.BoolVar(&c.short, "short", false, "small sizes for a quick run (make bench): 100 subscribers, 1,000 idle, 100k-change W4, 3s phases, 5s paced W8")
 	fs.IntVar(&c.subs, "subs", 0, "subscribers in W1, W2 and W6 (default 1000; 100 with --short)")
 	fs.IntVar(&c.idle, "idle", 0, "idle subscribers in W3 (default 10000; 1000 with --short)")
 	fs.DurationVar(&c.duration, "duration", 0, "length of W1 and of each W6 phase; W5 runs each writer for a third of it (default 10s; 3s with --short)")
