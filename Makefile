@@ -30,9 +30,11 @@ nats-server:
 # The demo database scaled out (docs/scaling.md): nats-server with JetStream on
 # $(NATS_ADDR) (store and logs in $(CLUSTER_DIR)), a source publishing to it on $(ADDR)
 # and two edges on $(EDGE_ADDRS). Prints the URLs; Ctrl-C stops all of them.
+# FRESH=1 starts with an empty JetStream store (the source publishes its changelog again).
 run-cluster: build nats-server
 	./$(CLUSTER_BIN) --sqlws $(BIN) --nats-server $(NATS_BIN) --db $(DEMO_DB) --demo \
-	  --dir $(CLUSTER_DIR) --nats-addr $(NATS_ADDR) --source-addr $(ADDR) --edge-addrs $(EDGE_ADDRS)
+	  --dir $(CLUSTER_DIR) --nats-addr $(NATS_ADDR) --source-addr $(ADDR) --edge-addrs $(EDGE_ADDRS) \
+	  $(if $(FRESH),--fresh)
 
 # Everything CI runs. Installs the sqlite3 CLI, Chromium, Node.js and Node's ws
 # package (an independent WebSocket client for the protocol tests) when missing.

@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	sourceAddr := fs.String("source-addr", "127.0.0.1:8080", "the source's address")
 	edgeAddrs := fs.String("edge-addrs", "127.0.0.1:8081,127.0.0.1:8082", "comma-separated addresses, one edge each")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on each start-up step and on each process's stop")
+	fresh := fs.Bool("fresh", false, "remove the JetStream store in --dir before starting (the source publishes its changelog again)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -86,9 +87,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *demo {
 		o.SourceArgs = append(o.SourceArgs, "--demo")
 	}
+	store := filepath.Join(*dir, "nats")
+	if *fresh {
+		if err := os.RemoveAll(store); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "starting nats-server, a source and %d edges (logs in %s) …\n", len(o.EdgeAddrs), *dir)
 	c, err := cluster.Start(ctx, o)
 	if err != nil {
+		if strings.Contains(err.Error(), "another database's changes") {
+			// The usual cause: the demo database was deleted and created again while
+			// the store kept the old one's stream. The store only ever holds what the
+			// database's changelog holds, so starting over loses nothing.
+			err = fmt.Errorf("%w\n\nThe JetStream store in %s holds the stream of an earlier database at %s. It only "+
+				"caches that database's changes: start again with --fresh (make run-cluster FRESH=1) or remove %s", err, store, o.DB, store)
+		}
 		return err
 	}
 	printCluster(out, c, o, *demo)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -47,12 +48,28 @@ var procLine = regexp.MustCompile(`^\s+(nats|source|edge \d+)\s+(\S+)\s.*\(pid (
 // and waits (bounded) until it has printed the running cluster.
 func startSupervisor(t *testing.T) *supervisor {
 	t.Helper()
-	dir := t.TempDir()
+	return startSupervisorIn(t, t.TempDir())
+}
+
+// startSupervisorIn is startSupervisor in a given directory, with extra flags.
+func startSupervisorIn(t *testing.T, dir string, extra ...string) *supervisor {
+	t.Helper()
+	s := runSupervisor(t, dir, extra...)
+	if err := s.waitRunning(t); err != "" {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// runSupervisor starts the supervisor on dir/demo.db with its state in dir/cluster.
+func runSupervisor(t *testing.T, dir string, extra ...string) *supervisor {
+	t.Helper()
 	s := &supervisor{lines: make(chan string, 64), done: make(chan struct{}),
 		urls: map[string]string{}, pids: map[string]int{}, dir: filepath.Join(dir, "cluster"), db: filepath.Join(dir, "demo.db")}
-	s.cmd = exec.Command(os.Args[0], "--sqlws", testenv.Binary(t), "--nats-server", testenv.NATSServerBinary(t),
+	args := append([]string{"--sqlws", testenv.Binary(t), "--nats-server", testenv.NATSServerBinary(t),
 		"--db", s.db, "--demo", "--dir", s.dir, "--timeout", "20s",
-		"--nats-addr", "127.0.0.1:0", "--source-addr", "127.0.0.1:0", "--edge-addrs", "127.0.0.1:0,127.0.0.1:0")
+		"--nats-addr", "127.0.0.1:0", "--source-addr", "127.0.0.1:0", "--edge-addrs", "127.0.0.1:0,127.0.0.1:0"}, extra...)
+	s.cmd = exec.Command(os.Args[0], args...)
 	s.cmd.Env = append(os.Environ(), runAsMain+"=1")
 	s.cmd.Stderr = &s.out
 	stdout, err := s.cmd.StdoutPipe()
@@ -81,13 +98,20 @@ func startSupervisor(t *testing.T) *supervisor {
 			waitGone(t, name, pid)
 		}
 	})
+	return s
+}
+
+// waitRunning waits (bounded) until the supervisor has printed the running cluster;
+// it returns why not, or "" once it has.
+func (s *supervisor) waitRunning(t *testing.T) string {
+	t.Helper()
 	deadline := time.After(60 * time.Second)
 	for {
 		select {
 		case line, ok := <-s.lines:
 			if !ok {
 				<-s.done
-				t.Fatalf("supervisor exited before the cluster ran (%v); stderr:\n%s", s.cmd.ProcessState, s.out.String())
+				return fmt.Sprintf("supervisor exited before the cluster ran (%v); stderr:\n%s", s.cmd.ProcessState, s.out.String())
 			}
 			if m := procLine.FindStringSubmatch(line); m != nil {
 				s.urls[m[1]] = m[2]
@@ -95,9 +119,9 @@ func startSupervisor(t *testing.T) *supervisor {
 			}
 			if strings.HasPrefix(line, "Logs:") { // the last line of the listing
 				if len(s.urls) != 4 {
-					t.Fatalf("want nats, source and two edges, got %v", s.urls)
+					return fmt.Sprintf("want nats, source and two edges, got %v", s.urls)
 				}
-				return s
+				return ""
 			}
 		case <-deadline:
 			t.Fatalf("the cluster did not start within 60s; stderr:\n%s", s.out.String())
@@ -105,7 +129,7 @@ func startSupervisor(t *testing.T) *supervisor {
 	}
 }
 
-// rest is the supervisor's remaining stdout, once it has exited (bounded).
+// wait returns the supervisor's remaining stdout once it has exited (bounded).
 func (s *supervisor) wait(t *testing.T, timeout time.Duration) string {
 	t.Helper()
 	var b strings.Builder
@@ -204,6 +228,34 @@ func TestClusterStopsWhenAProcessDies(t *testing.T) {
 	}
 	for name, pid := range s.pids {
 		waitGone(t, name, pid)
+	}
+}
+
+// TestClusterFresh: a demo database deleted and created again while the JetStream
+// store is kept makes the source refuse the old database's stream; the supervisor
+// says so and how to start over, and --fresh does.
+func TestClusterFresh(t *testing.T) {
+	dir := t.TempDir()
+	s := startSupervisorIn(t, dir)
+	s.cmd.Process.Signal(os.Interrupt)
+	s.wait(t, 60*time.Second)
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(s.db + suffix)
+	}
+
+	s = runSupervisor(t, dir)
+	if err := s.waitRunning(t); !strings.Contains(err, "supervisor exited") ||
+		!strings.Contains(s.out.String(), "another database's changes") || !strings.Contains(s.out.String(), "--fresh") {
+		t.Fatalf("want a refusal naming --fresh, got %q; stderr:\n%s", err, s.out.String())
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+
+	s = startSupervisorIn(t, dir, "--fresh")
+	s.cmd.Process.Signal(os.Interrupt)
+	if rest := s.wait(t, 60*time.Second); s.cmd.ProcessState.ExitCode() != 0 {
+		t.Fatalf("--fresh: exit %d\n%s\n%s", s.cmd.ProcessState.ExitCode(), rest, s.out.String())
 	}
 }
 
