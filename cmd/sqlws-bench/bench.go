@@ -66,6 +66,7 @@ type benchConfig struct {
 	payload    int
 	w2Rows     int64
 	w4Rows     int64
+	filterSubs int // F1's subscribers
 	sustain    time.Duration
 	serverArgs []string
 	sqlws      string
@@ -91,7 +92,7 @@ func (c *benchConfig) w2RowCount() int64 {
 	return max(int64(1e6*c.duration.Seconds())/int64(c.subs), 1000)
 }
 
-var allScenarios = []string{"W1", "W1R", "W2", "W3", "W4", "W5", "W6", "W7", "W8"}
+var allScenarios = []string{"W1", "W1R", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "F1", "F2"}
 
 func bench(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "writer" {
@@ -122,6 +123,7 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes per written row")
 	fs.Int64Var(&c.w2Rows, "w2-rows", 0, "rows the W2 writer writes (default: 1e6 × duration ÷ subs)")
 	fs.Int64Var(&c.w4Rows, "w4-rows", 0, "changes W4 resumes over (default 1,000,000; 100,000 with --short)")
+	fs.IntVar(&c.filterSubs, "filter-subs", 0, "subscribers in F1, each with its own equality filter (default 10000; 1000 with --short)")
 	fs.DurationVar(&c.sustain, "sustain", 0, "how long the W7 writer writes flat out (default 15s; 4s with --short)")
 	fs.StringVar(&c.natsServer, "nats-server", "", "W8's nats-server binary (default: nats-server in this binary's directory, else on PATH; make nats-server builds it)")
 	fs.DurationVar(&c.w8Steady, "w8-steady", 0, "how long W8's writer inserts 100 changes/s (default 30s; 5s with --short)")
@@ -186,6 +188,9 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	if c.w8Steady <= 0 {
 		c.w8Steady = pick(c.short, 5*time.Second, 30*time.Second)
 	}
+	if c.filterSubs <= 0 {
+		c.filterSubs = pick(c.short, 1000, 10000)
+	}
 	if c.w4Rows <= 0 {
 		c.w4Rows = int64(pick(c.short, 100_000, 1_000_000))
 	}
@@ -239,6 +244,8 @@ type bencher struct {
 	started time.Time
 	machine machineInfo
 	nofile  uint64
+	// results are the medians of the scenarios run so far, for ratios (F2 ÷ W2).
+	results map[string][]metric
 }
 
 func (b *bencher) logf(format string, a ...any) {
@@ -342,13 +349,17 @@ var scenarioTitles = map[string]string{
 	"W6":  "REST create p50 with %d subscribers ÷ with none",
 	"W7":  "%d subscribers, writer flat out for %v: delivered changes/s, RSS against the budget, drain",
 	"W8":  "scale-out: source + nats-server + 2 edges, %d subscribers across the edges: latency at 100 changes/s for %v, JetStream hop CPU, flat-out delivery",
+	"F1":  "%d subscribers each on its own equality filter, 1,000 changes/s: latency and server CPU",
+	"F2":  "%d subscribers on one non-indexable filter, writer flat out: delivered changes/s against W2",
 }
 
 func (b *bencher) title(id string) string {
 	t := scenarioTitles[id]
 	switch id {
-	case "W1", "W1R", "W2", "W6":
+	case "W1", "W1R", "W2", "W6", "F2":
 		return fmt.Sprintf(t, b.cfg.subs)
+	case "F1":
+		return fmt.Sprintf(t, b.cfg.filterSubs)
 	case "W3":
 		return fmt.Sprintf(t, b.cfg.idle)
 	case "W4":
@@ -383,6 +394,10 @@ func (b *bencher) runScenario(ctx context.Context, id string) runResult {
 		r = b.w7(ctx)
 	case "W8":
 		r = b.w8(ctx)
+	case "F1":
+		r = b.f1(ctx)
+	case "F2":
+		r = b.f2(ctx)
 	}
 	r.Seconds = time.Since(t0).Seconds()
 	return r
@@ -413,6 +428,10 @@ func (b *bencher) run(ctx context.Context, args []string) error {
 			}
 		}
 		sr.Metrics, sr.Status = summarize(sr.Runs)
+		if b.results == nil {
+			b.results = map[string][]metric{}
+		}
+		b.results[id] = sr.Metrics
 		if sr.Status == "FAIL" || sr.Status == "ERROR" {
 			rep.OK = false
 		}
