@@ -72,6 +72,9 @@ func (b *bencher) w8(ctx context.Context) runResult {
 		return runResult{Unavailable: "W8 starts its own nats-server, source and edges; it does not run against --target"}
 	}
 	natsBin, err := findBeside("nats-server", b.cfg.natsServer, b.exe)
+	if err != nil && b.cfg.natsServer != "" {
+		return errResult(fmt.Errorf("--nats-server: %w", err)) // asked for and missing: an error, as --sqlws
+	}
 	if err != nil {
 		return runResult{Unavailable: fmt.Sprintf("--nats-server: %v; build it with `make nats-server` (go build -o bin/nats-server github.com/nats-io/nats-server/v2)", err)}
 	}
