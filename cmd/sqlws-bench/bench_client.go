@@ -370,6 +370,10 @@ type wsClient struct {
 	ws       benchConn
 	wantLat  bool
 	stampKey []byte
+	// latUntil, when not 0, limits latency recording to seqs up to it, so that a
+	// scenario with a paced phase followed by a flat-out one (W8) measures the paced
+	// phase's latency alone on the same, still verified, subscribers.
+	latUntil atomic.Int64
 
 	ver    seqVerifier
 	lat    latHist
@@ -428,9 +432,10 @@ func (c *wsClient) onMessage(buf []byte, text bool) {
 		c.bytes += int64(len(buf))
 		c.lastNS = now
 		before := c.ver.distinct
+		until := c.latUntil.Load()
 		_, err := scanChanges(buf, c.stampKey, func(seq, stamp int64) {
 			c.ver.observe(seq)
-			if c.wantLat && stamp > 0 {
+			if c.wantLat && stamp > 0 && (until == 0 || seq <= until) {
 				c.lat.add((now - stamp) / 1000)
 			}
 		})

@@ -114,4 +114,3 @@ func dialFiltered(ctx context.Context, base string, n int, since int64, where fu
 	}
 	return dialClientSpecs(ctx, base, specs, true)
 }
-
