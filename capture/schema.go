@@ -20,8 +20,8 @@ type Table struct {
 	// ("rowid", "_rowid_" or "oid"); "" for a WITHOUT ROWID table, or when columns
 	// shadow all three.
 	RowidName string
-	aliasCol   string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
-	uniques    [][]indexCol // UNIQUE indexes other than the primary key
+	aliasCol  string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
+	uniques   [][]indexCol // UNIQUE indexes other than the primary key
 }
 
 // indexCol is a column of an index with the collation the index compares it by.
