@@ -15,6 +15,7 @@ import (
 
 	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/protocol"
 	"github.com/sqlws/sqlws/query"
@@ -343,8 +344,10 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, append(b, "}\n"...))
 }
 
-// changes serves GET /api/changes?since=&limit=[&stream=]: the change records after
-// since, in seq order, exactly as the WebSocket sends them. When the records after
+// changes serves GET /api/changes?since=&limit=[&stream=][&table=&where=&select=]:
+// the change records after since, in seq order, exactly as the WebSocket sends them
+// (with table, where and select, as a filtered subscription receives them); next is
+// the since of the following page, which a filter may leave with no records. When the records after
 // since cannot all be delivered (pruned by retention, since beyond the head, another
 // stream) it answers 410 with the reason as the code, the HTTP form of a reset.
 func (a *api) changes(w http.ResponseWriter, r *http.Request) {
@@ -368,11 +371,25 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	table, where, sel := v.Get("table"), v.Get("where"), v.Get("select")
+	if (where != "" || sel != "") && table == "" {
+		a.fail(w, r, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "where and select need table"))
+		return
+	}
 	stream := a.db.StreamID()
 	p, err := a.db.ChangesSince(r.Context(), since, limit, changesMaxBytes)
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	var f *filter.Filter
+	if table != "" {
+		// Compiled against the schema as of the page's head: every change read is
+		// at or before it, so a column added since reads as NULL, never as stale.
+		if f, err = a.db.Filter(table, where, sel, p.Head); err != nil {
+			a.fail(w, r, err)
+			return
+		}
 	}
 	reason := protocol.ResetReason(stream, v.Get("stream"), models.Position{Head: p.Head, Oldest: p.Oldest}, since)
 	if reason == "" && p.Gap && len(p.Changes) == 0 {
@@ -389,17 +406,28 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 0, n)
 	b = append(b, `{"changes":[`...)
 	first := true
+	next := since // the seq to ask for the next page after: the last one examined
 	for _, c := range p.Changes {
+		next = c.Seq
 		if c.JSON == nil {
 			continue // a mark: it holds a seq, it is no change
+		}
+		rec := c.JSON
+		if f != nil {
+			var res filter.Result
+			if rec, res = f.Apply(filter.NewChange(c)); res != filter.Deliver {
+				continue
+			}
 		}
 		if !first {
 			b = append(b, ',')
 		}
 		first = false
-		b = append(b, c.JSON...)
+		b = append(b, rec...)
 	}
-	b = append(b, `],"head":`...)
+	b = append(b, `],"next":`...)
+	b = strconv.AppendInt(b, next, 10)
+	b = append(b, `,"head":`...)
 	b = strconv.AppendInt(b, p.Head, 10)
 	b = append(b, `,"oldest":`...)
 	b = strconv.AppendInt(b, p.Oldest, 10)
