@@ -103,7 +103,7 @@ func TestParseWhereErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &capture.Table{Table: models.Table{Name: "t", Columns: []models.Column{{Name: "a", Type: "TEXT"}}}, Collations: map[string]string{}}
+	tb := &capture.Table{Table: models.Table{Name: "t", Columns: []models.Column{{Name: "a", Type: "TEXT"}}, Collations: map[string]string{}}}
 	if _, _, err := WhereSQL(e, tb); err != nil {
 		t.Fatalf("WhereSQL(%s): %v", deepest, err)
 	}
