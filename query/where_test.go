@@ -203,6 +203,11 @@ func TestCompileGroups(t *testing.T) {
 	} else {
 		checkErr(t, err, errors.Invalid, "unknown_column", "nope")
 	}
+	// like on a column that is not TEXT-affine keeps SQLite's LIKE optimization off.
+	s, err = Compile(Query{Where: And(f("a", OpLike, "I%"), f("b", OpLike, "I%"))}, tb)
+	if err != nil || !reflect.DeepEqual(s.Where, []string{`+"a" LIKE ?`, `"b" LIKE ?`}) {
+		t.Fatalf("like: %q, %v", s.Where, err)
+	}
 	// Filters built in code still work, ANDed with Where.
 	s, err = Compile(Query{Filters: []Filter{{Column: "b", Op: OpEq, Values: []string{"z"}}}}, tb)
 	if err != nil || !reflect.DeepEqual(s.Where, []string{`"b" = ?`}) {
