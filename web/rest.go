@@ -32,6 +32,7 @@ type api struct {
 	db        *crud.DB
 	bodyLimit int64
 	log       *slog.Logger
+	authOn    bool // every request must carry an access (security.require)
 }
 
 // mount registers the REST routes.
@@ -197,7 +198,15 @@ type tableJSON struct {
 }
 
 func (a *api) listTables(w http.ResponseWriter, r *http.Request) {
-	infos, err := a.db.TableInfos(r.Context())
+	acc, err := a.access(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	infos, err := a.db.VisibleTableInfos(r.Context(), func(table string) (crud.Rule, bool) {
+		d := acc.Read(table)
+		return crudRule(d), d.Allowed
+	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -212,6 +221,10 @@ func (a *api) listTables(w http.ResponseWriter, r *http.Request) {
 func (a *api) getTable(w http.ResponseWriter, r *http.Request) {
 	t, err := a.table(r)
 	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if _, err := a.readGuard(r, t.Name); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -237,7 +250,12 @@ func (a *api) listRows(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	page, err := a.db.ListRows(r.Context(), t.Name, q)
+	g, err := a.readGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	page, err := a.db.With(g).ListRows(r.Context(), t.Name, q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -282,7 +300,12 @@ func (a *api) getRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.db.GetRow(r.Context(), t.Name, key)
+	g, err := a.readGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.db.With(g).GetRow(r.Context(), t.Name, key)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -296,12 +319,17 @@ func (a *api) createRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	g, err := a.writeGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	vals, err := a.body(w, r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.db.CreateRow(r.Context(), t.Name, vals)
+	res, err := a.db.With(g).CreateRow(r.Context(), t.Name, vals)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -315,12 +343,17 @@ func (a *api) updateRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	g, err := a.writeGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	vals, err := a.body(w, r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.db.UpdateRow(r.Context(), t.Name, key, vals)
+	res, err := a.db.With(g).UpdateRow(r.Context(), t.Name, key, vals)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -334,7 +367,12 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	seq, err := a.db.DeleteRow(r.Context(), t.Name, key)
+	g, err := a.writeGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	seq, err := a.db.With(g).DeleteRow(r.Context(), t.Name, key)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -348,6 +386,11 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 // since cannot all be delivered (pruned by retention, since beyond the head, another
 // stream) it answers 410 with the reason as the code, the HTTP form of a reset.
 func (a *api) changes(w http.ResponseWriter, r *http.Request) {
+	acc, err := a.access(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	v, err := urlQuery(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -389,9 +432,25 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 0, n)
 	b = append(b, `{"changes":[`...)
 	first := true
+	last := since
+	visible := map[string]bool{} // per table: the token may read every row of it
 	for _, c := range p.Changes {
+		last = c.Seq
 		if c.JSON == nil {
 			continue // a mark: it holds a seq, it is no change
+		}
+		if !acc.Admin() {
+			// A change's images are whole rows: without an evaluator of row rules
+			// over images (the filtered-subscriptions engine), only the changes of
+			// tables the token may read in full can be shown.
+			ok, seen := visible[c.Table]
+			if !seen {
+				ok = acc.Read(c.Table).AllRows()
+				visible[c.Table] = ok
+			}
+			if !ok {
+				continue
+			}
 		}
 		if !first {
 			b = append(b, ',')
@@ -399,7 +458,9 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 		first = false
 		b = append(b, c.JSON...)
 	}
-	b = append(b, `],"head":`...)
+	b = append(b, `],"last":`...)
+	b = strconv.AppendInt(b, last, 10)
+	b = append(b, `,"head":`...)
 	b = strconv.AppendInt(b, p.Head, 10)
 	b = append(b, `,"oldest":`...)
 	b = strconv.AppendInt(b, p.Oldest, 10)
@@ -415,11 +476,23 @@ func (a *api) gone(w http.ResponseWriter, reason string) {
 }
 
 func (a *api) openAPI(w http.ResponseWriter, r *http.Request) {
+	acc, err := a.access(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	tables := a.db.Tables()
+	readable := tables[:0:0]
+	for _, t := range tables {
+		if acc.Read(t.Name).Allowed {
+			readable = append(readable, t)
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(openAPIDoc(a.db.Tables())); err != nil {
+	if err := enc.Encode(openAPIDoc(readable)); err != nil {
 		a.fail(w, r, err)
 		return
 	}

@@ -1,0 +1,124 @@
+package web
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/sqlws/sqlws/auth"
+	"github.com/sqlws/sqlws/crud"
+	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/rules"
+)
+
+// security is the authentication in front of the data routes (/api/…, /ws): it
+// verifies the request's token and hands the handlers its identity and its access
+// under the rules in force, through the request's context.
+type security struct {
+	verifier *auth.Verifier // nil: authentication off
+	rules    *rules.Live
+	// wsRules is set when the WebSocket handler enforces the rules itself (see
+	// Config.WebSocketEnforcesRules).
+	wsRules bool
+	log     *slog.Logger
+}
+
+// wsPath is the WebSocket route, the one route that takes ?access_token=.
+const wsPath = "/ws"
+
+// require is the middleware of every data route. A request without a valid token is
+// answered 401 with WWW-Authenticate (RFC 6750) before its handler runs, so before
+// any WebSocket upgrade. An access_token query parameter is removed from the
+// request whether or not authentication is on, so that no handler, log line or
+// error downstream can repeat it.
+func (s *security) require(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var tok string
+		isWS := r.URL.Path == wsPath
+		if isWS {
+			if raw := r.URL.RawQuery; raw != "" {
+				r = r.Clone(r.Context()) // the URL is shared with the middleware above
+				tok = auth.TakeQueryToken(r.URL)
+				r.RequestURI = auth.Redact(r.RequestURI)
+			}
+		}
+		if s.verifier == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if h := auth.FromHeader(r.Header); h != "" {
+			tok = h
+		}
+		if tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sqlws"`)
+			writeError(w, r, s.log, errors.WithCode(errors.Unauthorized, errors.CodeUnauthorized,
+				"an access token is required: send Authorization: Bearer TOKEN (a WebSocket may use ?access_token=TOKEN)"))
+			return
+		}
+		id, err := s.verifier.Verify(tok)
+		if err != nil {
+			_, _, msg := errors.Public(err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sqlws", error="invalid_token", error_description="`+msg+`"`)
+			writeError(w, r, s.log, err)
+			return
+		}
+		acc := rules.NewAccess(id, s.rules)
+		if isWS && !s.wsRules && !acc.ReadsUnrestricted() {
+			// Until subscriptions apply the rules, a token the rules restrict must not
+			// get a stream that would show it every row.
+			writeError(w, r, s.log, errors.WithCode(errors.Forbidden, errors.CodeForbidden,
+				"the access rules restrict this token's reads, and the WebSocket cannot apply them yet: read over REST"))
+			return
+		}
+		ctx := rules.WithAccess(auth.WithIdentity(r.Context(), id), acc)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// access returns the request's access: nil (everything allowed) when authentication
+// is off. With authentication on, a request that reached a handler without one was
+// routed around require: it is refused rather than served unchecked.
+func (a *api) access(r *http.Request) (*rules.Access, error) {
+	acc := rules.FromContext(r.Context())
+	if acc == nil && a.authOn {
+		return nil, errors.WithCode(errors.Unauthorized, errors.CodeUnauthorized, "an access token is required")
+	}
+	return acc, nil
+}
+
+// readGuard is what the request may read of table: forbidden if nothing.
+func (a *api) readGuard(r *http.Request, table string) (crud.Guard, error) {
+	acc, err := a.access(r)
+	if err != nil {
+		return crud.Guard{}, err
+	}
+	d := acc.Read(table)
+	if !d.Allowed {
+		return crud.Guard{}, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the access rules do not allow reading table %q", errors.Clip(table))
+	}
+	return crud.Guard{Read: crudRule(d)}, nil
+}
+
+// writeGuard is what the request may write to table, and read of what it wrote:
+// forbidden if it may write nothing. A table it may not read at all has a read
+// rule no row meets: its writes answer rows as null, and updates and deletes find
+// no row.
+func (a *api) writeGuard(r *http.Request, table string) (crud.Guard, error) {
+	acc, err := a.access(r)
+	if err != nil {
+		return crud.Guard{}, err
+	}
+	wd := acc.Write(table)
+	if !wd.Allowed {
+		return crud.Guard{}, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the access rules do not allow writing table %q", errors.Clip(table))
+	}
+	g := crud.Guard{Write: crudRule(wd), Read: crud.Rule{Nothing: true}}
+	if rd := acc.Read(table); rd.Allowed {
+		g.Read = crudRule(rd)
+	}
+	return g, nil
+}
+
+// crudRule is a decision's row condition as crud applies it.
+func crudRule(d rules.Decision) crud.Rule {
+	return crud.Rule{Filters: d.Filters, Nothing: d.Nothing}
+}
