@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -174,7 +175,12 @@ func (id *Identity) Claim(name string) (any, bool) {
 func (v *Verifier) Verify(token string) (*Identity, error) {
 	claims := jwt.MapClaims{}
 	if _, err := v.parser.ParseWithClaims(token, claims, v.key); err != nil {
-		return nil, errors.E(errors.Op("verify token"), errors.Unauthorized, errors.CodeUnauthorized, reason(err), err)
+		msg := reason(err)
+		if !v.algAccepted(token) {
+			// The library reports a refused algorithm as a bad signature; say what it is.
+			msg = "the token's algorithm is not accepted (accepted: " + strings.Join(v.methods, ", ") + ")"
+		}
+		return nil, errors.E(errors.Op("verify token"), errors.Unauthorized, errors.CodeUnauthorized, msg, err)
 	}
 	id := &Identity{Claims: claims}
 	if sub, ok := claims["sub"].(string); ok {
@@ -188,6 +194,26 @@ func (v *Verifier) Verify(token string) (*Identity, error) {
 	}
 	return id, nil
 }
+
+// algAccepted reports whether token's header names an algorithm v accepts (false for
+// a token whose header does not parse: the error then says malformed).
+func (v *Verifier) algAccepted(token string) bool {
+	t, _, err := jwt.NewParser().ParseUnverified(token, jwt.MapClaims{})
+	if t == nil || t.Header == nil {
+		return err != nil // malformed: reason says so
+	}
+	alg, _ := t.Header["alg"].(string)
+	for _, m := range v.methods {
+		if alg == m {
+			return true
+		}
+	}
+	return false
+}
+
+// requiredClaim finds the claim the library names in "X claim is required" (its own
+// text, not the token's).
+var requiredClaim = regexp.MustCompile(`\b(exp|nbf|iat|aud|iss|sub) claim is required`)
 
 // reason is the client-safe description of a verification failure.
 func reason(err error) string {
@@ -203,7 +229,10 @@ func reason(err error) string {
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
 		return "the token is not valid yet"
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "the token lacks a required claim (exp)"
+		if m := requiredClaim.FindStringSubmatch(err.Error()); m != nil {
+			return "the token lacks the required claim " + m[1]
+		}
+		return "the token lacks a required claim"
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return "the token is not for this audience"
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):

@@ -28,7 +28,7 @@ type writeReq struct {
 	pre     string
 	preArgs []any
 	// post, when set, is the write rule the new row (the one RETURNING keyed) must
-	// meet, with postArgs after the key's.
+	// meet, with postArgs (they come before the key's: the rule is in the SELECT list).
 	post     string
 	postArgs []any
 	// readCond, when set, restricts the re-read to a row the token can read (with
@@ -102,7 +102,7 @@ func (d *DB) write(ctx context.Context, w writeReq) (RowResult, error) {
 			}
 			if w.post != "" {
 				var ok int
-				err := q.row(sPost, postQ, append(append([]any(nil), rargs...), w.postArgs...)...).Scan(&ok)
+				err := q.row(sPost, postQ, append(append([]any(nil), w.postArgs...), rargs...)...).Scan(&ok)
 				if err != nil && !errors.Is(err, sql.ErrNoRows) {
 					return err
 				}

@@ -38,7 +38,7 @@ func (s *security) require(next http.Handler) http.Handler {
 			if raw := r.URL.RawQuery; raw != "" {
 				r = r.Clone(r.Context()) // the URL is shared with the middleware above
 				tok = auth.TakeQueryToken(r.URL)
-				r.RequestURI = auth.Redact(r.RequestURI)
+				r.RequestURI = r.URL.RequestURI()
 			}
 		}
 		if s.verifier == nil {
