@@ -115,7 +115,7 @@ type serveConfig struct {
 	maxConns       int
 	requestTimeout time.Duration
 	idleTimeout    time.Duration
-	publish        publishConfig // scale-out (publish.go)
+	publish        publishConfig  // scale-out (publish.go)
 	security       securityConfig // authentication and rules (security.go)
 }
 
