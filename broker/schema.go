@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/models"
 )
 
@@ -20,7 +21,7 @@ type schema struct {
 	streamID string
 	dropped  func([]models.Drop)
 
-	tables atomic.Pointer[map[string]bool] // nil until the tables are known
+	tables atomic.Pointer[map[string]*capture.Table] // nil until the tables are known
 
 	mu       sync.Mutex
 	revs     map[string]uint64 // the revision applied, per key
@@ -36,7 +37,17 @@ func newSchema(streamID string, dropped func([]models.Drop)) *schema {
 // Tracked reports whether the source tracks table.
 func (s *schema) Tracked(table string) bool {
 	m := s.tables.Load()
-	return m != nil && (*m)[table]
+	return m != nil && (*m)[table] != nil
+}
+
+// Table is the source's schema of a tracked table, as last published: what a
+// filtered subscription on the edge compiles against, as it would on the source.
+func (s *schema) Table(name string) (*capture.Table, bool) {
+	m := s.tables.Load()
+	if m == nil || (*m)[name] == nil {
+		return nil, false
+	}
+	return (*m)[name], true
 }
 
 // Known reports whether the tables have been read.
@@ -68,9 +79,9 @@ func (s *schema) apply(e jetstream.KeyValueEntry) error {
 		if doc.Stream != s.streamID {
 			return fmt.Errorf("schema bucket holds stream %s's tables, not %s's", doc.Stream, s.streamID)
 		}
-		m := make(map[string]bool, len(doc.Tables))
+		m := make(map[string]*capture.Table, len(doc.Tables))
 		for _, t := range doc.Tables {
-			m[t.Name] = true
+			m[t.Name] = &capture.Table{Table: t}
 		}
 		s.tables.Store(&m)
 		s.tableDoc = doc.Tables

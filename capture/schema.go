@@ -20,8 +20,13 @@ type Table struct {
 	// ("rowid", "_rowid_" or "oid"); "" for a WITHOUT ROWID table, or when columns
 	// shadow all three.
 	RowidName string
-	aliasCol  string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
-	uniques   [][]indexCol // UNIQUE indexes other than the primary key
+	// Collations maps each column that declares a collating sequence (COLLATE
+	// NOCASE) to its name, upper-cased; a column absent from it compares with BINARY.
+	// nil when the collations are not known (a Table built by hand, or a schema text
+	// sqlws could not read): see Collation.
+	Collations map[string]string
+	aliasCol   string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
+	uniques    [][]indexCol // UNIQUE indexes other than the primary key
 }
 
 // indexCol is a column of an index with the collation the index compares it by.
@@ -45,6 +50,18 @@ func (t *Table) Ref(name string) (string, *models.Column, error) {
 	// Names in messages go through errors.Clip: a request may carry a column name of
 	// nearly a megabyte, and an error must not echo it back whole.
 	return "", nil, errors.WithCode(errors.Invalid, errors.CodeUnknownColumn, "unknown column %q in table %q", errors.Clip(name), errors.Clip(t.Name))
+}
+
+// Collation is the collating sequence column name compares text with, upper-cased
+// ("BINARY", "NOCASE", "RTRIM" or an application's own), and whether it is known.
+func (t *Table) Collation(name string) (string, bool) {
+	if t.Collations == nil {
+		return "", false
+	}
+	if c, ok := t.Collations[name]; ok {
+		return c, true
+	}
+	return "BINARY", true
 }
 
 // capturable is why the capture triggers cannot key t's rows, or nil.
@@ -136,6 +153,9 @@ func introspect(ctx context.Context, q store.Querier, name string) (*Table, erro
 	for _, p := range pks {
 		e.PrimaryKey = append(e.PrimaryKey, p.name)
 	}
+	if e.Collations, err = readCollations(ctx, q, name, e.Columns); err != nil {
+		return nil, err
+	}
 	if !e.WithoutRowid {
 		e.RowidName = rowidAlias(e.Columns)
 	}
@@ -157,6 +177,33 @@ func introspect(ctx context.Context, q store.Querier, name string) (*Table, erro
 		}
 	}
 	return e, nil
+}
+
+// readCollations reads the columns' declared collations from the table's CREATE
+// TABLE text (declaredCollations); nil when they cannot be read reliably.
+func readCollations(ctx context.Context, q store.Querier, table string, cols []models.Column) (map[string]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?`, table)
+	if err != nil {
+		return nil, fmt.Errorf("introspect %q: %w", table, err)
+	}
+	defer rows.Close()
+	var text sql.NullString
+	if rows.Next() {
+		if err := rows.Scan(&text); err != nil {
+			return nil, fmt.Errorf("introspect %q: %w", table, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("introspect %q: %w", table, err)
+	}
+	if !text.Valid {
+		return nil, nil
+	}
+	colls, ok := declaredCollations(text.String, cols)
+	if !ok {
+		return nil, nil
+	}
+	return colls, nil
 }
 
 func countPKIndexes(ctx context.Context, q store.Querier, table string) (int, error) {

@@ -1,20 +1,18 @@
 package crud
 
 import (
-	"strings"
-
 	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/query"
 )
 
-// Rule is a condition on the rows a request may touch: Filters ANDed (none: every
-// row), or no row at all when Nothing is set. It is compiled like a list query's
-// filters — columns checked and quoted, every value bound — and ANDed into the
-// statement's own WHERE, so SQLite, not Go, decides which rows meet it, under the
-// same affinity and collation rules as a client's own filters.
+// Rule is a condition on the rows a request may touch: Where (empty: every row), or
+// no row at all when Nothing is set. It is compiled like a list query's filters —
+// columns checked and quoted, every value bound — and ANDed into the statement's
+// own WHERE, so SQLite, not Go, decides which rows meet it, under the same affinity
+// and collation rules as a client's own filters.
 type Rule struct {
-	Filters []query.Filter
+	Where   query.Expr
 	Nothing bool
 }
 
@@ -47,14 +45,14 @@ func (r Rule) cond(e *capture.Table) (string, []any, error) {
 	if r.Nothing {
 		return "0", nil, nil
 	}
-	if len(r.Filters) == 0 {
+	if r.Where.IsEmpty() {
 		return "", nil, nil
 	}
-	qs, err := query.Compile(query.Query{Filters: r.Filters}, e)
+	cond, args, err := query.WhereSQL(r.Where, e)
 	if err != nil {
 		return "", nil, errors.E(errors.Internal, errors.Op("apply access rule"), err)
 	}
-	return "(" + strings.Join(qs.Where, " AND ") + ")", qs.Args, nil
+	return "(" + cond + ")", args, nil
 }
 
 // forbidden is the error of a write the write rule does not allow.

@@ -10,6 +10,7 @@ import (
 	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/changelog"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/query"
 	"github.com/sqlws/sqlws/store"
 )
@@ -231,4 +232,14 @@ func decodeCursor(s string, n int) ([]any, error) {
 // in one read transaction.
 func (d *DB) ChangesSince(ctx context.Context, since int64, limit, maxBytes int) (changelog.Page, error) {
 	return d.log.Since(ctx, since, limit, maxBytes)
+}
+
+// Filter compiles a where and select over table for GET /api/changes, against the
+// table's schema as it is at seq head (filter.Compile).
+func (d *DB) Filter(table, where, sel string, head int64) (*filter.Filter, error) {
+	t, err := d.lookup(table)
+	if err != nil {
+		return nil, err
+	}
+	return filter.Compile(t, where, sel, head)
 }

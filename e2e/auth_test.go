@@ -210,20 +210,31 @@ INSERT INTO audit VALUES (1,'secret');`,
 		t.Errorf("admin reads audit: %d %s", r.status, r.body)
 	}
 
-	// /api/changes: alice gets notices (read true) only; todos has a row rule and is
-	// left out until row rules apply to changes.
-	testenv.SQLite(t, db, `INSERT INTO notices(body) VALUES('n'); INSERT INTO audit(what) VALUES('w');`)
+	// /api/changes: alice gets notices (read true) and her own todos (row rule, as a
+	// filtered subscription gets them: bob's todo given to her moves in, hers given
+	// to bob moves out with new null), never audit or an image of bob's.
+	testenv.SQLite(t, db, `INSERT INTO notices(body) VALUES('n'); INSERT INTO audit(what) VALUES('w');
+UPDATE todos SET owner='alice' WHERE id=2; UPDATE todos SET owner='bob', title='gone' WHERE id=1;`)
 	var page struct {
-		Changes []struct{ Table string } `json:"changes"`
+		Changes []struct {
+			Table string          `json:"table"`
+			Moved string          `json:"moved"`
+			New   json.RawMessage `json:"new"`
+		} `json:"changes"`
 	}
 	r = authDo(t, srv.URL, alice, "GET", "/api/changes?since=0", "")
-	if err := json.Unmarshal([]byte(r.body), &page); err != nil || len(page.Changes) == 0 {
+	if err := json.Unmarshal([]byte(r.body), &page); err != nil {
 		t.Fatalf("alice's /api/changes: %d %s", r.status, r.body)
 	}
+	var got []string
 	for _, c := range page.Changes {
-		if c.Table != "notices" {
-			t.Errorf("alice got a %s change", c.Table)
+		got = append(got, c.Table+":"+c.Moved)
+		if c.Moved == "out" && string(c.New) != "null" {
+			t.Errorf("moved out with an image: %s", c.New)
 		}
+	}
+	if strings.Join(got, " ") != "todos: notices: todos:in todos:out" || strings.Contains(r.body, "gone") {
+		t.Errorf("alice's /api/changes: %v\n%s", got, r.body)
 	}
 
 	// The WebSocket: refused to alice (her reads are restricted and subscriptions do

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 
+	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/models"
 )
 
@@ -54,6 +55,10 @@ type Cursor struct {
 	dropBase, dropsSeen int32
 	limit               int64
 	dropTable           string
+	// filter narrows a filtered subscription (nil: none); group is where the window
+	// keeps what the filter's subscribers receive (see filtered.go).
+	filter *filter.Filter
+	group  *group
 }
 
 // NewCursor returns a cursor over tables (empty: every table) that continues after
@@ -72,6 +77,9 @@ func (c *Cursor) Advance(pos int64) { c.pos = pos }
 // DroppedTable is the dropped table that ended the cursor (after Dropped).
 func (c *Cursor) DroppedTable() string { return c.dropTable }
 
+// Filter is the cursor's filter, nil for an unfiltered cursor.
+func (c *Cursor) Filter() *filter.Filter { return c.filter }
+
 // Status says what a read found.
 type Status uint8
 
@@ -87,6 +95,10 @@ const (
 	// Dropped: a table the cursor names was dropped and the cursor has every change
 	// it made; the subscription ends (DroppedTable says which).
 	Dropped
+	// Invalid: the cursor's filter no longer fits its table (a column it uses was
+	// dropped or renamed); it has every change before that, and the subscription ends
+	// with Filter().StaleError().
+	Invalid
 )
 
 // Next appends c's next changes from the window to dst, advancing c: at most a frame's
@@ -99,9 +111,22 @@ func (w *Window) Next(c *Cursor, dst []models.Encoded, maxBytes int) ([]models.E
 			return dst, Dropped
 		}
 		from := c.pos
-		out, pos, behind := w.read(dst, from, c.tables, limit, maxBytes)
-		if behind {
-			return dst, Behind
+		var out []models.Encoded
+		var pos int64
+		if c.group != nil {
+			var st Status
+			w.mu.RLock()
+			out, pos, st = w.nextFilteredLocked(c, dst, limit, maxBytes)
+			w.mu.RUnlock()
+			if st != Ready {
+				return dst, st
+			}
+		} else {
+			var behind bool
+			out, pos, behind = w.read(dst, from, c.tables, limit, maxBytes)
+			if behind {
+				return dst, Behind
+			}
 		}
 		c.pos = pos
 		if len(out) > len(dst) || pos == from {
@@ -173,8 +198,18 @@ func (w *Window) History(ctx context.Context, c *Cursor, dst []models.Encoded) (
 				break
 			}
 			if e.JSON != nil && c.tables.match(e.Table) { // no JSON: a mark, which holds a seq only
-				dst = append(dst, e)
-				bytes += len(e.JSON)
+				rec, deliver, stale := historyFilter(c, e)
+				if stale {
+					if len(dst) > n {
+						return dst, pos, Ready, Lease{ps: w.pages, p: p}, nil
+					}
+					w.pages.release(p)
+					return dst, pos, Invalid, Lease{}, nil
+				}
+				if deliver {
+					dst = append(dst, rec)
+					bytes += len(rec.JSON)
+				}
 			}
 			pos = e.Seq
 		}

@@ -45,7 +45,8 @@ type Options struct {
 	// The window takes at most a quarter of it (and no more than WindowBytes), the
 	// pages half; the last quarter is for frames in flight (which reference the
 	// window's and the pages' changes rather than copy them, save small live frames)
-	// and the collector's headroom. When pages in use fill their half, catching up
+	// and the collector's headroom; records built for filtered subscriptions take at
+	// most a sixteenth of it from that quarter. When pages in use fill their half, catching up
 	// waits for memory rather than taking more: delivery slows, memory does not grow.
 	// Connections' own memory (a few tens of kilobytes each) is not counted.
 	MemoryBudget int64
@@ -92,6 +93,9 @@ type Window struct {
 	// every frame to see whether anything changed.
 	drops  []models.Drop
 	dropsN atomic.Int32
+
+	// filters are the filtered subscriptions' groups (filtered.go), under mu.
+	filters filters
 }
 
 // NewWindow returns a window whose stream is at head: the next change it expects is
@@ -133,9 +137,13 @@ func (w *Window) Publish(batch []models.Encoded) {
 		if e.Seq != w.head+1 {
 			w.clearLocked()
 			w.first = e.Seq
+			w.resetFiltersLocked(e.Seq)
 		}
 		w.pushLocked(e)
 		w.head = e.Seq
+		if len(w.filters.byTable) > 0 {
+			w.filterLocked(e)
+		}
 	}
 }
 

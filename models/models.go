@@ -19,9 +19,13 @@ const (
 // Change is one decoded change record. Row images stay raw JSON so that int64 values
 // and the BLOB encoding survive untouched.
 type Change struct {
-	Seq   int64           `json:"seq"`
-	Table string          `json:"table"`
-	Op    string          `json:"op"`
+	Seq   int64  `json:"seq"`
+	Table string `json:"table"`
+	Op    string `json:"op"`
+	// Moved is set only for a filtered subscription: "in" for an update that brought
+	// the row into its filter (Old is null), "out" for one that took it out (New is
+	// null).
+	Moved string          `json:"moved,omitempty"`
 	PK    json.RawMessage `json:"pk"`
 	Old   json.RawMessage `json:"old"`
 	New   json.RawMessage `json:"new"`
@@ -50,6 +54,22 @@ func AppendChange(dst []byte, seq int64, table, op string, pk, old, new []byte, 
 // images are stored in (capture.AppendRowJSON), so that the record is finished for
 // clients in one pass.
 func AppendChangeWith(dst []byte, appendValue func(dst, raw []byte) []byte, seq int64, table, op string, pk, old, new []byte, ts int64) []byte {
+	return appendChange(dst, appendValue, seq, table, op, "", pk, old, new, ts)
+}
+
+// Moved values: how an update crossed a filtered subscription's filter.
+const (
+	MovedIn  = "in"
+	MovedOut = "out"
+)
+
+// AppendMovedChange is AppendChange for a filtered subscription's record: moved is
+// "" (an ordinary change), MovedIn or MovedOut.
+func AppendMovedChange(dst []byte, seq int64, table, op, moved string, pk, old, new []byte, ts int64) []byte {
+	return appendChange(dst, nil, seq, table, op, moved, pk, old, new, ts)
+}
+
+func appendChange(dst []byte, appendValue func(dst, raw []byte) []byte, seq int64, table, op, moved string, pk, old, new []byte, ts int64) []byte {
 	if appendValue == nil {
 		appendValue = appendCopy
 	}
@@ -59,6 +79,10 @@ func AppendChangeWith(dst []byte, appendValue func(dst, raw []byte) []byte, seq 
 	dst = AppendJSONString(dst, table)
 	dst = append(dst, `,"op":"`...)
 	dst = append(dst, op...)
+	if moved != "" {
+		dst = append(dst, `","moved":"`...)
+		dst = append(dst, moved...)
+	}
 	dst = append(dst, `","pk":`...)
 	dst = appendValueOrNull(dst, pk, appendValue)
 	dst = append(dst, `,"old":`...)

@@ -52,6 +52,8 @@ type ClientMessage struct {
 	Tables json.RawMessage `json:"tables"`
 	Since  json.RawMessage `json:"since"`
 	Stream json.RawMessage `json:"stream"`
+	Where  json.RawMessage `json:"where"`
+	Select json.RawMessage `json:"select"`
 }
 
 // Subscribed acknowledges a subscription.

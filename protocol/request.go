@@ -25,7 +25,15 @@ type Request struct {
 	Since    int64
 	HasSince bool
 	Stream   string
+	// Where and Select narrow a subscription of one table to rows and columns, in
+	// REST's list grammar (package query parses them; docs/protocol.md). "": absent.
+	Where  string
+	Select string
 }
+
+// MaxFilterBytes bounds where and select: they are parsed and kept for the life of
+// the subscription.
+const MaxFilterBytes = 16 << 10
 
 // Parse parses and validates one client message. On error, the returned Request
 // still carries the id when it could be read, so the error reply can echo it.
@@ -73,6 +81,24 @@ func Parse(data []byte) (Request, error) {
 		if err := json.Unmarshal(m.Stream, &r.Stream); err != nil {
 			return r, errors.E(errors.Invalid, `"stream" must be a string`)
 		}
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+		dst  *string
+	}{{"where", m.Where, &r.Where}, {"select", m.Select, &r.Select}} {
+		if !present(f.raw) {
+			continue
+		}
+		if err := json.Unmarshal(f.raw, f.dst); err != nil {
+			return r, errors.Errorf(errors.Invalid, "%q must be a string", f.name)
+		}
+		if len(*f.dst) > MaxFilterBytes {
+			return r, errors.Errorf(errors.Invalid, "%q is longer than %d bytes", f.name, MaxFilterBytes)
+		}
+	}
+	if (r.Where != "" || r.Select != "") && len(r.Tables) != 1 {
+		return r, errors.E(errors.Invalid, `"where" and "select" need "tables" naming exactly one table`)
 	}
 	if present(m.Since) {
 		v, err := strconv.ParseInt(string(bytes.TrimSpace(m.Since)), 10, 64)

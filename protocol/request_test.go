@@ -34,6 +34,11 @@ func TestParse(t *testing.T) {
 		{`[1]`, ``, `must be a JSON object`},
 		{`{"type":1}`, ``, `field "type" has the wrong type`},
 		{`{`, ``, `malformed JSON`},
+		{`{"type":"subscribe","id":"a","tables":["t"],"where":"x=eq.1","select":"x"}`, `"a"`, ""},
+		{`{"type":"subscribe","id":"a","where":"x=eq.1"}`, `"a"`, `need "tables" naming exactly one table`},
+		{`{"type":"subscribe","id":"a","tables":["t","u"],"select":"x"}`, `"a"`, `need "tables" naming exactly one table`},
+		{`{"type":"subscribe","id":"a","tables":["t"],"where":1}`, `"a"`, `"where" must be a string`},
+		{`{"type":"subscribe","id":"a","tables":["t"],"where":"` + strings.Repeat("x", 17<<10) + `"}`, `"a"`, `"where" is longer than`},
 	} {
 		r, err := protocol.Parse([]byte(tc.msg))
 		if string(r.ID) != tc.id {

@@ -2,7 +2,6 @@ package query
 
 import (
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -29,6 +28,9 @@ func ParseFilter(column, expr string) (Filter, error) {
 	case OpEq, OpNeq, OpLt, OpLte, OpGt, OpGte:
 		f.Values = []string{rest}
 	case OpLike:
+		if len(rest) > maxLikePattern {
+			return f, badFilter("filter on %q: a like pattern has at most %d bytes", errors.Clip(column), maxLikePattern)
+		}
 		f.Values = []string{strings.ReplaceAll(rest, "*", "%")}
 	case OpIn:
 		if len(rest) < 2 || rest[0] != '(' || rest[len(rest)-1] != ')' {
@@ -179,8 +181,10 @@ func ParseLimit(s string, max int) (int, error) {
 	return min(n, max), nil
 }
 
-// ParseQuery parses the query string of a list request. Column names are checked
-// against the table later, by Compile.
+// ParseQuery parses the query string of a list request: limit, after, order and
+// select, and every other parameter as a filter (col=op.value, col=not.op.value) or a
+// logical group (or=(…), and=(…), not.or=(…), not.and=(…)), all ANDed into Where.
+// Column names are checked against the table later, by Compile.
 func ParseQuery(v url.Values) (Query, error) {
 	q := Query{Limit: DefaultLimit}
 	if s, ok := v[ParamLimit]; ok {
@@ -205,35 +209,19 @@ func ParseQuery(v url.Values) (Query, error) {
 		}
 		q.Select = sel
 	}
-	keys := make([]string, 0, len(v))
-	for k := range v {
+	filters := make(url.Values, len(v))
+	for k, vals := range v {
 		switch k {
 		case ParamLimit, ParamAfter, ParamOrder, ParamSelect:
 			continue
 		}
-		keys = append(keys, k)
+		filters[k] = vals
 	}
-	sort.Strings(keys) // a stable statement text for the statement cache
-	n, values := 0, 0
-	for _, k := range keys {
-		n += len(v[k])
+	w, err := parseFilters(filters)
+	if err != nil {
+		return q, err
 	}
-	if n > maxFilters {
-		return q, badFilter("too many filters: %d; at most %d in one request", n, maxFilters)
-	}
-	for _, k := range keys {
-		for _, expr := range v[k] {
-			f, err := ParseFilter(k, expr)
-			if err != nil {
-				return q, err
-			}
-			values += len(f.Values)
-			q.Filters = append(q.Filters, f)
-		}
-	}
-	if values > maxFilterValues {
-		return q, badFilter("too many filter values: %d in all; at most %d in one request", values, maxFilterValues)
-	}
+	q.Where = w
 	return q, nil
 }
 

@@ -184,18 +184,18 @@ func TestParseQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Query{
-		Filters: []Filter{{"a", OpEq, []string{"x"}}, {"b", OpGt, []string{"1"}}, {"b", OpLt, []string{"9"}}},
-		Order:   []Order{{Column: "b", Desc: true}},
-		Select:  []string{"a", "b"},
-		Limit:   5,
-		After:   "abc",
+		Where:  And(Leaf(Filter{"a", OpEq, []string{"x"}}), Leaf(Filter{"b", OpGt, []string{"1"}}), Leaf(Filter{"b", OpLt, []string{"9"}})),
+		Order:  []Order{{Column: "b", Desc: true}},
+		Select: []string{"a", "b"},
+		Limit:  5,
+		After:  "abc",
 	}
 	if !reflect.DeepEqual(q, want) {
 		t.Fatalf("ParseQuery = %+v\nwant %+v", q, want)
 	}
 
 	q, err = ParseQuery(url.Values{})
-	if err != nil || q.Limit != DefaultLimit || q.Select != nil || q.Order != nil || q.Filters != nil {
+	if err != nil || q.Limit != DefaultLimit || q.Select != nil || q.Order != nil || q.Filters != nil || !q.Where.IsEmpty() {
 		t.Fatalf("empty query = %+v, %v", q, err)
 	}
 	q, err = ParseQuery(url.Values{"limit": {"100000"}})

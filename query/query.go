@@ -29,6 +29,24 @@ const (
 	// maxOrderColumns bounds order: a page cursor binds each sort column up to once
 	// per sort column.
 	maxOrderColumns = 32
+	// maxGroupDepth bounds how deeply logical groups nest (or=(and(or(…)))): each
+	// level is a recursion in the parser, the compiler and the evaluator.
+	maxGroupDepth = 10
+	// maxLikePattern is SQLite's default bound on a LIKE pattern
+	// (SQLITE_MAX_LIKE_PATTERN_LENGTH): a longer one is refused here, as a bad filter,
+	// rather than fail inside SQLite, where REST would see an internal error and the
+	// stream's evaluator an answer SQLite never gives.
+	maxLikePattern = 50_000
+)
+
+// Logical group parameters (PostgREST style): or=(a.eq.1,b.lt.2), and=(…), and
+// their negations not.or=(…), not.and=(…). A column named like one of these can only
+// be filtered inside a group (or=(or.eq.1)).
+const (
+	ParamOr     = "or"
+	ParamAnd    = "and"
+	ParamNotOr  = "not.or"
+	ParamNotAnd = "not.and"
 )
 
 // Op is a filter operator, as a URL spells it.
@@ -63,6 +81,45 @@ type Filter struct {
 	Values []string
 }
 
+// ExprKind says what an Expr node is.
+type ExprKind uint8
+
+// The kinds of Expr node. The zero Expr is an And without children: no condition,
+// which every row satisfies.
+const (
+	ExprAnd    ExprKind = iota // true when every child is true (SQL AND over Children)
+	ExprOr                     // true when some child is true (SQL OR over Children)
+	ExprNot                    // SQL NOT of its only child
+	ExprFilter                 // the leaf condition Filter
+)
+
+// Expr is a filter expression: a tree of AND, OR and NOT over Filters, with SQL's
+// three-valued logic (a comparison with NULL is unknown, NOT unknown is unknown, and a
+// row matches only when the whole expression is true). It is what a where string
+// (ParseWhere) or a list request's filters (ParseQuery) mean, and what both the SQL
+// compiler (Compile) and the in-memory evaluator (CompilePredicate) read.
+type Expr struct {
+	Kind     ExprKind
+	Filter   Filter // ExprFilter only
+	Children []Expr // ExprAnd and ExprOr: the operands, ExprNot: exactly one
+}
+
+// Leaf is the Expr of one filter.
+func Leaf(f Filter) Expr { return Expr{Kind: ExprFilter, Filter: f} }
+
+// And is the conjunction of es (true when es is empty).
+func And(es ...Expr) Expr { return Expr{Kind: ExprAnd, Children: es} }
+
+// Or is the disjunction of es.
+func Or(es ...Expr) Expr { return Expr{Kind: ExprOr, Children: es} }
+
+// Not is the negation of e.
+func Not(e Expr) Expr { return Expr{Kind: ExprNot, Children: []Expr{e}} }
+
+// IsEmpty reports whether e is no condition at all (an And without children), which
+// every row satisfies.
+func (e Expr) IsEmpty() bool { return e.Kind == ExprAnd && len(e.Children) == 0 }
+
 // Order is one ORDER BY term. NullsFirst is SQLite's default (true ascending, false
 // descending) unless the term says nullsfirst or nullslast.
 type Order struct {
@@ -73,7 +130,8 @@ type Order struct {
 
 // Query is a parsed list request.
 type Query struct {
-	Filters []Filter // ANDed
+	Where   Expr     // the filters, groups included (ParseQuery fills this)
+	Filters []Filter // more filters, ANDed with Where (for queries built in code)
 	Order   []Order  // then the key columns, for a stable order
 	Select  []string // nil: every column
 	Limit   int      // 1..MaxLimit

@@ -72,8 +72,17 @@ func Compile(q Query, t *capture.Table) (*SQL, error) {
 			add(SortKey{Ref: t.RowidName, NullsFirst: true})
 		}
 	}
+	// The top-level conjuncts stay separate conditions (the caller ANDs them), as
+	// plain filters always were: the statement text does not change for them.
+	top := []Expr{q.Where}
+	if q.Where.Kind == ExprAnd {
+		top = q.Where.Children
+	}
 	for _, f := range q.Filters {
-		cond, args, err := filterSQL(t, f)
+		top = append(top, Leaf(f))
+	}
+	for _, e := range top {
+		cond, args, err := exprSQL(t, e, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -81,6 +90,62 @@ func Compile(q Query, t *capture.Table) (*SQL, error) {
 		s.Args = append(s.Args, args...)
 	}
 	return s, nil
+}
+
+// WhereSQL compiles a filter expression against table t to one SQL condition and the
+// values it binds: the same condition Compile puts in a list query's WHERE.
+func WhereSQL(e Expr, t *capture.Table) (string, []any, error) {
+	return exprSQL(t, e, 0)
+}
+
+// exprSQL is the condition and arguments of a filter expression. Every column is
+// checked (Ref) and quoted, every value bound; groups are parenthesised, so SQL's
+// precedence never regroups them.
+func exprSQL(t *capture.Table, e Expr, depth int) (string, []any, error) {
+	if depth > maxGroupDepth*2+2 { // And/Not pairs: a parsed Expr never gets here
+		return "", nil, badFilter("filter groups nest too deeply")
+	}
+	switch e.Kind {
+	case ExprFilter:
+		return filterSQL(t, e.Filter)
+	case ExprNot:
+		if len(e.Children) != 1 {
+			return "", nil, badFilter("not takes one condition")
+		}
+		cond, args, err := exprSQL(t, e.Children[0], depth+1)
+		if err != nil {
+			return "", nil, err
+		}
+		return "NOT (" + cond + ")", args, nil
+	case ExprAnd, ExprOr:
+		if len(e.Children) == 0 {
+			if e.Kind == ExprAnd {
+				return "1", nil, nil
+			}
+			return "0", nil, nil
+		}
+		sep := " AND "
+		if e.Kind == ExprOr {
+			sep = " OR "
+		}
+		var b strings.Builder
+		var args []any
+		b.WriteByte('(')
+		for i, c := range e.Children {
+			cond, a, err := exprSQL(t, c, depth+1)
+			if err != nil {
+				return "", nil, err
+			}
+			if i > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(cond)
+			args = append(args, a...)
+		}
+		b.WriteByte(')')
+		return b.String(), args, nil
+	}
+	return "", nil, badFilter("unknown filter expression kind %d", e.Kind)
 }
 
 // After restricts the rows to those whose sort key comes after vals, the sort-key

@@ -3,11 +3,12 @@
 // on reload, so a request sees one version), and answers, per table, whether a
 // token may read or write it and under which row condition.
 //
-// A rule is true (any valid token), false (admins only) or a filter in REST's list
-// grammar (owner=eq.{auth.sub}&archived=eq.0) whose values may be {auth.CLAIM}
-// placeholders. A placeholder is replaced by the claim's value as a filter value —
-// a bound SQL parameter, never SQL text — and a claim the token lacks makes the rule
-// match no row.
+// A rule is true (any valid token), false (admins only) or a filter in REST's where
+// grammar (owner=eq.{auth.sub}&or=(public.eq.1,team.in.({auth.teams}))) whose values
+// may be {auth.CLAIM} placeholders. The rule is parsed once, when the file loads; a
+// placeholder is then replaced by the claim's value in the parsed tree — a filter
+// value, bound as an SQL parameter, never text that is parsed — and a claim the token
+// lacks makes the rule match no row.
 package rules
 
 import (
@@ -15,7 +16,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"os"
 	"regexp"
 	"sort"
@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sqlws/sqlws/auth"
+	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/query"
 )
 
@@ -46,9 +47,9 @@ const (
 
 // Rule is one parsed rule.
 type Rule struct {
-	kind    kind
-	filters []query.Filter // kind filter: ANDed; values may be placeholders
-	text    string         // as written, for messages
+	kind  kind
+	where query.Expr // kind filter; leaf values may be placeholders
+	text  string     // as written, for messages
 }
 
 // String is the rule as the file wrote it.
@@ -62,9 +63,9 @@ func (r Rule) String() string {
 	return r.text
 }
 
-// Filters returns a filter rule's filters as written (placeholders unsubstituted),
-// nil for true and false.
-func (r Rule) Filters() []query.Filter { return r.filters }
+// Where returns a filter rule's condition as written (placeholders unsubstituted),
+// the empty Expr for true and false.
+func (r Rule) Where() query.Expr { return r.where }
 
 // TableRules are the rules of one table.
 type TableRules struct {
@@ -159,9 +160,6 @@ func parseTable(where string, t tableJSON, def TableRules) (TableRules, error) {
 // placeholder is a whole filter value naming a claim.
 var placeholder = regexp.MustCompile(`^\{auth\.([A-Za-z0-9_:.-]+)\}$`)
 
-// maxRuleFilters bounds one rule's filters, as a request's are bounded.
-const maxRuleFilters = 32
-
 func parseRule(raw json.RawMessage) (Rule, error) {
 	var b bool
 	if err := json.Unmarshal(raw, &b); err == nil {
@@ -177,46 +175,44 @@ func parseRule(raw json.RawMessage) (Rule, error) {
 	if strings.TrimSpace(text) == "" {
 		return Rule{}, fmt.Errorf("an empty filter (write true to allow every row)")
 	}
-	v, err := url.ParseQuery(text)
+	e, err := query.ParseWhere(text)
 	if err != nil {
-		return Rule{}, fmt.Errorf("%q: malformed filter string", clip(text))
+		_, _, msg := errors.Public(err)
+		return Rule{}, fmt.Errorf("%q: %s", clip(text), msg)
 	}
-	cols := make([]string, 0, len(v))
-	for c := range v {
-		switch c {
-		case query.ParamLimit, query.ParamAfter, query.ParamOrder, query.ParamSelect:
-			return Rule{}, fmt.Errorf("%q: %s is not a filter", clip(text), c)
-		}
-		cols = append(cols, c)
+	if e.IsEmpty() {
+		return Rule{}, fmt.Errorf("%q: no condition (write true to allow every row)", clip(text))
 	}
-	sort.Strings(cols) // one statement text per rule, for the statement cache
-	r := Rule{kind: filter, text: text}
-	for _, c := range cols {
-		for _, expr := range v[c] {
-			f, err := query.ParseFilter(c, expr)
-			if err != nil {
-				return Rule{}, fmt.Errorf("%q: %v", clip(text), err)
+	var bad error
+	walk(e, func(f query.Filter) {
+		for _, val := range f.Values {
+			if bad != nil || !strings.Contains(val, "{auth.") {
+				continue
 			}
-			for _, val := range f.Values {
-				if !strings.Contains(val, "{auth.") {
-					continue
-				}
-				if !placeholder.MatchString(val) {
-					return Rule{}, fmt.Errorf("%q: a placeholder must be a whole value, {auth.CLAIM}: %q", clip(text), clip(val))
-				}
+			if !placeholder.MatchString(val) {
+				bad = fmt.Errorf("%q: a placeholder must be a whole value, {auth.CLAIM}: %q", clip(text), clip(val))
+			} else if f.Op == query.OpLike {
 				// A claim's % or _ would be a wildcard in a LIKE pattern: a token could
 				// widen its own rule.
-				if f.Op == query.OpLike {
-					return Rule{}, fmt.Errorf("%q: like cannot take a placeholder (its wildcards would come from the token)", clip(text))
-				}
+				bad = fmt.Errorf("%q: like cannot take a placeholder (its wildcards would come from the token)", clip(text))
 			}
-			r.filters = append(r.filters, f)
 		}
+	})
+	if bad != nil {
+		return Rule{}, bad
 	}
-	if len(r.filters) > maxRuleFilters {
-		return Rule{}, fmt.Errorf("%q: %d filters; at most %d", clip(text), len(r.filters), maxRuleFilters)
+	return Rule{kind: filter, where: e, text: text}, nil
+}
+
+// walk calls fn with every filter of e.
+func walk(e query.Expr, fn func(query.Filter)) {
+	if e.Kind == query.ExprFilter {
+		fn(e.Filter)
+		return
 	}
-	return r, nil
+	for _, c := range e.Children {
+		walk(c, fn)
+	}
 }
 
 func clip(s string) string {
@@ -244,11 +240,11 @@ func (s *Set) Named() []string {
 	return out
 }
 
-// Check calls check with every filter rule's filters (placeholders unsubstituted)
+// Check calls check with every filter rule's condition (placeholders unsubstituted)
 // for each table the file names, and returns the first error, naming the table
 // and action. check is how the caller makes sure the columns exist; it is not
 // called for tables exists reports missing (they may be created later).
-func (s *Set) Check(exists func(table string) bool, check func(table string, filters []query.Filter) error) error {
+func (s *Set) Check(exists func(table string) bool, check func(table string, where query.Expr) error) error {
 	for _, name := range s.Named() {
 		if !exists(name) {
 			continue
@@ -261,7 +257,7 @@ func (s *Set) Check(exists func(table string) bool, check func(table string, fil
 			if a.rule.kind != filter {
 				continue
 			}
-			if err := check(name, a.rule.filters); err != nil {
+			if err := check(name, a.rule.where); err != nil {
 				return fmt.Errorf("rules: table %q: %s: %q: %w", name, a.action, a.rule.text, err)
 			}
 		}
@@ -288,16 +284,16 @@ type Decision struct {
 	// Allowed is false when the table is closed to the identity (the rule is
 	// false): a read or write of it is forbidden.
 	Allowed bool
-	// Filters are the conditions, ANDed, a row must meet, with the identity's
-	// claims substituted; none when every row qualifies.
-	Filters []query.Filter
+	// Where is the condition a row must meet, with the identity's claims in place
+	// of the placeholders; empty (IsEmpty) when every row qualifies.
+	Where query.Expr
 	// Nothing is set when the rule needs a claim the token does not have: the table
 	// is open, but no row qualifies.
 	Nothing bool
 }
 
 // AllRows reports whether d allows every row of the table.
-func (d Decision) AllRows() bool { return d.Allowed && !d.Nothing && len(d.Filters) == 0 }
+func (d Decision) AllRows() bool { return d.Allowed && !d.Nothing && d.Where.IsEmpty() }
 
 // Decide is what id may do with table for action under s. Admins may do anything;
 // a nil id (no authentication configured) too.
@@ -316,8 +312,20 @@ func (s *Set) Decide(id *auth.Identity, table string, action Action) Decision {
 	case deny:
 		return Decision{}
 	}
-	d := Decision{Allowed: true, Filters: make([]query.Filter, len(r.filters))}
-	for i, f := range r.filters {
+	where, ok := substitute(r.where, id)
+	if !ok {
+		return Decision{Allowed: true, Nothing: true}
+	}
+	return Decision{Allowed: true, Where: where}
+}
+
+// substitute returns a copy of e with every placeholder replaced by id's claim, or
+// false if a claim is missing. The tree is copied, never re-parsed: a claim's text
+// is a value whatever characters it holds.
+func substitute(e query.Expr, id *auth.Identity) (query.Expr, bool) {
+	out := query.Expr{Kind: e.Kind}
+	if e.Kind == query.ExprFilter {
+		f := e.Filter
 		nf := query.Filter{Column: f.Column, Op: f.Op, Values: make([]string, 0, len(f.Values))}
 		for _, v := range f.Values {
 			m := placeholder.FindStringSubmatch(v)
@@ -327,13 +335,21 @@ func (s *Set) Decide(id *auth.Identity, table string, action Action) Decision {
 			}
 			vals, ok := claimValues(id, m[1], f.Op == query.OpIn)
 			if !ok {
-				return Decision{Allowed: true, Nothing: true}
+				return out, false
 			}
 			nf.Values = append(nf.Values, vals...)
 		}
-		d.Filters[i] = nf
+		out.Filter = nf
+		return out, true
 	}
-	return d
+	out.Children = make([]query.Expr, len(e.Children))
+	for i, c := range e.Children {
+		var ok bool
+		if out.Children[i], ok = substitute(c, id); !ok {
+			return out, false
+		}
+	}
+	return out, true
 }
 
 // claimValues is the text of claim name, one value; in an in-list an array claim

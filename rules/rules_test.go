@@ -2,7 +2,6 @@ package rules
 
 import (
 	"encoding/json"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -14,7 +13,8 @@ const example = `{"tables": {
   "todos":   {"read": "owner=eq.{auth.sub}", "write": "owner=eq.{auth.sub}"},
   "notices": {"read": true},
   "audit":   {"read": false},
-  "teams":   {"read": "team=in.({auth.teams})&archived=eq.0"}
+  "teams":   {"read": "team=in.({auth.teams})&archived=eq.0"},
+  "groups":  {"read": "or=(public.eq.1,owner.eq.{auth.sub})"}
 }, "default": {"read": false, "write": false}}`
 
 func id(claims string) *auth.Identity {
@@ -35,40 +35,76 @@ func TestDecide(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice := id(`{"sub":"alice","teams":["red",7]}`)
-	f := func(col string, op query.Op, vals ...string) query.Filter {
-		return query.Filter{Column: col, Op: op, Values: vals}
-	}
 	cases := []struct {
-		who    *auth.Identity
-		table  string
-		action Action
-		want   Decision
+		who     *auth.Identity
+		table   string
+		action  Action
+		allowed bool
+		nothing bool
+		where   string // Decision.Where.String()
 	}{
-		{alice, "todos", Read, Decision{Allowed: true, Filters: []query.Filter{f("owner", query.OpEq, "alice")}}},
-		{alice, "todos", Write, Decision{Allowed: true, Filters: []query.Filter{f("owner", query.OpEq, "alice")}}},
-		{alice, "notices", Read, Decision{Allowed: true}},
-		{alice, "notices", Write, Decision{}}, // the default's write
-		{alice, "audit", Read, Decision{}},
-		{alice, "unnamed", Read, Decision{}},
-		{alice, "teams", Read, Decision{Allowed: true, Filters: []query.Filter{f("archived", query.OpEq, "0"), f("team", query.OpIn, "red", "7")}}},
-		{id(`{"sub":"1) OR (1=1"}`), "todos", Read, Decision{Allowed: true, Filters: []query.Filter{f("owner", query.OpEq, "1) OR (1=1")}}},
-		{id(`{"sub":42}`), "todos", Read, Decision{Allowed: true, Filters: []query.Filter{f("owner", query.OpEq, "42")}}},
-		{id(`{}`), "todos", Read, Decision{Allowed: true, Nothing: true}},
-		{id(`{"sub":null}`), "todos", Read, Decision{Allowed: true, Nothing: true}},
-		{id(`{"sub":{"a":1}}`), "todos", Read, Decision{Allowed: true, Nothing: true}},
-		{id(`{"sub":["alice"]}`), "todos", Read, Decision{Allowed: true, Nothing: true}}, // an array only in in-lists
-		{&auth.Identity{Admin: true}, "audit", Write, Decision{Allowed: true}},
-		{nil, "audit", Read, Decision{Allowed: true}},
+		{alice, "todos", Read, true, false, "owner=eq.alice"},
+		{alice, "todos", Write, true, false, "owner=eq.alice"},
+		{alice, "notices", Read, true, false, ""},
+		{alice, "notices", Write, false, false, ""}, // the default's write
+		{alice, "audit", Read, false, false, ""},
+		{alice, "unnamed", Read, false, false, ""},
+		{alice, "teams", Read, true, false, "archived=eq.0&team=in.%28red%2C7%29"},
+		{alice, "groups", Read, true, false, "or=%28public.eq.1%2Cowner.eq.alice%29"},
+		{id(`{"sub":"1) OR (1=1"}`), "todos", Read, true, false, "owner=eq.1%29+OR+%281%3D1"},
+		{id(`{"sub":42}`), "todos", Read, true, false, "owner=eq.42"},
+		{id(`{}`), "todos", Read, true, true, ""},
+		{id(`{"sub":null}`), "todos", Read, true, true, ""},
+		{id(`{"sub":{"a":1}}`), "todos", Read, true, true, ""},
+		{id(`{"sub":["alice"]}`), "todos", Read, true, true, ""}, // an array only in in-lists
+		{id(`{}`), "groups", Read, true, true, ""},                 // a missing claim anywhere: nothing
+		{&auth.Identity{Admin: true}, "audit", Write, true, false, ""},
+		{nil, "audit", Read, true, false, ""},
 	}
 	for _, c := range cases {
 		got := s.Decide(c.who, c.table, c.action)
-		if !reflect.DeepEqual(got, c.want) {
-			t.Errorf("%v %s %s = %+v, want %+v", c.who, c.table, c.action, got, c.want)
+		if got.Allowed != c.allowed || got.Nothing != c.nothing || got.Where.String() != c.where {
+			t.Errorf("%v %s %s = %+v (%q), want allowed %v nothing %v where %q", c.who, c.table, c.action, got, got.Where.String(), c.allowed, c.nothing, c.where)
 		}
 	}
 	if s.ReadsUnrestricted() || !AllowAll().ReadsUnrestricted() {
 		t.Error("ReadsUnrestricted")
 	}
+}
+
+// TestClaimsStayValues: whatever a claim holds, it ends up as exactly one filter
+// value — in the tree, and in the where string the change feed compiles.
+func TestClaimsStayValues(t *testing.T) {
+	s, err := Parse([]byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, claim := range []string{"1) OR (1=1", `a"b`, `x\`, "a,b)", "k&or=(a.eq.1)", "%", "not.eq.1", "in.(1,2)", "é\x00", ""} {
+		who := &auth.Identity{Claims: map[string]any{"sub": claim}}
+		for _, table := range []string{"todos", "groups"} {
+			d := s.Decide(who, table, Read)
+			for _, e := range []query.Expr{d.Where, mustParse(t, d.Where.String())} {
+				var vals []string
+				walk(e, func(f query.Filter) {
+					if f.Column == "owner" {
+						vals = append(vals, f.Values...)
+					}
+				})
+				if len(vals) != 1 || vals[0] != claim {
+					t.Errorf("sub %q in %s: owner values %q (where %q)", claim, table, vals, d.Where.String())
+				}
+			}
+		}
+	}
+}
+
+func mustParse(t *testing.T, where string) query.Expr {
+	t.Helper()
+	e, err := query.ParseWhere(where)
+	if err != nil {
+		t.Fatalf("ParseWhere(%q): %v", where, err)
+	}
+	return e
 }
 
 func TestParseRefuses(t *testing.T) {

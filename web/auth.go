@@ -7,6 +7,7 @@ import (
 	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/rules"
 )
 
@@ -120,5 +121,76 @@ func (a *api) writeGuard(r *http.Request, table string) (crud.Guard, error) {
 
 // crudRule is a decision's row condition as crud applies it.
 func crudRule(d rules.Decision) crud.Rule {
-	return crud.Rule{Filters: d.Filters, Nothing: d.Nothing}
+	return crud.Rule{Where: d.Where, Nothing: d.Nothing}
+}
+
+// changeViews decides, table by table, what GET /api/changes shows a request of
+// each table's changes: the request's own table, where and select, and its read
+// rule. A row rule is ANDed with the request's where into one filter, so a change is
+// shown as a filtered subscription with that combined where receives it: an update
+// moving a row out of the rule arrives as moved "out" with new null, a delete only
+// if the old row was visible, and never an image the rule does not allow.
+type changeViews struct {
+	db                *crud.DB
+	acc               *rules.Access
+	table, where, sel string // the request's; table "" for every table
+	head              int64  // the page's head, for filter.Compile
+	views             map[string]*changeView
+}
+
+// changeView is what a request sees of one table's changes: nothing (skip), each
+// change as it is (f nil), or what f makes of it.
+type changeView struct {
+	skip bool
+	f    *filter.Filter
+}
+
+// view returns the view of table, deciding it on first use. A table the request
+// named but may not read is forbidden; other unreadable tables are skipped.
+func (cv *changeViews) view(table string) (*changeView, error) {
+	if v, ok := cv.views[table]; ok {
+		return v, nil
+	}
+	if cv.views == nil {
+		cv.views = map[string]*changeView{}
+	}
+	v := &changeView{}
+	where, sel := "", ""
+	switch {
+	case cv.table != "" && table != cv.table:
+		v.skip = true
+	case cv.table != "":
+		where, sel = cv.where, cv.sel
+		fallthrough
+	default:
+		d := cv.acc.Read(table)
+		switch {
+		case !d.Allowed && cv.table != "":
+			return nil, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the access rules do not allow reading table %q", errors.Clip(table))
+		case !d.Allowed || d.Nothing:
+			v.skip = true
+		case !d.Where.IsEmpty():
+			// The rule's canonical where string (query.Expr.String quotes every value
+			// it must): the claims in it are values there as in the tree.
+			if where == "" {
+				where = d.Where.String()
+			} else {
+				where += "&" + d.Where.String()
+			}
+		}
+		if !v.skip && (where != "" || sel != "") {
+			// Compiled against the schema as of the page's head: every change read is
+			// at or before it, so a column added since reads as NULL, never as stale.
+			f, err := cv.db.Filter(table, where, sel, cv.head)
+			switch {
+			case err != nil && cv.table == "" && errors.IsKind(err, errors.NotFound):
+				v.skip = true // a table dropped since: its rule cannot be applied
+			case err != nil:
+				return nil, err
+			}
+			v.f = f
+		}
+	}
+	cv.views[table] = v
+	return v, nil
 }

@@ -261,28 +261,53 @@ func TestRulesOverREST(t *testing.T) {
 		}
 	}
 
-	// /api/changes: only tables the token may read in full.
-	cli(t, e.path, "INSERT INTO notices(body) VALUES('n2'); INSERT INTO audit(what) VALUES('a'); INSERT INTO todos(owner,title) VALUES('alice','x');")
-	r = expect(alice, "GET", "/api/changes?since=0", "", 200, "")
-	var ch struct {
-		Changes []struct{ Table string } `json:"changes"`
-		Last    int64                    `json:"last"`
-		Head    int64                    `json:"head"`
+	// /api/changes: the read rules as a filtered subscription applies them. Since the
+	// install: alice's three REST writes; now from the shell a notice, an audit row,
+	// a todo of hers, one of bob's, bob's todo given to her (moved in) and one of
+	// hers given to bob (moved out).
+	head := func() string { return strings.TrimSpace(cli(t, e.path, "SELECT max(seq) FROM sqlws_changes;")) }
+	mark := head()
+	cli(t, e.path, `INSERT INTO notices(body) VALUES('n2'); INSERT INTO audit(what) VALUES('a');
+INSERT INTO todos(id,owner,title) VALUES(10,'alice','x'); INSERT INTO todos(id,owner,title) VALUES(11,'bob','y');
+UPDATE todos SET owner='alice' WHERE id=11; UPDATE todos SET owner='bob' WHERE id=10; UPDATE todos SET title='z' WHERE id=10;`)
+	type rec struct {
+		Table string          `json:"table"`
+		Op    string          `json:"op"`
+		Moved string          `json:"moved"`
+		New   json.RawMessage `json:"new"`
+		Old   json.RawMessage `json:"old"`
 	}
-	if err := json.Unmarshal(r.body, &ch); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range ch.Changes {
-		if c.Table != "notices" {
-			t.Errorf("alice got a change of %s from /api/changes", c.Table)
+	changes := func(tok, query string) (out []rec, next, hd int64) {
+		t.Helper()
+		r := expect(tok, "GET", "/api/changes?"+query, "", 200, "")
+		var ch struct {
+			Changes []rec `json:"changes"`
+			Next    int64 `json:"next"`
+			Head    int64 `json:"head"`
 		}
+		if err := json.Unmarshal(r.body, &ch); err != nil {
+			t.Fatal(err)
+		}
+		return ch.Changes, ch.Next, ch.Head
 	}
-	if len(ch.Changes) != 1 || ch.Last != ch.Head {
-		t.Errorf("alice's changes: %s; want the one notices change and last = head", r.body)
+	got, next, hd := changes(alice, "since="+mark)
+	var desc []string
+	for _, c := range got {
+		d := c.Table + ":" + c.Op + ":" + c.Moved
+		if c.Moved == "out" && string(c.New) != "null" || strings.Contains(string(c.New), "bob") || c.Moved != "out" && strings.Contains(string(c.Old), "bob") {
+			t.Errorf("alice sees an image of bob's row: %+v", c)
+		}
+		desc = append(desc, d)
 	}
-	r = expect(admin, "GET", "/api/changes?since=0", "", 200, "")
-	if !strings.Contains(string(r.body), `"audit"`) {
-		t.Errorf("admin's changes lack audit: %s", r.body)
+	if want := "notices:insert: todos:insert: todos:update:in todos:update:out"; strings.Join(desc, " ") != want || next != hd {
+		t.Errorf("alice's changes: %s (next %d, head %d); want %s, next = head", strings.Join(desc, " "), next, hd, want)
+	}
+	if got, _, _ := changes(alice, "since="+mark+"&table=todos&where=title%3Deq.y"); len(got) != 1 || got[0].Moved != "in" {
+		t.Errorf("alice's todos where title=y: %+v, want bob's row moving in", got)
+	}
+	expect(alice, "GET", "/api/changes?table=audit", "", 403, "forbidden")
+	if got, _, _ := changes(admin, "since="+mark); len(got) != 7 {
+		t.Errorf("the admin's changes: %d, want all 7", len(got))
 	}
 }
 

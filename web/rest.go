@@ -15,6 +15,7 @@ import (
 
 	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/protocol"
 	"github.com/sqlws/sqlws/query"
@@ -381,8 +382,10 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 	writeRaw(w, http.StatusOK, append(b, "}\n"...))
 }
 
-// changes serves GET /api/changes?since=&limit=[&stream=]: the change records after
-// since, in seq order, exactly as the WebSocket sends them. When the records after
+// changes serves GET /api/changes?since=&limit=[&stream=][&table=&where=&select=]:
+// the change records after since, in seq order, exactly as the WebSocket sends them
+// (with table, where and select, as a filtered subscription receives them); next is
+// the since of the following page, which a filter may leave with no records. When the records after
 // since cannot all be delivered (pruned by retention, since beyond the head, another
 // stream) it answers 410 with the reason as the code, the HTTP form of a reset.
 func (a *api) changes(w http.ResponseWriter, r *http.Request) {
@@ -411,11 +414,23 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	table, where, sel := v.Get("table"), v.Get("where"), v.Get("select")
+	if (where != "" || sel != "") && table == "" {
+		a.fail(w, r, errors.WithCode(errors.Invalid, errors.CodeBadRequest, "where and select need table"))
+		return
+	}
 	stream := a.db.StreamID()
 	p, err := a.db.ChangesSince(r.Context(), since, limit, changesMaxBytes)
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	views := &changeViews{db: a.db, acc: acc, table: table, where: where, sel: sel, head: p.Head}
+	if table != "" {
+		if _, err := views.view(table); err != nil {
+			a.fail(w, r, err)
+			return
+		}
 	}
 	reason := protocol.ResetReason(stream, v.Get("stream"), models.Position{Head: p.Head, Oldest: p.Oldest}, since)
 	if reason == "" && p.Gap && len(p.Changes) == 0 {
@@ -432,23 +447,24 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 	b := make([]byte, 0, n)
 	b = append(b, `{"changes":[`...)
 	first := true
-	last := since
-	visible := map[string]bool{} // per table: the token may read every row of it
+	next := since // the seq to ask for the next page after: the last one examined
 	for _, c := range p.Changes {
-		last = c.Seq
+		next = c.Seq
 		if c.JSON == nil {
 			continue // a mark: it holds a seq, it is no change
 		}
-		if !acc.Admin() {
-			// A change's images are whole rows: without an evaluator of row rules
-			// over images (the filtered-subscriptions engine), only the changes of
-			// tables the token may read in full can be shown.
-			ok, seen := visible[c.Table]
-			if !seen {
-				ok = acc.Read(c.Table).AllRows()
-				visible[c.Table] = ok
-			}
-			if !ok {
+		view, err := views.view(c.Table)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		rec := c.JSON
+		if view.skip {
+			continue
+		}
+		if view.f != nil {
+			var res filter.Result
+			if rec, res = view.f.Apply(filter.NewChange(c)); res != filter.Deliver {
 				continue
 			}
 		}
@@ -456,10 +472,10 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 			b = append(b, ',')
 		}
 		first = false
-		b = append(b, c.JSON...)
+		b = append(b, rec...)
 	}
-	b = append(b, `],"last":`...)
-	b = strconv.AppendInt(b, last, 10)
+	b = append(b, `],"next":`...)
+	b = strconv.AppendInt(b, next, 10)
 	b = append(b, `,"head":`...)
 	b = strconv.AppendInt(b, p.Head, 10)
 	b = append(b, `,"oldest":`...)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/protocol"
 )
@@ -173,6 +174,11 @@ func (c *conn) waitHead(since int64, pos models.Position) models.Position {
 func (c *conn) markClosed() {
 	c.mu.Lock()
 	c.closed = true
+	// The subscriptions end with the connection: the gauge counts them down, and a
+	// filtered one's group in the window is released.
+	for _, s := range append([]*subscription(nil), c.order...) {
+		c.removeLocked(s)
+	}
 	c.mu.Unlock()
 }
 
@@ -226,6 +232,21 @@ func (c *conn) subscribe(r *protocol.Request) {
 			return
 		}
 	}
+	// A filter is compiled against the table's schema now; a column it uses that
+	// later disappears ends the subscription (fanout.Invalid).
+	var f *filter.Filter
+	if r.Where != "" || r.Select != "" {
+		t, ok := h.tables.Table(r.Tables[0])
+		if !ok {
+			c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(r.Tables[0])))
+			return
+		}
+		var err error
+		if f, err = filter.Compile(t, r.Where, r.Select, h.win.Head()); err != nil {
+			c.sendError(id, err)
+			return
+		}
+	}
 	c.mu.Lock()
 	_, dup := c.subs[string(id)]
 	c.mu.Unlock()
@@ -255,7 +276,13 @@ func (c *conn) subscribe(r *protocol.Request) {
 		c.queue(protocol.ResetMessageFor(id, reason, h.src.StreamID(), pos.Head))
 		return
 	}
-	s := &subscription{id: id, key: string(id), cur: h.win.NewCursor(r.Tables, since)}
+	var cur *fanout.Cursor
+	if f != nil {
+		cur = h.win.NewFilteredCursor(f, since)
+	} else {
+		cur = h.win.NewCursor(r.Tables, since)
+	}
+	s := &subscription{id: id, key: string(id), cur: cur}
 	ack := protocol.SubscribedMessage(id, pos.Head)
 
 	c.mu.Lock()
@@ -289,6 +316,7 @@ func (c *conn) unsubscribe(id json.RawMessage) {
 
 func (c *conn) removeLocked(s *subscription) {
 	c.hub.counts.subscriptions.Add(-1)
+	c.hub.win.CloseCursor(s.cur)
 	delete(c.subs, s.key)
 	for i, o := range c.order {
 		if o == s {
@@ -518,7 +546,7 @@ func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error)
 		}
 		f.batch = entries
 		switch st {
-		case fanout.Pruned, fanout.Dropped:
+		case fanout.Pruned, fanout.Dropped, fanout.Invalid:
 			c.endSubscriptionLocked(s, st)
 			return false, nil
 		}
@@ -545,6 +573,12 @@ func (c *conn) endSubscriptionLocked(s *subscription, st fanout.Status) {
 	if st == fanout.Pruned {
 		c.hub.counts.count(&c.hub.counts.resets, protocol.ResetPruned)
 		c.queueLocked(protocol.ResetMessageFor(s.id, protocol.ResetPruned, src.StreamID(), c.hub.win.Head()))
+		return
+	}
+	if st == fanout.Invalid {
+		_, code, msg := errors.Public(s.cur.Filter().StaleError())
+		c.hub.counts.count(&c.hub.counts.errors, string(code))
+		c.queueLocked(protocol.ErrorMessageFor(s.id, string(code), msg))
 		return
 	}
 	c.hub.counts.count(&c.hub.counts.errors, string(errors.CodeTableDropped))

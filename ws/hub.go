@@ -15,14 +15,17 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/models"
 )
 
 // Tables is what the hub needs to know of the schema: whether a table is captured,
-// so that subscribing to an unknown one fails at once.
+// so that subscribing to an unknown one fails at once, and its columns, against which
+// a filtered subscription's where and select are compiled.
 type Tables interface {
 	Tracked(table string) bool
+	Table(name string) (*capture.Table, bool)
 }
 
 // Options configure a Hub. Zero values take the defaults shown.

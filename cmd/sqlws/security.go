@@ -129,12 +129,17 @@ func loadRules(path string, schema *capture.Schema, log *slog.Logger) (*rules.Se
 	if err != nil {
 		return nil, err
 	}
-	err = s.Check(schema.Tracked, func(table string, filters []query.Filter) error {
+	err = s.Check(schema.Tracked, func(table string, where query.Expr) error {
 		t, ok := schema.Table(table)
 		if !ok {
 			return nil // dropped meanwhile
 		}
-		_, err := query.Compile(query.Query{Filters: filters}, t)
+		// Both readers of a rule: the SQL of REST's reads and writes, and the
+		// predicate the change feed evaluates on row images.
+		if _, _, err := query.WhereSQL(where, t); err != nil {
+			return err
+		}
+		_, err := query.CompilePredicate(where, t)
 		return err
 	})
 	if err != nil {
