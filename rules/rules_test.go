@@ -57,7 +57,7 @@ func TestDecide(t *testing.T) {
 		{id(`{"sub":null}`), "todos", Read, true, true, ""},
 		{id(`{"sub":{"a":1}}`), "todos", Read, true, true, ""},
 		{id(`{"sub":["alice"]}`), "todos", Read, true, true, ""}, // an array only in in-lists
-		{id(`{}`), "groups", Read, true, true, ""},                 // a missing claim anywhere: nothing
+		{id(`{}`), "groups", Read, true, true, ""},               // a missing claim anywhere: nothing
 		{&auth.Identity{Admin: true}, "audit", Write, true, false, ""},
 		{nil, "audit", Read, true, false, ""},
 	}
