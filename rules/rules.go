@@ -436,6 +436,35 @@ func (a *Access) Write(table string) Decision {
 	return a.rules.Load().Decide(a.ID, table, Write)
 }
 
+// ReadWhere is the where a read of table's changes or rows by this identity must
+// use: the caller's own where (REST's where grammar; "" for none) ANDed with the
+// read rule, as one where string for filter.Compile. It is a forbidden error when
+// the table is closed to the identity, and nothing is set when no row can qualify
+// (a claim the rule needs is missing): the caller then delivers nothing.
+//
+// This is the hook for the stream: a subscription to table with where w compiles
+// filter.Compile(t, ReadWhere(table, w), select, head) instead, so the rule and the
+// client's filter are one filter and its moved in/out rules apply to both.
+func (a *Access) ReadWhere(table, where string) (combined string, nothing bool, err error) {
+	d := a.Read(table)
+	switch {
+	case !d.Allowed:
+		return "", false, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the access rules do not allow reading table %q", errors.Clip(table))
+	case d.Nothing:
+		return "", true, nil
+	case d.Where.IsEmpty():
+		return where, false, nil
+	}
+	// The rule's canonical where string: query.Expr.String quotes every value it
+	// must, so a claim in it parses back as the same single value (TestClaimsStayValues).
+	rule := d.Where.String()
+	if where == "" {
+		return rule, false, nil
+	}
+	// Pairs joined by & are ANDed, and no pair can reach across an &.
+	return where + "&" + rule, false, nil
+}
+
 // ReadsUnrestricted reports whether the identity may read every row of every table.
 func (a *Access) ReadsUnrestricted() bool {
 	return a.Admin() || a.rules.Load().ReadsUnrestricted()

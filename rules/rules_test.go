@@ -143,3 +143,23 @@ func TestLiveAccess(t *testing.T) {
 		t.Error("a nil Access (no authentication) must allow everything")
 	}
 }
+
+func TestReadWhere(t *testing.T) {
+	s, err := Parse([]byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAccess(id(`{"sub":"alice"}`), NewLive(s))
+	if w, nothing, err := a.ReadWhere("todos", "done=eq.0"); err != nil || nothing || w != "done=eq.0&owner=eq.alice" {
+		t.Errorf("todos: %q %v %v", w, nothing, err)
+	}
+	if w, _, err := a.ReadWhere("notices", "x=eq.1"); err != nil || w != "x=eq.1" {
+		t.Errorf("notices: %q %v", w, err)
+	}
+	if _, _, err := a.ReadWhere("audit", ""); err == nil || !strings.Contains(err.Error(), "do not allow reading") {
+		t.Errorf("audit: %v, want forbidden", err)
+	}
+	if _, nothing, err := NewAccess(id(`{}`), NewLive(s)).ReadWhere("todos", ""); err != nil || !nothing {
+		t.Errorf("no sub: nothing %v, %v", nothing, err)
+	}
+}

@@ -163,21 +163,14 @@ func (cv *changeViews) view(table string) (*changeView, error) {
 		where, sel = cv.where, cv.sel
 		fallthrough
 	default:
-		d := cv.acc.Read(table)
+		combined, nothing, err := cv.acc.ReadWhere(table, where)
 		switch {
-		case !d.Allowed && cv.table != "":
-			return nil, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the access rules do not allow reading table %q", errors.Clip(table))
-		case !d.Allowed || d.Nothing:
+		case err != nil && cv.table != "":
+			return nil, err // the request named a table it may not read
+		case err != nil || nothing:
 			v.skip = true
-		case !d.Where.IsEmpty():
-			// The rule's canonical where string (query.Expr.String quotes every value
-			// it must): the claims in it are values there as in the tree.
-			if where == "" {
-				where = d.Where.String()
-			} else {
-				where += "&" + d.Where.String()
-			}
 		}
+		where = combined
 		if !v.skip && (where != "" || sel != "") {
 			// Compiled against the schema as of the page's head: every change read is
 			// at or before it, so a column added since reads as NULL, never as stale.
