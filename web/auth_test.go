@@ -339,3 +339,18 @@ func TestWebSocketRefusedUnderRestrictingRules(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestDashboardHeaders: the dashboard's files carry the CSP (no inline script,
+// connections to its own origin, no framing) and nosniff.
+func TestDashboardHeaders(t *testing.T) {
+	e := newAuthEnv(t, `CREATE TABLE t(id INTEGER PRIMARY KEY);`, "", nil)
+	for _, p := range []string{"/", "/sqlws.js", "/static/app.js"} {
+		r := e.do("GET", p, "", "")
+		csp := r.header.Get("Content-Security-Policy")
+		if r.status != 200 || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+			!strings.Contains(csp, "connect-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") ||
+			r.header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s: %d, CSP %q, nosniff %q", p, r.status, csp, r.header.Get("X-Content-Type-Options"))
+		}
+	}
+}
