@@ -319,3 +319,57 @@ func TestSafeByDefault(t *testing.T) {
 		t.Errorf("/healthz on loopback: %q", r.body)
 	}
 }
+
+// TestDNSRebinding: a loopback server answers only loopback host names (and
+// --allowed-hosts): a page on evil.example that resolves to 127.0.0.1 gets no rows,
+// no write and no WebSocket, even with a matching Origin.
+func TestDNSRebinding(t *testing.T) {
+	db, srv := start(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);`, "--allowed-hosts", "app.example")
+	send := func(host, method, path, body string, hdr map[string]string) int {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, rd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	evil := "evil.example:" + strings.Split(srv.Addr, ":")[1]
+	ws := map[string]string{"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+		"Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Origin": "http://" + evil}
+	for _, c := range []struct {
+		method, path, body string
+		hdr                map[string]string
+	}{
+		{"GET", "/api/tables/t/rows", "", nil},
+		{"POST", "/api/tables/t/rows", `{"v":"x"}`, map[string]string{"Content-Type": "application/json", "Origin": "http://" + evil}},
+		{"GET", "/ws", "", ws},
+		{"GET", "/", "", nil},
+	} {
+		if got := send(evil, c.method, c.path, c.body, c.hdr); got != 403 {
+			t.Errorf("Host %s: %s %s = %d, want 403", evil, c.method, c.path, got)
+		}
+	}
+	if n := testenv.SQLiteInt(t, db, "SELECT count(*) FROM t;"); n != 0 {
+		t.Errorf("a rebinding write wrote %d rows", n)
+	}
+	for _, host := range []string{srv.Addr, "localhost", "app.example"} {
+		if got := send(host, "GET", "/api/tables/t/rows", "", nil); got != 200 {
+			t.Errorf("Host %s: %d, want 200", host, got)
+		}
+	}
+}

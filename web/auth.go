@@ -2,7 +2,9 @@ package web
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 
 	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/crud"
@@ -186,4 +188,52 @@ func (cv *changeViews) view(table string) (*changeView, error) {
 	}
 	cv.views[table] = v
 	return v, nil
+}
+
+// checkHost refuses, before any work, a request whose Host header names a host the
+// server does not answer for (hostAllowed), with 403 host_not_allowed. The probes
+// are exempt: they carry no data, and orchestrators probe by IP address.
+func checkHost(loopback bool, allowed []string, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if !loopback && len(allowed) == 0 {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" || hostAllowed(r.Host, loopback, allowed) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			writeError(w, r, log, errors.WithCode(errors.Forbidden, errors.CodeHostNotAllowed,
+				"host %q is not served here (see --allowed-hosts)", errors.Clip(r.Host)))
+		})
+	}
+}
+
+// hostAllowed reports whether a Host header value (host[:port]) names a host the
+// server answers for: on a loopback bind, a loopback name or address; always, one of
+// allowed (exactly, or a subdomain of a "*.domain" pattern), case-insensitively.
+func hostAllowed(hostport string, loopback bool, allowed []string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "" {
+		return false
+	}
+	if loopback {
+		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+			return true // RFC 6761: always the loopback interface
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return true
+		}
+	}
+	for _, a := range allowed {
+		a = strings.TrimSuffix(strings.ToLower(a), ".")
+		if host == a || strings.HasPrefix(a, "*.") && strings.HasSuffix(host, a[1:]) {
+			return true
+		}
+	}
+	return false
 }

@@ -354,3 +354,43 @@ func TestDashboardHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestHostCheck: on a loopback bind only loopback names and --allowed-hosts are
+// served (DNS rebinding: a page on evil.example resolving to 127.0.0.1 gets
+// nothing, WebSocket included); the probes answer any Host.
+func TestHostCheck(t *testing.T) {
+	wsReached := false
+	ws := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { wsReached = true })
+	e := newAuthEnv(t, `CREATE TABLE t(id INTEGER PRIMARY KEY);`, "", nil)
+	h := NewRouter(Config{DB: e.d.CRUD, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		WebSocket: ws, LoopbackBind: true, AllowedHosts: []string{"app.example", "*.corp.example"}})
+	for _, c := range []struct {
+		host, path string
+		want       int
+	}{
+		{"evil.example:8080", "/api/tables", 403},
+		{"evil.example", "/ws", 403},
+		{"evil.example", "/", 403},
+		{"localhost.evil.example", "/api/tables", 403},
+		{"127.0.0.1:8080", "/api/tables", 200},
+		{"[::1]:8080", "/api/tables", 200},
+		{"localhost:8080", "/api/tables", 200},
+		{"LOCALHOST.", "/api/tables", 200},
+		{"app.example", "/api/tables", 200},
+		{"x.corp.example:1", "/api/tables", 200},
+		{"corp.example", "/api/tables", 403},
+		{"evil.example", "/healthz", 200},
+		{"", "/api/tables", 403},
+	} {
+		req := httptest.NewRequest("GET", c.path, nil)
+		req.Host = c.host
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.want || c.want == 403 && !strings.Contains(rec.Body.String(), `"host_not_allowed"`) {
+			t.Errorf("Host %q %s: %d %s, want %d", c.host, c.path, rec.Code, rec.Body, c.want)
+		}
+	}
+	if wsReached {
+		t.Error("the WebSocket handler ran for a foreign Host")
+	}
+}

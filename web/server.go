@@ -37,6 +37,14 @@ type Config struct {
 	// Insecure is reported by /healthz: the server runs without authentication on
 	// a non-loopback address (--insecure).
 	Insecure bool
+	// LoopbackBind says the server listens on a loopback address only: then only
+	// loopback host names (localhost, 127.0.0.1, [::1]) and AllowedHosts are
+	// accepted in the Host header, so a web page on another name that resolves to
+	// 127.0.0.1 (DNS rebinding) cannot read or write through the visitor's browser.
+	LoopbackBind bool
+	// AllowedHosts are the host names (no port; "*.example.com" for subdomains)
+	// the Host header may name; empty on a non-loopback bind: any.
+	AllowedHosts []string
 	// WebSocketEnforcesRules says the WebSocket handler applies the rules to
 	// subscriptions itself (rules.FromContext on its request). Until it does, a
 	// token whose reads the rules restrict is refused the WebSocket (403), since the
@@ -53,7 +61,7 @@ func NewRouter(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger))
+	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger), checkHost(cfg.LoopbackBind, cfg.AllowedHosts, cfg.Logger))
 
 	// Open routes: probes and metrics (no table names, no rows: docs/security.md)
 	// and the dashboard's files, which hold no data.

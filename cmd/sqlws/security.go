@@ -26,6 +26,7 @@ type securityConfig struct {
 	jwtIssuer     string
 	adminRole     string
 	rulesPath     string
+	allowedHosts  string
 }
 
 // secretEnv holds the HS256 secret itself, for deployments that inject secrets as
@@ -39,6 +40,7 @@ func securityFlags(fs *flag.FlagSet, c *securityConfig) {
 	fs.StringVar(&c.jwtAudience, "jwt-audience", "", "when set, a token's aud must include this")
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "when set, a token's iss must be this")
 	fs.StringVar(&c.adminRole, "admin-role", auth.DefaultAdminRole, "a token whose role claim is this bypasses the rules")
+	fs.StringVar(&c.allowedHosts, "allowed-hosts", "", "comma-separated host names (*.example.com for subdomains) the Host header may name; on a loopback --addr, loopback names are always allowed and no others by default (DNS rebinding)")
 	fs.StringVar(&c.rulesPath, "rules", "", "JSON file of per-table read and write rules, reloaded on SIGHUP (default with authentication: any valid token may read and write everything)")
 }
 
@@ -116,6 +118,12 @@ func checkExposure(ctx context.Context, addr string, authOn, insecure bool) (exp
 			"or bind a loopback address (--addr 127.0.0.1:8080); or, to serve it unprotected anyway, add --insecure", addr, secretEnv)
 	}
 	return true, nil
+}
+
+// isLoopback reports whether a listener's address is a loopback address.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // loadRules loads the rules file (AllowAll without one) and checks it against the
