@@ -45,6 +45,14 @@ type Config struct {
 	// AllowedHosts are the host names (no port; "*.example.com" for subdomains)
 	// the Host header may name; empty on a non-loopback bind: any.
 	AllowedHosts []string
+	// RESTRate limits the data routes' requests (REST and WebSocket upgrades) per
+	// client address to this many per second, RESTBurst at once; over it a request
+	// is 429 rate_limited with Retry-After. Zero: no limit. Loopback clients are not
+	// limited unless RateLimitLoopback (a reverse proxy on the same host limits its
+	// own clients).
+	RESTRate          float64
+	RESTBurst         int
+	RateLimitLoopback bool
 	// WebSocketEnforcesRules says the WebSocket handler applies the rules to
 	// subscriptions itself (rules.FromContext on its request). Until it does, a
 	// token whose reads the rules restrict is refused the WebSocket (403), since the
@@ -82,6 +90,10 @@ func NewRouter(cfg Config) http.Handler {
 	sec := &security{verifier: cfg.Auth, rules: cfg.Rules, wsRules: cfg.WebSocketEnforcesRules, log: cfg.Logger}
 	a := &api{db: cfg.DB, bodyLimit: cfg.BodyLimit, log: cfg.Logger, authOn: cfg.Auth != nil}
 	r.Group(func(r chi.Router) {
+		// Rate first: a flood is refused before its tokens cost a signature check.
+		if cfg.RESTRate > 0 {
+			r.Use(newIPLimiter(cfg.RESTRate, cfg.RESTBurst, cfg.RateLimitLoopback).middleware(cfg.Logger))
+		}
 		r.Use(sec.require)
 		if cfg.WebSocket != nil {
 			r.Handle(wsPath, cfg.WebSocket)

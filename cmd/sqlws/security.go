@@ -27,6 +27,9 @@ type securityConfig struct {
 	adminRole     string
 	rulesPath     string
 	allowedHosts  string
+	restRate      float64
+	restBurst     int
+	maxConnsPerIP int
 }
 
 // secretEnv holds the HS256 secret itself, for deployments that inject secrets as
@@ -41,6 +44,9 @@ func securityFlags(fs *flag.FlagSet, c *securityConfig) {
 	fs.StringVar(&c.jwtIssuer, "jwt-issuer", "", "when set, a token's iss must be this")
 	fs.StringVar(&c.adminRole, "admin-role", auth.DefaultAdminRole, "a token whose role claim is this bypasses the rules")
 	fs.StringVar(&c.allowedHosts, "allowed-hosts", "", "comma-separated host names (*.example.com for subdomains) the Host header may name; on a loopback --addr, loopback names are always allowed and no others by default (DNS rebinding)")
+	fs.Float64Var(&c.restRate, "rest-rate", 100, "REST requests (and WebSocket upgrades) per second per client address; over it 429 with Retry-After (0: no limit; loopback clients are not limited)")
+	fs.IntVar(&c.restBurst, "rest-burst", 200, "REST requests a client address may make at once before --rest-rate applies")
+	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 256, "most open connections from one client address; more are answered 503 (0: no limit; loopback clients are not limited)")
 	fs.StringVar(&c.rulesPath, "rules", "", "JSON file of per-table read and write rules, reloaded on SIGHUP (default with authentication: any valid token may read and write everything)")
 }
 
