@@ -2,20 +2,39 @@
 GO        ?= go
 BIN       ?= bin/sqlws
 BENCH_BIN ?= bin/sqlws-bench
+CLUSTER_BIN ?= bin/sqlws-cluster
+NATS_BIN  ?= bin/nats-server
 DEMO_DB   ?= sqlws-demo.db
 ADDR      ?= 127.0.0.1:8080
+NATS_ADDR ?= 127.0.0.1:4222
+EDGE_ADDRS ?= 127.0.0.1:8081,127.0.0.1:8082
+CLUSTER_DIR ?= .cluster
 STATICCHECK_VERSION ?= v0.8.2
 GOIMPORTS_VERSION   ?= v0.52.0
 
-.PHONY: build run test test-go fuzz bench bench-go bench-load lint check screenshot deps deps-test clean
+.PHONY: build run run-cluster nats-server test test-go fuzz bench bench-go bench-load lint check screenshot deps deps-test clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sqlws
 	$(GO) build -o $(BENCH_BIN) ./cmd/sqlws-bench
+	$(GO) build -o $(CLUSTER_BIN) ./cmd/sqlws-cluster
 
 # Serves a demo database created on first run (a `todos` table with a few rows).
 run: build
 	./$(BIN) serve --db $(DEMO_DB) --addr $(ADDR) --demo
+
+# nats-server at the version go.mod requires, built from the Go module proxy.
+nats-server:
+	$(GO) build -o $(NATS_BIN) github.com/nats-io/nats-server/v2
+
+# The demo database scaled out (docs/scaling.md): nats-server with JetStream on
+# $(NATS_ADDR) (store and logs in $(CLUSTER_DIR)), a source publishing to it on $(ADDR)
+# and two edges on $(EDGE_ADDRS). Prints the URLs; Ctrl-C stops all of them.
+# FRESH=1 starts with an empty JetStream store (the source publishes its changelog again).
+run-cluster: build nats-server
+	./$(CLUSTER_BIN) --sqlws $(BIN) --nats-server $(NATS_BIN) --db $(DEMO_DB) --demo \
+	  --dir $(CLUSTER_DIR) --nats-addr $(NATS_ADDR) --source-addr $(ADDR) --edge-addrs $(EDGE_ADDRS) \
+	  $(if $(FRESH),--fresh)
 
 # Everything CI runs. Installs the sqlite3 CLI, Chromium, Node.js and Node's ws
 # package (an independent WebSocket client for the protocol tests) when missing.
@@ -46,7 +65,7 @@ bench: bench-go bench-load
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./models ./store ./capture ./changelog ./query ./crud ./fanout ./ws ./web ./client ./cmd/sqlws-bench
 
-bench-load: build
+bench-load: build nats-server
 	./$(BENCH_BIN) --sqlws $(BIN) --short
 
 lint:
@@ -65,4 +84,4 @@ screenshot: deps-test
 	SQLWS_SCREENSHOT=1 $(GO) test -count=1 -run 'TestBrowserScreenshot' ./e2e
 
 clean:
-	rm -rf bin $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -rf bin $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(CLUSTER_DIR)

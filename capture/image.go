@@ -64,7 +64,7 @@ func DecodeImage(raw []byte) (map[string]any, error) {
 		if !ok {
 			return nil, errBadImage
 		}
-		row[name.(string)] = v
+		row[name] = v
 		k = skipSpace(raw, k)
 		if k >= len(raw) {
 			return nil, errBadImage
@@ -94,7 +94,8 @@ func readValue(b []byte, i int) (any, int, bool) {
 	}
 	switch c := b[i]; {
 	case c == '"':
-		return readString(b, i)
+		s, j, ok := readString(b, i)
+		return s, j, ok
 	case c == 'n':
 		if hasWord(b, i, "null") {
 			return nil, i + 4, true
@@ -188,8 +189,8 @@ func readTagged(b []byte, i int) (any, int, bool) {
 		return nil, i, false
 	}
 	j++
-	text := s.(string)
-	switch tag.(string) {
+	text := s
+	switch tag {
 	case "$blob":
 		v, err := hex.DecodeString(text)
 		if err != nil {
@@ -208,9 +209,9 @@ func readTagged(b []byte, i int) (any, int, bool) {
 }
 
 // readString reads the JSON string at b[i] as a string.
-func readString(b []byte, i int) (any, int, bool) {
+func readString(b []byte, i int) (string, int, bool) {
 	if i >= len(b) || b[i] != '"' {
-		return nil, i, false
+		return "", i, false
 	}
 	start := i + 1
 	for j := start; j < len(b); j++ {
@@ -221,11 +222,11 @@ func readString(b []byte, i int) (any, int, bool) {
 			return readEscaped(b, start)
 		}
 	}
-	return nil, i, false
+	return "", i, false
 }
 
 // readEscaped reads a JSON string with escapes, starting after its opening quote.
-func readEscaped(b []byte, start int) (any, int, bool) {
+func readEscaped(b []byte, start int) (string, int, bool) {
 	out := make([]byte, 0, 32)
 	for j := start; j < len(b); j++ {
 		c := b[j]
@@ -238,7 +239,7 @@ func readEscaped(b []byte, start int) (any, int, bool) {
 		}
 		j++
 		if j >= len(b) {
-			return nil, j, false
+			return "", j, false
 		}
 		switch b[j] {
 		case '"', '\\', '/':
@@ -256,7 +257,7 @@ func readEscaped(b []byte, start int) (any, int, bool) {
 		case 'u':
 			r, ok := hex4(b, j+1)
 			if !ok {
-				return nil, j, false
+				return "", j, false
 			}
 			j += 4
 			if utf16.IsSurrogate(r) {
@@ -269,10 +270,10 @@ func readEscaped(b []byte, start int) (any, int, bool) {
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return nil, j, false
+			return "", j, false
 		}
 	}
-	return nil, len(b), false
+	return "", len(b), false
 }
 
 func hex4(b []byte, i int) (rune, bool) {
@@ -322,7 +323,7 @@ func ProjectImage(dst, raw []byte, keep func(name string) bool) []byte {
 		if !ok {
 			break
 		}
-		if keep(name.(string)) {
+		if keep(name) {
 			if n > 0 {
 				dst = append(dst, ',')
 			}

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sqlws/sqlws/internal/testenv"
 	"github.com/sqlws/sqlws/models"
@@ -299,4 +303,77 @@ func TestFilterManyIndexed(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFilterNodeClient: the same contract through Node's ws: a bad where is an error
+// with its code and the id echoed, and a good one delivers moves with only the
+// selected columns.
+func TestFilterNodeClient(t *testing.T) {
+	t.Parallel()
+	db, srv := start(t, `CREATE TABLE todos(id INTEGER PRIMARY KEY, title TEXT, done INTEGER);`)
+	dir, err := filepath.Abs("testdata/nodews")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("node", "filter.mjs", srv.WSURL())
+	cmd.Dir = dir
+	stdin, _ := cmd.StdinPipe()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("node (make deps-test installs it and the ws package): %v", err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan map[string]json.RawMessage, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+	}()
+	next := func() map[string]json.RawMessage {
+		t.Helper()
+		select {
+		case m, ok := <-lines:
+			if !ok {
+				t.Fatal("node exited")
+			}
+			return m
+		case <-time.After(timeout):
+			t.Fatal("no line from node")
+		}
+		return nil
+	}
+	replies := map[string]string{}
+	for range 2 {
+		m := next()
+		replies[string(m["id"])] = string(m["type"]) + " " + string(m["code"])
+	}
+	if replies[`"bad"`] != `"error" "unknown_column"` || replies[`"f"`] != `"subscribed" ` {
+		t.Fatalf("replies: %v", replies)
+	}
+	testenv.SQLite(t, db, `
+INSERT INTO todos VALUES(1, 'milk', 0);
+UPDATE todos SET done = 1 WHERE id = 1;
+UPDATE todos SET done = 0 WHERE id = 1;`)
+	var got []models.Change
+	for len(got) < 3 {
+		m := next()
+		var c models.Change
+		if string(m["type"]) != `"change"` || json.Unmarshal(m["change"], &c) != nil {
+			t.Fatalf("unexpected line %v", m)
+		}
+		got = append(got, c)
+	}
+	checkChange(t, got[0], "todos", "insert", `{"id":1}`, "null", `{"id":1,"title":"milk"}`)
+	checkChange(t, got[1], "todos", "update", `{"id":1}`, `{"id":1,"title":"milk"}`, "null")
+	checkMoved(t, got[1], "out")
+	checkChange(t, got[2], "todos", "update", `{"id":1}`, "null", `{"id":1,"title":"milk"}`)
+	checkMoved(t, got[2], "in")
 }

@@ -11,7 +11,6 @@ package filter
 
 import (
 	"bytes"
-	"encoding/json"
 
 	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/errors"
@@ -140,7 +139,7 @@ type Change struct {
 	e      models.Encoded
 	parsed bool
 	bad    bool
-	rec    models.Change
+	rec    models.Parts
 	rows   [2]map[string]any // old, new
 	done   [2]bool
 	errs   [2]error
@@ -152,7 +151,9 @@ func NewChange(e models.Encoded) *Change { return &Change{e: e} }
 func (c *Change) parse() bool {
 	if !c.parsed {
 		c.parsed = true
-		c.bad = json.Unmarshal(c.e.JSON, &c.rec) != nil
+		var err error
+		c.rec, err = models.SplitChange(c.e.JSON)
+		c.bad = err != nil
 	}
 	return !c.bad
 }
@@ -177,7 +178,7 @@ func (c *Change) row(i int) (map[string]any, error) {
 func (c *Change) oldRow() (map[string]any, error) { return c.row(0) }
 func (c *Change) newRow() (map[string]any, error) { return c.row(1) }
 
-func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
+func present(raw []byte) bool { return len(raw) > 0 && string(raw) != "null" }
 
 // Apply decides whether a subscriber with f receives c and returns the record it
 // receives: c's own bytes when nothing is narrowed, else a record with only the
@@ -278,7 +279,7 @@ func differ(a, b any) bool {
 }
 
 // record is the record the subscriber receives: c's own bytes when it is unchanged.
-func (f *Filter) record(c *Change, moved string, old, new json.RawMessage) []byte {
+func (f *Filter) record(c *Change, moved string, old, new []byte) []byte {
 	r := &c.rec
 	if moved == "" && f.sel == nil {
 		return c.e.JSON
@@ -291,5 +292,5 @@ func (f *Filter) record(c *Change, moved string, old, new json.RawMessage) []byt
 	if present(new) {
 		n = capture.ProjectImage(nil, new, keep)
 	}
-	return models.AppendMovedChange(make([]byte, 0, len(c.e.JSON)), r.Seq, r.Table, r.Op, moved, r.PK, o, n, r.TS)
+	return models.AppendMovedChange(make([]byte, 0, len(c.e.JSON)), c.e.Seq, c.e.Table, r.Op, moved, r.PK, o, n, r.TS)
 }

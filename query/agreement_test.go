@@ -28,9 +28,12 @@ var (
 // several spellings of each.
 var agreeTypes = []string{"INTEGER", "INT", "BIGINT", "REAL", "DOUBLE", "FLOAT", "NUMERIC", "DECIMAL(10,2)", "BOOLEAN", "TEXT", "VARCHAR(20)", "CLOB", "BLOB", ""}
 
+// agreeStrictTypes are the types a STRICT table allows.
+var agreeStrictTypes = []string{"INT", "INTEGER", "REAL", "TEXT", "BLOB", "ANY"}
+
 // agreeNames are column names, odd ones included: the group names, dots, commas,
 // quotes, spaces, non-ASCII.
-var agreeNames = []string{"a", "b", "c", "d", "e", "f", "n", "or", "and", "not", "x.y", "a,b", `q"t`, "sp ace", "é", "日本", "(p)", "not.or", "limit2", "Title"}
+var agreeNames = []string{"a", "b", "c", "d", "e", "f", "n", "or", "and", "not", "x.y", "a,b", `q"t`, "sp ace", "é", "日本", "(p)", "not.or", "limit2", "Title", "rowid"}
 
 var (
 	two53 = int64(1) << 53
@@ -97,7 +100,8 @@ func TestAgreement(t *testing.T) {
 
 	type table struct {
 		name string
-		cols []string
+		cols []string // the columns written
+		gen  bool     // and a generated column "gen"
 	}
 	var tables []table
 	d := testdb.Open(t, path, testdb.Options{})
@@ -106,9 +110,21 @@ func TestAgreement(t *testing.T) {
 		names := slices.Clone(agreeNames)
 		rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
 		ncol := 3 + rng.IntN(6)
+		// The kinds of table: a rowid alias key, no declared key (rows keyed by the
+		// rowid, which filters can name), WITHOUT ROWID, STRICT.
+		kind := rng.IntN(4)
+		types, suffix := agreeTypes, ""
 		defs := []string{`"id" INTEGER PRIMARY KEY`}
+		switch kind {
+		case 1:
+			defs = []string{`"id" INTEGER`}
+		case 2:
+			suffix = " WITHOUT ROWID"
+		case 3:
+			types, suffix = agreeStrictTypes, " STRICT"
+		}
 		for _, n := range names[:ncol] {
-			typ := agreeTypes[rng.IntN(len(agreeTypes))]
+			typ := types[rng.IntN(len(types))]
 			def := capture.QuoteIdent(n) + " " + typ
 			switch rng.IntN(6) {
 			case 0:
@@ -121,7 +137,13 @@ func TestAgreement(t *testing.T) {
 			defs = append(defs, def)
 			tb.cols = append(tb.cols, n)
 		}
-		if _, err := d.Store.Writer().ExecContext(ctx, "CREATE TABLE "+tb.name+" ("+strings.Join(defs, ", ")+")"); err != nil {
+		if rng.IntN(3) == 0 {
+			// A generated column: the value of another, under its own affinity.
+			typ := types[rng.IntN(len(types))]
+			defs = append(defs, `"gen" `+typ+` GENERATED ALWAYS AS (`+capture.QuoteIdent(tb.cols[0])+`) VIRTUAL`)
+			tb.gen = true
+		}
+		if _, err := d.Store.Writer().ExecContext(ctx, "CREATE TABLE "+tb.name+" ("+strings.Join(defs, ", ")+")"+suffix); err != nil {
 			t.Fatal(err)
 		}
 		tables = append(tables, tb)
@@ -140,25 +162,55 @@ func TestAgreement(t *testing.T) {
 		if et.Collations == nil {
 			t.Fatalf("collations of %s not read", tb.name)
 		}
+		// value is a random value for column c; a STRICT table refuses some, then
+		// another is tried.
+		value := func(c string) any {
+			for {
+				v := agreeRowValues[rng.IntN(len(agreeRowValues))]
+				aff := et.Affinity(et.Column(c))
+				if tb.gen && c == tb.cols[0] {
+					// gen copies it under its own affinity, which may be BLOB.
+					aff = capture.AffBlob
+				}
+				if (aff == capture.AffBlob || aff == capture.AffText) && bigWholeReal(v) {
+					continue
+				}
+				return v
+			}
+		}
+		exec := func(q string, args ...any) error {
+			_, err := d.Store.Writer().ExecContext(ctx, q, args...)
+			if err != nil && !strings.Contains(err.Error(), "cannot store") {
+				t.Fatalf("%s %v: %v", q, args, err)
+			}
+			return err
+		}
 		nrows := 40 + rng.IntN(40)
 		for id := 1; id <= nrows; id++ {
-			args := []any{int64(id)}
-			marks := []string{"?"}
-			for _, c := range tb.cols {
-				v := agreeRowValues[rng.IntN(len(agreeRowValues))]
-				for aff := et.Affinity(et.Column(c)); (aff == capture.AffBlob || aff == capture.AffText) && bigWholeReal(v); {
-					v = agreeRowValues[rng.IntN(len(agreeRowValues))]
-				}
-				args = append(args, v)
-				marks = append(marks, "?")
-			}
 			cols := `"id"`
 			for _, c := range tb.cols {
 				cols += ", " + capture.QuoteIdent(c)
 			}
-			if _, err := d.Store.Writer().ExecContext(ctx, "INSERT INTO "+tb.name+" ("+cols+") VALUES ("+strings.Join(marks, ",")+")", args...); err != nil {
-				t.Fatal(err)
+			for try := 0; ; try++ {
+				args := []any{int64(id)}
+				marks := []string{"?"}
+				for _, c := range tb.cols {
+					v := value(c)
+					if try > 50 {
+						v = nil
+					}
+					args = append(args, v)
+					marks = append(marks, "?")
+				}
+				if exec("INSERT INTO "+tb.name+" ("+cols+") VALUES ("+strings.Join(marks, ",")+")", args...) == nil {
+					break
+				}
 			}
+		}
+		// Updates: the stream sees the last image of each row.
+		for range nrows / 2 {
+			c := tb.cols[rng.IntN(len(tb.cols))]
+			exec(`UPDATE `+tb.name+` SET `+capture.QuoteIdent(c)+` = ? WHERE "id" = ?`, value(c), int64(1+rng.IntN(nrows)))
 		}
 	}
 
@@ -179,6 +231,12 @@ func TestAgreement(t *testing.T) {
 	for _, tb := range tables {
 		et, _ := d.Schema.Table(tb.name)
 		cols := append([]string{"id"}, tb.cols...)
+		if tb.gen {
+			cols = append(cols, "gen")
+		}
+		if et.RowidKey != "" {
+			cols = append(cols, et.RowidKey)
+		}
 		for range *agreeCases {
 			e := randomExpr(rng, cols, 0)
 			where := e.String()
@@ -232,6 +290,29 @@ func TestAgreement(t *testing.T) {
 				}
 			}
 			cases++
+		}
+		// Equality alone: a row matches col=eq.v exactly when its index key is the
+		// filter's, so an index lookup neither misses a row nor needs more than that.
+		for _, col := range cols {
+			for _, v := range agreeFilterValues {
+				e := query.And(query.Leaf(query.Filter{Column: col, Op: query.OpEq, Values: []string{v}}))
+				p, err := query.CompilePredicate(e, et)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, key, ok := p.EqKey()
+				if !ok || c != col {
+					t.Fatalf("seed %d: %s=eq.%s: EqKey %q %v", seed, col, v, c, ok)
+				}
+				for id, row := range images[tb.name] {
+					k, kok := query.IndexKey(et, col, row[col])
+					if p.Match(row) != (kok && k == key) {
+						t.Fatalf("seed %d: table %s, %s=eq.%q: row %d (%#v) matches %v, IndexKey %q, EqKey %q",
+							seed, tb.name, col, v, id, row[col], p.Match(row), k, key)
+					}
+					eqChecked++
+				}
+			}
 		}
 	}
 	t.Logf("%d filters over %d tables agree; %d EqKey checks", cases, len(tables), eqChecked)

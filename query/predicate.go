@@ -38,7 +38,6 @@ type pnode struct {
 type pleaf struct {
 	col     string // the member of the row image (the column's name, or the rowid's)
 	op      Op
-	not     bool
 	aff     capture.Affinity
 	coll    collation
 	vals    []any  // comparison operands, converted as SQLite converts the bound value
@@ -471,10 +470,19 @@ func asciiLowerByte(c byte) byte {
 func (p *Predicate) EqKey() (col, key string, ok bool) { return p.eqCol, p.eqKey, p.eqOK }
 
 func (p *Predicate) findEq(t *capture.Table) {
-	cands := []pnode{p.root}
-	if p.root.kind == ExprAnd {
-		cands = p.root.kids
+	// The conjuncts of the top level, and=(…) groups in it flattened.
+	var cands []pnode
+	var add func(n pnode)
+	add = func(n pnode) {
+		if n.kind == ExprAnd {
+			for _, k := range n.kids {
+				add(k)
+			}
+			return
+		}
+		cands = append(cands, n)
 	}
+	add(p.root)
 	for _, n := range cands {
 		if n.kind != ExprFilter || n.leaf.op != OpEq {
 			continue

@@ -44,7 +44,8 @@ func ParseWhere(s string) (Expr, error) {
 }
 
 // parseFilters parses filter parameters (every parameter of v is a filter or a
-// group) into their conjunction, in a stable order (sorted by name, then as given), so
+// group) into their conjunction (always an And, one child per parameter value), in a
+// stable order (sorted by name, then as given), so
 // that equal requests compile to equal statements.
 func parseFilters(v url.Values) (Expr, error) {
 	keys := make([]string, 0, len(v))
@@ -75,9 +76,6 @@ func parseFilters(v url.Values) (Expr, error) {
 	}
 	if p.values > maxFilterValues {
 		return Expr{}, badFilter("too many filter values: %d in all; at most %d in one request", p.values, maxFilterValues)
-	}
-	if len(out) == 1 && out[0].Kind != ExprFilter {
-		return out[0], nil
 	}
 	return And(out...), nil
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -166,7 +167,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 // createIfMissing creates an empty file at path if there is none; SQLite treats an
 // empty file as an empty database.
 func createIfMissing(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return nil // there, or SQLite will say why it cannot open it
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // created meanwhile by someone else
+	}
 	if err != nil {
 		if p := writeProblem(path); p != "" {
 			return fmt.Errorf("open %s: %s: %w", path, p, err)

@@ -211,13 +211,21 @@ func openAPIDoc(tables []models.Table) obj {
 				writeProps[c.Name] = columnSchema(c, t)
 			}
 			switch c.Name {
-			case query.ParamLimit, query.ParamAfter, query.ParamOrder, query.ParamSelect:
-				continue // reserved query parameters
+			case query.ParamLimit, query.ParamAfter, query.ParamOrder, query.ParamSelect,
+				query.ParamOr, query.ParamAnd, query.ParamNotOr, query.ParamNotAnd:
+				continue // reserved query parameters; a column named or/and is filterable in a group
 			}
 			filterParams = append(filterParams, obj{
 				"name": c.Name, "in": "query", "required": false,
 				"schema":      obj{"type": "string"},
-				"description": "filter: eq.v, neq.v, lt.v, lte.v, gt.v, gte.v, like.pattern, in.(a,b), is.null, is.notnull",
+				"description": "filter: eq.v, neq.v, lt.v, lte.v, gt.v, gte.v, like.pattern, in.(a,b), is.null, is.notnull; not. before the operator negates it",
+			})
+		}
+		for _, g := range []string{query.ParamOr, query.ParamAnd, query.ParamNotOr, query.ParamNotAnd} {
+			filterParams = append(filterParams, obj{
+				"name": g, "in": "query", "required": false,
+				"schema":      obj{"type": "string"},
+				"description": "logical group, e.g. (a.eq.1,b.like.*x*,and(c.gt.2,d.not.is.null)); see docs/rest.md",
 			})
 		}
 		schemas[name] = obj{"type": "object", "title": t.Name, "properties": rowProps, "required": required}

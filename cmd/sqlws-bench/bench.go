@@ -38,6 +38,10 @@ Runs the load scenarios and prints figures against the targets (docs/performance
   W7  N subscribers, writer flat out for --sustain (15 s): delivered changes/s over
       the whole write window, server RSS against its memory budget, and the rate
       at which the backlog drains once the writer stops
+  W8  scale-out: a source, a nats-server (JetStream) and two edges, each a process,
+      N subscribers split across the edges: commit → client latency at 100 changes/s
+      for --w8-steady (30 s), the JetStream hop's CPU per change, and delivered
+      changes/s summed over the edges with the writer flat out (--nats-server)
 
 By default each scenario run starts the sqlws binary's 'serve' (--sqlws; default: the
 sqlws beside this binary, else sqlws on PATH) on a fresh temporary database at
@@ -62,13 +66,17 @@ type benchConfig struct {
 	payload    int
 	w2Rows     int64
 	w4Rows     int64
+	filterSubs int // F1's subscribers
 	sustain    time.Duration
 	serverArgs []string
 	sqlws      string
 	keep       bool
 	verbose    bool
 	pprofDir   string
-	w5Python   bool // --w5-writer python3
+	w5Python   bool          // --w5-writer python3
+	natsServer string        // W8's nats-server binary (--nats-server)
+	w8Steady   time.Duration // W8's paced phase
+	w8Rows     int64         // W8's flat-out rows
 }
 
 // derived sizes
@@ -84,7 +92,7 @@ func (c *benchConfig) w2RowCount() int64 {
 	return max(int64(1e6*c.duration.Seconds())/int64(c.subs), 1000)
 }
 
-var allScenarios = []string{"W1", "W1R", "W2", "W3", "W4", "W5", "W6", "W7"}
+var allScenarios = []string{"W1", "W1R", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "F1", "F2"}
 
 func bench(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "writer" {
@@ -104,7 +112,7 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&scen, "scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
-	fs.BoolVar(&c.short, "short", false, "small sizes for a quick run (make bench): 100 subscribers, 1,000 idle, 100k-change W4, 3s phases")
+	fs.BoolVar(&c.short, "short", false, "small sizes for a quick run (make bench): 100 subscribers, 1,000 idle, 100k-change W4, 3s phases, 5s paced W8")
 	fs.IntVar(&c.subs, "subs", 0, "subscribers in W1, W2 and W6 (default 1000; 100 with --short)")
 	fs.IntVar(&c.idle, "idle", 0, "idle subscribers in W3 (default 10000; 1000 with --short)")
 	fs.DurationVar(&c.duration, "duration", 0, "length of W1 and of each W6 phase; W5 runs each writer for a third of it (default 10s; 3s with --short)")
@@ -115,7 +123,11 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&c.payload, "payload", 64, "payload bytes per written row")
 	fs.Int64Var(&c.w2Rows, "w2-rows", 0, "rows the W2 writer writes (default: 1e6 × duration ÷ subs)")
 	fs.Int64Var(&c.w4Rows, "w4-rows", 0, "changes W4 resumes over (default 1,000,000; 100,000 with --short)")
+	fs.IntVar(&c.filterSubs, "filter-subs", 0, "subscribers in F1, each with its own equality filter (default 10000; 1000 with --short)")
 	fs.DurationVar(&c.sustain, "sustain", 0, "how long the W7 writer writes flat out (default 15s; 4s with --short)")
+	fs.StringVar(&c.natsServer, "nats-server", "", "W8's nats-server binary (default: nats-server in this binary's directory, else on PATH; make nats-server builds it)")
+	fs.DurationVar(&c.w8Steady, "w8-steady", 0, "how long W8's writer inserts 100 changes/s (default 30s; 5s with --short)")
+	fs.Int64Var(&c.w8Rows, "w8-rows", 0, "rows W8's flat-out writer writes (default as W2's)")
 	fs.StringVar(&c.sqlws, "sqlws", "", "the sqlws binary whose serve the scenarios start (default: sqlws in this binary's directory, else on PATH)")
 	fs.StringVar(&serverArgs, "server-args", "", "extra space-separated flags for the started server (e.g. \"--window-changes 200000\")")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary databases and server logs")
@@ -173,6 +185,12 @@ func bench(ctx context.Context, args []string, out io.Writer) error {
 	if c.sustain <= 0 {
 		c.sustain = pick(c.short, 4*time.Second, 15*time.Second)
 	}
+	if c.w8Steady <= 0 {
+		c.w8Steady = pick(c.short, 5*time.Second, 30*time.Second)
+	}
+	if c.filterSubs <= 0 {
+		c.filterSubs = pick(c.short, 1000, 10000)
+	}
 	if c.w4Rows <= 0 {
 		c.w4Rows = int64(pick(c.short, 100_000, 1_000_000))
 	}
@@ -226,6 +244,8 @@ type bencher struct {
 	started time.Time
 	machine machineInfo
 	nofile  uint64
+	// results are the medians of the scenarios run so far, for ratios (F2 ÷ W2).
+	results map[string][]metric
 }
 
 func (b *bencher) logf(format string, a ...any) {
@@ -328,19 +348,26 @@ var scenarioTitles = map[string]string{
 	"W5":  "write throughput with capture ÷ without (1-row and 1,000-row transactions)",
 	"W6":  "REST create p50 with %d subscribers ÷ with none",
 	"W7":  "%d subscribers, writer flat out for %v: delivered changes/s, RSS against the budget, drain",
+	"W8":  "scale-out: source + nats-server + 2 edges, %d subscribers across the edges: latency at 100 changes/s for %v, JetStream hop CPU, flat-out delivery",
+	"F1":  "%d subscribers each on its own equality filter, 1,000 changes/s: latency and server CPU",
+	"F2":  "%d subscribers on one non-indexable filter, writer flat out: delivered changes/s against W2",
 }
 
 func (b *bencher) title(id string) string {
 	t := scenarioTitles[id]
 	switch id {
-	case "W1", "W1R", "W2", "W6":
+	case "W1", "W1R", "W2", "W6", "F2":
 		return fmt.Sprintf(t, b.cfg.subs)
+	case "F1":
+		return fmt.Sprintf(t, b.cfg.filterSubs)
 	case "W3":
 		return fmt.Sprintf(t, b.cfg.idle)
 	case "W4":
 		return fmt.Sprintf(t, b.cfg.w4Rows)
 	case "W7":
 		return fmt.Sprintf(t, b.cfg.subs, b.cfg.sustain)
+	case "W8":
+		return fmt.Sprintf(t, b.cfg.subs, b.cfg.w8Steady)
 	}
 	return t
 }
@@ -365,6 +392,12 @@ func (b *bencher) runScenario(ctx context.Context, id string) runResult {
 		r = b.w6(ctx)
 	case "W7":
 		r = b.w7(ctx)
+	case "W8":
+		r = b.w8(ctx)
+	case "F1":
+		r = b.f1(ctx)
+	case "F2":
+		r = b.f2(ctx)
 	}
 	r.Seconds = time.Since(t0).Seconds()
 	return r
@@ -395,6 +428,10 @@ func (b *bencher) run(ctx context.Context, args []string) error {
 			}
 		}
 		sr.Metrics, sr.Status = summarize(sr.Runs)
+		if b.results == nil {
+			b.results = map[string][]metric{}
+		}
+		b.results[id] = sr.Metrics
 		if sr.Status == "FAIL" || sr.Status == "ERROR" {
 			rep.OK = false
 		}
@@ -576,18 +613,28 @@ func (b *bencher) printTable(rep benchReport) {
 			fmt.Fprintf(w, "| %s | %s | — | — | %s |\n", s.ID, s.Title, s.Status)
 			continue
 		}
+		// A scenario without targets (W8) lists its figures; the others their
+		// judged ones.
+		judged := slices.ContainsFunc(s.Metrics, metric.judged)
 		for _, m := range s.Metrics {
-			if !m.judged() {
+			if judged && !m.judged() {
 				continue
 			}
 			res := "MISS"
 			if m.pass() {
 				res = "PASS"
 			}
+			if !m.judged() {
+				res = s.Status
+			}
 			if s.Status == "FAIL" || s.Status == "ERROR" {
 				res = s.Status
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", s.ID, m.Name, fmtValue(m.Value, m.Unit), m.targetText(), res)
+			target := m.targetText()
+			if target == "" {
+				target = "—"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", s.ID, m.Name, fmtValue(m.Value, m.Unit), target, res)
 		}
 	}
 	fmt.Fprintf(w, "\nloadavg start %s, end %s\n", rep.Machine.LoadStart, rep.Machine.LoadEnd)

@@ -37,6 +37,7 @@ type seqVerifier struct {
 	ooo      int64    // first receipts of a seq lower than one already received
 	gaps     int64    // receipts that skipped ahead of last+1 (filled later: ooo; never: lost)
 	below    int64    // receipts of a seq <= base: before the subscription's since
+	only     int64    // when set, the one seq a filtered subscriber must get (F1)
 }
 
 func newSeqVerifier(base int64) seqVerifier { return seqVerifier{base: base, last: base} }
@@ -133,6 +134,14 @@ func (v verdict) String() string {
 func (v *seqVerifier) judge(end int64) verdict {
 	exp := max(end-v.base, 0)
 	got := v.inRange(end)
+	if v.only > 0 {
+		// A filtered subscriber: its one seq, and nothing else.
+		exp, got = 1, 0
+		if i := v.only - v.base - 1; i >= 0 && int(i>>6) < len(v.seen) && v.seen[i>>6]&(1<<(i&63)) != 0 {
+			got = 1
+		}
+		v.gaps = 0 // a filter skips seqs by design
+	}
 	r := verdict{Subscribers: 1, Expected: exp, Received: got, Lost: exp - got,
 		Duplicated: v.dups, OutOfOrder: v.ooo, Unexpected: v.below + (v.distinct - got)}
 	if !r.ok() {
@@ -351,7 +360,8 @@ type ctrlMsg struct {
 // subSpec is what every client subscribes to.
 type subSpec struct {
 	table string
-	since int64 // -1: live from the head
+	since int64  // -1: live from the head
+	where string // a filter (F1, F2); "" for none
 }
 
 // wsClient is one subscriber. Its reader goroutine owns ver, lat and the counters
@@ -360,6 +370,10 @@ type wsClient struct {
 	ws       benchConn
 	wantLat  bool
 	stampKey []byte
+	// latUntil, when not 0, limits latency recording to seqs up to it, so that a
+	// scenario with a paced phase followed by a flat-out one (W8) measures the paced
+	// phase's latency alone on the same, still verified, subscribers.
+	latUntil atomic.Int64
 
 	ver    seqVerifier
 	lat    latHist
@@ -418,9 +432,10 @@ func (c *wsClient) onMessage(buf []byte, text bool) {
 		c.bytes += int64(len(buf))
 		c.lastNS = now
 		before := c.ver.distinct
+		until := c.latUntil.Load()
 		_, err := scanChanges(buf, c.stampKey, func(seq, stamp int64) {
 			c.ver.observe(seq)
-			if c.wantLat && stamp > 0 {
+			if c.wantLat && stamp > 0 && (until == 0 || seq <= until) {
 				c.lat.add((now - stamp) / 1000)
 			}
 		})
@@ -500,6 +515,14 @@ func dialOne(ctx context.Context, url string, sub subSpec, wantLat bool) (*wsCli
 	if sub.since >= 0 {
 		msg += `,"since":` + strconv.FormatInt(sub.since, 10)
 	}
+	if sub.where != "" {
+		msg += `,"where":` + strconv.Quote(sub.where)
+		if id, ok := strings.CutPrefix(sub.where, "id=eq."); ok {
+			// One row, one change: the subscriber must get exactly seq since+id.
+			n, _ := strconv.ParseInt(id, 10, 64)
+			c.ver.only = max(sub.since, 0) + n
+		}
+	}
 	msg += `}`
 	ws.start(c.onMessage, c.onEnd)
 	if !eagerSubscribe {
@@ -525,7 +548,17 @@ func dialOne(ctx context.Context, url string, sub subSpec, wantLat bool) (*wsCli
 // dialClients connects n subscribers (parallel dials) and waits until every one is
 // subscribed. On error the ones already connected are closed.
 func dialClients(ctx context.Context, base string, n int, sub subSpec, wantLat bool) ([]*wsClient, error) {
+	specs := make([]subSpec, n)
+	for i := range specs {
+		specs[i] = sub
+	}
+	return dialClientSpecs(ctx, base, specs, wantLat)
+}
+
+// dialClientSpecs is dialClients with a subscription of its own for each subscriber.
+func dialClientSpecs(ctx context.Context, base string, specs []subSpec, wantLat bool) ([]*wsClient, error) {
 	url := wsURL(base)
+	n := len(specs)
 	clients := make([]*wsClient, n)
 	errs := make(chan error, n)
 	sem := make(chan struct{}, 64)
@@ -534,7 +567,7 @@ func dialClients(ctx context.Context, base string, n int, sub subSpec, wantLat b
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := dialOne(ctx, url, sub, wantLat)
+			c, err := dialOne(ctx, url, specs[i], wantLat)
 			if err != nil {
 				errs <- fmt.Errorf("dial subscriber %d: %w", i, err)
 				return

@@ -37,23 +37,38 @@ func main() {
 // else a sqlws executable in the directory of self (make build puts both there), else
 // sqlws on PATH. The result is absolute.
 func findSqlws(path, self string) (string, error) {
+	p, err := findBeside("sqlws", path, self)
+	switch {
+	case err == nil:
+		return p, nil
+	case path != "":
+		return "", fmt.Errorf("--sqlws: %w", err)
+	}
+	return "", fmt.Errorf("no sqlws binary: none in %s and none on PATH; build one (make build) and pass --sqlws PATH",
+		filepath.Dir(self))
+}
+
+// findBeside resolves a program the bench starts: path if given, else name in the
+// directory of self (make puts every binary in bin/), else name on PATH. The result
+// is absolute.
+func findBeside(name, path, self string) (string, error) {
 	if path != "" {
 		p, err := exec.LookPath(path)
 		if err != nil {
-			return "", fmt.Errorf("--sqlws: %w", err)
+			return "", err
 		}
 		return filepath.Abs(p)
 	}
 	if self != "" {
-		if p, err := exec.LookPath(filepath.Join(filepath.Dir(self), "sqlws")); err == nil {
+		if p, err := exec.LookPath(filepath.Join(filepath.Dir(self), name)); err == nil {
 			return filepath.Abs(p)
 		}
 	}
-	if p, err := exec.LookPath("sqlws"); err == nil {
-		return filepath.Abs(p)
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("no %s in %s and none on PATH", name, filepath.Dir(self))
 	}
-	return "", fmt.Errorf("no sqlws binary: none in %s and none on PATH; build one (make build) and pass --sqlws PATH",
-		filepath.Dir(self))
+	return filepath.Abs(p)
 }
 
 func splitList(s string) []string {

@@ -1,9 +1,13 @@
 package testenv
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,4 +78,45 @@ func (s *Server) WaitReady(t testing.TB, timeout time.Duration) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
+}
+
+var (
+	natsOnce sync.Once
+	natsPath string
+	natsDir  string
+	natsErr  error
+)
+
+// BuildNATSServer builds nats-server (github.com/nats-io/nats-server/v2, at the
+// version go.mod requires, as `make nats-server` does) once per process into a
+// temporary directory and returns its path, for tests that run NATS as a process of
+// its own rather than embedded (internal/natstest). Main removes the directory.
+func BuildNATSServer() (string, error) {
+	natsOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			natsErr = err
+			return
+		}
+		if natsDir, natsErr = os.MkdirTemp("", "sqlws-e2e-nats-"); natsErr != nil {
+			return
+		}
+		natsPath = filepath.Join(natsDir, "nats-server")
+		cmd := exec.Command("go", "build", "-o", natsPath, "github.com/nats-io/nats-server/v2")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			natsErr = fmt.Errorf("testenv: go build nats-server: %v\n%s", err, out)
+		}
+	})
+	return natsPath, natsErr
+}
+
+// NATSServerBinary is BuildNATSServer failing the test if the build fails.
+func NATSServerBinary(t testing.TB) string {
+	t.Helper()
+	p, err := BuildNATSServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

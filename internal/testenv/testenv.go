@@ -135,7 +135,7 @@ func Binary(t testing.TB) string {
 }
 
 // Main is a TestMain body: it builds the binary (exiting with status 1 if that fails),
-// runs the tests and removes the binary.
+// runs the tests and removes the binary (and nats-server, if a test built it).
 func Main(m *testing.M) {
 	if _, err := BuildBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -146,6 +146,9 @@ func Main(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(buildDir)
+	if natsDir != "" {
+		os.RemoveAll(natsDir)
+	}
 	os.Exit(code)
 }
 

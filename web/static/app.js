@@ -1,13 +1,16 @@
 // The sqlws dashboard: a table list, a live rows grid, a change log and row forms.
 // Plain ES module, no build step. Data comes from the REST API (/api/…) and stays live
-// through one WebSocket subscription (/ws) made with the sqlws client library.
+// through one WebSocket subscription (/ws) made with the sqlws client library. A
+// filtered view (a REST filter and/or hidden columns, reflected in the URL) gets its
+// own filtered subscription on the open table, so rows moving out of the filter
+// leave the grid and rows moving in appear, without the page evaluating the filter.
 //
 // Rendering model: change records are queued as they arrive and applied once per
 // animation frame. The grid keeps a Map from row key (the JSON of the primary key
 // object, as in change records) to the row element and touches only the rows that
 // changed; the change log is capped.
 
-import { connect } from '/sqlws.js';
+import { connect, selectString } from '/sqlws.js';
 
 const PAGE_SIZE = 1000; // rows per REST page (the server's maximum)
 const LOAD_LIMIT = 10000; // rows loaded into the grid at most
@@ -289,6 +292,8 @@ const S = {
   tablesError: null,
   cur: null, // the open table, see openTable
   loadToken: 0,
+  filters: new Map(), // table → {where, select}: the filter and shown columns of each table's view
+  gridSub: null, // the filtered subscription feeding the grid of a filtered view
   sub: null, // the WebSocket subscription (all tables)
   subscribed: false,
   lastSeq: null,
@@ -300,6 +305,7 @@ const S = {
   resumed: null,
   resets: 0,
   lastReset: null,
+  filterError: null, // {code, message} the server gave for the open view's filter
   ready: false,
   connState: 'connecting',
   perf: { flushes: 0, totalMs: 0, maxMs: 0 }, // time spent applying changes
@@ -319,7 +325,11 @@ function publishDebug() {
     truncated: c ? c.truncated : false,
     snapshotSeq: c ? c.snapshotSeq : null,
     lastSeq: S.lastSeq,
-    subscribed: S.subscribed,
+    // A filtered view is live once its own subscription is acknowledged too.
+    subscribed: S.subscribed && (!c || !c.filtered || c.subscribed),
+    where: c ? c.where : null,
+    select: c && c.select ? selectString(c.select) : null,
+    filterError: S.filterError,
     state: S.connState,
     pending: c ? c.pending.size : 0,
     logEntries: S.log.length,
@@ -491,7 +501,7 @@ function onChanges(records) {
     const meta = S.byName.get(rec.table);
     if (!meta || !sameColumns(meta, rec.new || rec.old)) unknown = true;
     S.logQueue.push(rec);
-    if (c && rec.table === c.name) {
+    if (c && rec.table === c.name && !c.filtered) {
       if (c.loading) c.buffer.push(rec);
       else if (c.snapshotSeq == null || rec.seq > c.snapshotSeq) enqueueChange(c, rec);
     }
@@ -613,7 +623,7 @@ function setTables(tables) {
   for (const t of tables) {
     S.counts.set(t.name, typeof t.row_count === 'number' ? t.row_count : old.get(t.name) ?? null);
   }
-  if (S.cur && S.byName.has(S.cur.name) && !S.cur.loading && !S.cur.truncated) {
+  if (S.cur && S.byName.has(S.cur.name) && !S.cur.loading && !S.cur.truncated && !S.cur.where) {
     S.counts.set(S.cur.name, S.cur.rowEls.size);
   }
   S.tablesLoaded = true;
@@ -640,7 +650,7 @@ function renderTables() {
 function renderCounts() {
   S.countsDirty = false;
   const c = S.cur;
-  if (c && !c.loading && !c.truncated) S.counts.set(c.name, c.rowEls.size);
+  if (c && !c.loading && !c.truncated && !c.where) S.counts.set(c.name, c.rowEls.size);
   for (const btn of listEl.querySelectorAll('button[data-table]')) {
     const el = btn.lastElementChild;
     const text = fmtCount(S.counts.get(btn.dataset.table));
@@ -738,6 +748,28 @@ function displayCols(meta) {
   return cols;
 }
 
+/** shownCols is the grid's columns of a view: all, or those its select names. */
+function shownCols(meta, select) {
+  const all = displayCols(meta);
+  if (!select) return all;
+  const want = new Set(select);
+  return all.filter((col) => want.has(col.name));
+}
+
+/**
+ * restSelect is the select a view asks REST and the stream for: its shown columns
+ * plus the key, which addresses rows (grid keys, edits, deletes) even when hidden.
+ */
+function restSelect(c) {
+  if (!c.select) return null;
+  const cols = [...c.keyCols];
+  for (const n of c.select) if (!cols.includes(n)) cols.push(n);
+  return selectString(cols);
+}
+
+/** restWhere is a filter as REST's query string carries it; '#' would end the URL. */
+const restWhere = (where) => where.replace(/#/g, '%23');
+
 function setupGrid(c) {
   const cols = c.cols;
   setColumns(c, cols.map(typeWidth));
@@ -825,11 +857,21 @@ async function openTable(name, opts = {}) {
   const token = ++S.loadToken;
   const prevScroll = opts.keepScroll && S.cur && S.cur.name === name ? scrollEl.scrollTop : 0;
   const keyCols = meta.primary_key && meta.primary_key.length ? meta.primary_key : [rowidKey(meta)];
+  const view = S.filters.get(name) || { where: null, select: null };
+  const switched = !S.cur || S.cur.name !== name;
+  if (S.gridSub) {
+    S.gridSub.unsubscribe();
+    S.gridSub = null;
+  }
   const c = {
     name,
     meta,
     keyCols,
-    cols: displayCols(meta),
+    where: view.where || null, // the REST filter of this view, or null
+    select: view.select || null, // the columns shown, or null for all
+    filtered: !!(view.where || view.select), // the grid follows its own filtered subscription
+    subscribed: false, // that subscription is acknowledged
+    cols: shownCols(meta, view.select),
     rowEls: new Map(), // key → row element
     rows: new Map(), // key → row object
     pending: new Map(), // key → {del} | {row, insert}
@@ -847,7 +889,13 @@ async function openTable(name, opts = {}) {
   document.title = `${name} · sqlws`;
   const url = new URL(location.href);
   url.searchParams.set('table', name);
+  // The view is in the URL, so a filtered live view can be bookmarked and shared.
+  if (c.where) url.searchParams.set('where', c.where);
+  else url.searchParams.delete('where');
+  if (c.select) url.searchParams.set('select', selectString(c.select));
+  else url.searchParams.delete('select');
   history.replaceState(history.state, '', url);
+  renderFilterBar(c, switched || opts.fromFilter);
   for (const b of listEl.querySelectorAll('button[data-table]')) {
     if (b.dataset.table === name) b.setAttribute('aria-current', 'true');
     else b.removeAttribute('aria-current');
@@ -862,7 +910,12 @@ async function openTable(name, opts = {}) {
   let after = null;
   try {
     for (;;) {
-      let path = `${tablePath(name)}?limit=${PAGE_SIZE}`;
+      // The filter first: the page's own limit and after come last and win.
+      let path = `${tablePath(name)}?`;
+      if (c.where) path += `${restWhere(c.where)}&`;
+      const sel = restSelect(c);
+      if (sel) path += `select=${encodeURIComponent(sel)}&`;
+      path += `limit=${PAGE_SIZE}`;
       if (after != null) path += `&after=${encodeURIComponent(String(after))}`;
       const page = await api('GET', path);
       if (token !== S.loadToken) return;
@@ -876,6 +929,7 @@ async function openTable(name, opts = {}) {
           S.sub = null;
         }
         ensureSubscribed(page.seq);
+        if (c.filtered) subscribeGrid(c, page.seq);
         if (page.rows && page.rows.length) sizeColumns(c, page.rows);
       }
       appendPage(c, page.rows || []);
@@ -892,14 +946,20 @@ async function openTable(name, opts = {}) {
     c.error = err;
     c.loading = false;
     c.buffer = [];
-    gridMessage(`Could not load ${name}: ${err.message}`, 'error', () => openTable(name));
+    if (c.filtered && err.status >= 400 && err.status < 500 && err.status !== 404) {
+      // The server refused the view's filter or columns: say why next to the box.
+      showFilterError(err);
+      gridMessage('No rows shown: the filter or columns above were not accepted. Fix the filter and press Enter, or clear it.', 'error');
+    } else {
+      gridMessage(`Could not load ${name}: ${err.message}`, 'error', () => openTable(name));
+    }
     publishDebug();
     return;
   }
   c.loading = false;
   for (const rec of c.buffer) if (rec.seq > c.snapshotSeq) enqueueChange(c, rec);
   c.buffer = [];
-  if (!c.truncated) S.counts.set(name, c.rowEls.size);
+  if (!c.truncated && !c.where) S.counts.set(name, c.rowEls.size);
   S.countsDirty = true;
   emptyState(c);
   if (prevScroll) scrollEl.scrollTop = prevScroll;
@@ -927,6 +987,10 @@ function appendPage(c, rows) {
 function renderRowCount(c) {
   const n = c.rowEls.size;
   let text = plural(n, 'row', 'rows');
+  if (c.where) {
+    const total = S.counts.get(c.name);
+    text = `${plural(n, 'matching row', 'matching rows')}${total != null ? ` of ${fmtCount(total)}` : ''}`;
+  }
   if (c.loading) text = `Loading… ${text}`;
   else if (c.truncated) {
     const total = S.counts.get(c.name);
@@ -940,6 +1004,10 @@ function emptyState(c) {
   if (c.loading || c.error) return;
   if (c.rowEls.size) {
     gridMessage('');
+    return;
+  }
+  if (c.where) {
+    gridMessage('No rows match the filter. Rows that come to match it appear here as they change.', 'info');
     return;
   }
   msgEl.replaceChildren(
@@ -975,6 +1043,12 @@ function enqueueChange(c, rec) {
   const pkKey = JSON.stringify(keyObjOf(c, rec.pk || {}));
   if (rec.op === 'delete') {
     c.pending.set(pkKey, { del: true });
+    return;
+  }
+  if (rec.op === 'update' && (rec.moved === 'out' || !rec.new)) {
+    // Out of a filtered view: the row left the filter. pk is its new key; the one it
+    // is shown under is in old (the view's select always carries the key).
+    c.pending.set(rec.old ? JSON.stringify(keyObjOf(c, rec.old)) : pkKey, { del: true });
     return;
   }
   if (!rec.new) return;
@@ -1035,7 +1109,9 @@ function applyPending(c) {
     }
     if ((++n & 63) === 0 && performance.now() - t0 > FRAME_BUDGET) break;
   }
-  if (!c.truncated) {
+  if (!c.truncated && !c.where) {
+    // A filtered grid holds only the matching rows; the global subscription keeps
+    // the table's count.
     S.counts.set(c.name, c.rowEls.size);
     S.countsDirty = true;
   }
@@ -1057,6 +1133,219 @@ bodyEl.addEventListener('dblclick', (ev) => {
   if (rowEl && !ev.target.closest('button')) openRowDialog('edit', rowEl.dataset.key, rowEl.querySelector('[data-act="edit"]'));
 });
 tid('new-row').addEventListener('click', (ev) => openRowDialog('create', null, ev.currentTarget));
+
+// ---------------------------------------------------------------------------
+// Filtered views: a REST filter and the shown columns of the open table
+
+const filterBar = tid('filterbar');
+const filterInput = tid('filter-input');
+const filterErr = tid('filter-error');
+const colMenu = tid('columns-menu');
+const colList = tid('columns-list');
+let filterToken = 0;
+
+/** normalizeWhere is the filter typed or in the URL, as REST reads it; null for none. */
+function normalizeWhere(text) {
+  let s = String(text || '').trim();
+  if (s.startsWith('?')) s = s.slice(1);
+  return s === '' ? null : s;
+}
+
+/**
+ * splitList reads REST's select grammar (comma-separated, an item double-quoted with
+ * backslash escapes when it holds a comma) into names; null for none or '*'.
+ */
+function splitList(s) {
+  if (!s || s === '*') return null;
+  const out = [];
+  let i = 0;
+  while (i <= s.length) {
+    let name = '';
+    if (s[i] === '"') {
+      i++;
+      while (i < s.length && s[i] !== '"') {
+        if (s[i] === '\\' && i + 1 < s.length) i++;
+        name += s[i++];
+      }
+      const j = s.indexOf(',', i);
+      i = j < 0 ? s.length + 1 : j + 1;
+    } else {
+      const j = s.indexOf(',', i);
+      name = s.slice(i, j < 0 ? s.length : j);
+      i = j < 0 ? s.length + 1 : j + 1;
+    }
+    if (name !== '' && !out.includes(name)) out.push(name);
+  }
+  return out.length ? out : null;
+}
+
+/** subscribeGrid follows the filtered view c from since with its own subscription. */
+function subscribeGrid(c, since) {
+  const sub = client.subscribe(
+    {
+      table: c.name,
+      where: c.where || undefined,
+      select: restSelect(c) || undefined,
+      since,
+      onSubscribed: () => {
+        if (S.gridSub !== sub) return;
+        c.subscribed = true;
+        publishDebug();
+      },
+      onReset: () => {
+        if (S.gridSub !== sub) return;
+        S.gridSub = null;
+        // Usually the all-tables subscription is reset too, reloads and says so; a
+        // second openTable just restarts the load.
+        if (S.cur === c) openTable(c.name, { keepScroll: true });
+      },
+      onError: (d) => {
+        if (S.gridSub !== sub) return;
+        if ((d.code === 'unavailable' || d.code === 'internal') && sub.active) return; // the client asks again
+        // Refused (a filter the stream does not take) or ended (a column it uses was
+        // dropped): the grid is no longer live, and the box says why.
+        S.gridSub = null;
+        c.subscribed = false;
+        showFilterError(d);
+        notice(`The filtered view of ${c.name} stopped: ${d.message || d.code}`, 'error', true);
+        publishDebug();
+      },
+    },
+    (records) => {
+      if (S.gridSub !== sub || S.cur !== c) return;
+      for (const rec of records) {
+        if (c.loading) c.buffer.push(rec);
+        else if (c.snapshotSeq == null || rec.seq > c.snapshotSeq) enqueueChange(c, rec);
+      }
+      schedule();
+    },
+  );
+  S.gridSub = sub;
+}
+
+/** renderFilterBar shows the filter box and column chooser of view c. */
+function renderFilterBar(c, resetText) {
+  filterBar.hidden = false;
+  if (resetText) filterInput.value = c.where || '';
+  filterInput.dataset.active = String(!!c.where);
+  clearFilterError();
+  const focused = colList.contains(document.activeElement) ? document.activeElement.dataset.col : null;
+  const all = displayCols(c.meta);
+  const shown = new Set(c.cols.map((col) => col.name));
+  colList.replaceChildren(
+    h('legend', { class: 'sr-only', text: 'Shown columns' }),
+    ...all.map((col) =>
+      h(
+        'label',
+        null,
+        h('input', { type: 'checkbox', 'data-testid': 'column-toggle', 'data-col': col.name, checked: shown.has(col.name) }),
+        h('span', { text: col.name }),
+      ),
+    ),
+  );
+  const hidden = all.length - c.cols.length;
+  tid('columns-btn').textContent = hidden > 0 ? `Columns · ${fmtCount(hidden)} hidden` : 'Columns';
+  if (focused != null) {
+    const box = colList.querySelector(`[data-col="${CSS.escape(focused)}"]`);
+    if (box) box.focus();
+  }
+}
+
+function showFilterError(err) {
+  S.filterError = { code: err.code, message: err.message };
+  filterErr.replaceChildren(h('code', { text: err.code }), err.message || '');
+  filterErr.dataset.code = err.code;
+  filterErr.hidden = false;
+  filterInput.setAttribute('aria-invalid', 'true');
+  publishDebug();
+}
+
+function clearFilterError() {
+  if (filterErr.hidden && !S.filterError) return;
+  S.filterError = null;
+  filterErr.hidden = true;
+  filterErr.replaceChildren();
+  delete filterErr.dataset.code;
+  filterInput.removeAttribute('aria-invalid');
+}
+
+/**
+ * applyFilter makes text the open table's filter. The server is asked first (one
+ * row), so a mistake shows its error code and message next to the box and the view
+ * stays as it was.
+ */
+async function applyFilter(text) {
+  const c = S.cur;
+  if (!c) return;
+  const name = c.name;
+  const where = normalizeWhere(text);
+  const token = ++filterToken;
+  clearFilterError();
+  const view = S.filters.get(name) || { where: null, select: null };
+  if (where) {
+    let path = `${tablePath(name)}?${restWhere(where)}&`;
+    const sel = restSelect({ keyCols: c.keyCols, select: view.select });
+    if (sel) path += `select=${encodeURIComponent(sel)}&`;
+    // The stream's rules are /api/changes's too, and they are a little stricter than
+    // a list URL's (limit, order and the like are not filters there): ask both, so a
+    // filter the view's subscription would refuse is reported here as well.
+    let changes = `/api/changes?table=${encodeURIComponent(name)}&where=${encodeURIComponent(where)}`;
+    if (sel) changes += `&select=${encodeURIComponent(sel)}`;
+    changes += `&since=${S.lastSeq || 0}&limit=1`;
+    try {
+      await api('GET', `${path}limit=1`);
+      await api('GET', changes);
+    } catch (err) {
+      if (token !== filterToken || !S.cur || S.cur.name !== name) return;
+      if (err.status === 400) {
+        showFilterError(err);
+        return;
+      }
+      // Unreachable, busy, or a 410 from the change log (its retention, not the
+      // filter): apply it anyway; the load says what went wrong, if anything.
+    }
+    if (token !== filterToken || !S.cur || S.cur.name !== name) return;
+  }
+  S.filters.set(name, { where, select: view.select });
+  await openTable(name, { fromFilter: true });
+}
+
+tid('filter-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  applyFilter(filterInput.value);
+});
+filterInput.addEventListener('keydown', (ev) => {
+  // Escape puts back the filter in force.
+  if (ev.key === 'Escape' && S.cur) {
+    filterInput.value = S.cur.where || '';
+    clearFilterError();
+  }
+});
+
+colList.addEventListener('change', (ev) => {
+  const box = ev.target.closest('input[data-col]');
+  const c = S.cur;
+  if (!box || !c) return;
+  const all = displayCols(c.meta).map((col) => col.name);
+  const shown = [...colList.querySelectorAll('input[data-col]')].filter((b) => b.checked).map((b) => b.dataset.col);
+  if (!shown.length) {
+    box.checked = true;
+    notice('At least one column stays shown.', 'info');
+    return;
+  }
+  S.filters.set(c.name, { where: c.where, select: shown.length === all.length ? null : shown });
+  openTable(c.name, { keepScroll: true });
+});
+document.addEventListener('click', (ev) => {
+  if (colMenu.open && !colMenu.contains(ev.target)) colMenu.open = false;
+});
+colMenu.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && colMenu.open) {
+    ev.preventDefault();
+    colMenu.open = false;
+    colMenu.querySelector('summary').focus();
+  }
+});
 
 // ---------------------------------------------------------------------------
 // Change log
@@ -1307,6 +1596,9 @@ function openRowDialog(mode, key, opener) {
     fields.append(fieldEl({ name: rk, type: 'INTEGER', notnull: true, pk: 1 }, String(row[rk]), true));
   }
   for (const col of meta.columns) {
+    // A hidden column is not in the view's rows: leave it out of the edit form (and
+    // so out of the write) rather than show it as empty.
+    if (mode === 'edit' && !(col.name in row)) continue;
     const text = row ? fieldText(row[col.name], col) : '';
     formCtx.initial.set(col.name, text);
     fields.append(fieldEl(col, text, mode === 'edit' && col.pk > 0));
@@ -1481,6 +1773,8 @@ rowForm.addEventListener('submit', async (ev) => {
 function applyResult(table, op, res) {
   const c = S.cur;
   if (!c || c.name !== table || c.loading || !res || !res.row) return;
+  // A written row may not match the view's filter; its subscription says if it does.
+  if (c.where) return;
   if (S.lastSeq != null && typeof res.seq === 'number' && res.seq <= S.lastSeq) return;
   const row = { ...res.row };
   const pk = keyObjOf(c, row);
@@ -1548,7 +1842,14 @@ async function boot() {
     S.bootFailed = true;
     return;
   }
-  const want = new URLSearchParams(location.search).get('table');
+  const params = new URLSearchParams(location.search);
+  const want = params.get('table');
+  // A bookmarked or shared filtered view: ?table=T&where=…&select=… (the table may
+  // be left out when there is only one).
+  const viewOf = want || (S.tables.length === 1 ? S.tables[0].name : null);
+  if (viewOf && S.byName.has(viewOf) && (params.has('where') || params.has('select'))) {
+    S.filters.set(viewOf, { where: normalizeWhere(params.get('where') || ''), select: splitList(params.get('select') || '') });
+  }
   if (want && S.byName.has(want)) {
     await openTable(want);
   } else {

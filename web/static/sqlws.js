@@ -3,6 +3,7 @@
 //   import { connect } from '/sqlws.js';
 //   const client = connect('/ws');
 //   const sub = client.subscribe({ tables: ['todos'], since: seq }, changes => { … });
+//   const q = client.liveQuery('todos', { where: 'done=eq.0', order: 'title' }, rows => { … });
 //
 // It keeps one WebSocket open, reconnects with exponential backoff and full jitter,
 // resumes every subscription from its last seen seq (and the stream id of the first
@@ -66,6 +67,173 @@ export function dedupe(list, lastSeq) {
   return { records: out, lastSeq: last };
 }
 
+// Errors after which the server has ended a running subscription (protocol.md).
+const ENDING_ERRORS = new Set(['table_dropped', 'unknown_column']);
+
+/**
+ * whereString turns a row filter into the string subscribe sends: the REST list
+ * grammar as it appears after '?' ('done=eq.0&owner=eq.alice'). It accepts that
+ * string (a leading '?' is dropped), a URLSearchParams, or an object whose values are
+ * 'op.value' strings or arrays of them ({done: 'eq.0', n: ['gt.1', 'lt.9']}). Empty
+ * means no filter (null). Exported for tests.
+ */
+export function whereString(where) {
+  if (where === undefined || where === null) return null;
+  let s;
+  if (typeof where === 'string') s = where.startsWith('?') ? where.slice(1) : where;
+  else if (typeof URLSearchParams !== 'undefined' && where instanceof URLSearchParams) s = where.toString();
+  else if (typeof where === 'object') {
+    const parts = [];
+    for (const [k, v] of Object.entries(where)) {
+      for (const one of Array.isArray(v) ? v : [v]) {
+        // Values given as an object are literal text: encode them, so a '&' or '%' in
+        // a value cannot change the filter's shape.
+        parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(String(one))}`);
+      }
+    }
+    s = parts.join('&');
+  } else throw new TypeError('sqlws: where must be a string, URLSearchParams or object');
+  return s === '' ? null : s;
+}
+
+/**
+ * selectString turns a column list into REST's select grammar: a string is kept as
+ * it is; an array is joined with commas, names holding ',', '.', '"' or '\' double-
+ * quoted. Empty, '*' or ['*'] means every column (null). Exported for tests.
+ */
+export function selectString(select) {
+  if (select === undefined || select === null) return null;
+  let s;
+  if (typeof select === 'string') s = select;
+  else if (Array.isArray(select)) s = select.map((c) => quoteListItem(String(c))).join(',');
+  else throw new TypeError('sqlws: select must be a string or an array of column names');
+  return s === '' || s === '*' ? null : s;
+}
+
+function quoteListItem(name) {
+  if (name !== '*' && !/[,."\\]/.test(name) && name.trim() === name && name !== '') return name;
+  return '"' + name.replace(/["\\]/g, (c) => '\\' + c) + '"';
+}
+
+/**
+ * parseOrder parses REST's order grammar ('col[.asc|.desc][.nullsfirst|.nullslast]',
+ * comma-separated, a column optionally double-quoted) into [{column, desc,
+ * nullsFirst}]. The server validates the same string; this only needs to read what
+ * it accepts. Exported for tests.
+ */
+export function parseOrder(order) {
+  const out = [];
+  if (order === undefined || order === null || order === '') return out;
+  if (Array.isArray(order)) order = order.join(',');
+  const s = String(order);
+  const mod = (m) => ['asc', 'desc', 'nullsfirst', 'nullslast'].includes(m.toLowerCase());
+  let i = 0;
+  while (i <= s.length) {
+    let column;
+    let mods = [];
+    if (s[i] === '"') {
+      let text = '';
+      i++;
+      while (i < s.length && s[i] !== '"') {
+        if (s[i] === '\\' && i + 1 < s.length) i++;
+        text += s[i++];
+      }
+      i++; // the closing quote
+      let j = s.indexOf(',', i);
+      if (j < 0) j = s.length;
+      const tail = s.slice(i, j);
+      if (tail.startsWith('.')) mods = tail.slice(1).split('.');
+      column = text;
+      i = j + 1;
+    } else {
+      let j = s.indexOf(',', i);
+      if (j < 0) j = s.length;
+      const parts = s.slice(i, j).split('.');
+      // As the server does: peel up to two modifiers off the end; the rest, dots and
+      // all, is the column.
+      while (parts.length > 1 && mods.length < 2 && mod(parts[parts.length - 1])) mods.unshift(parts.pop());
+      column = parts.join('.');
+      i = j + 1;
+    }
+    let desc = false;
+    let nullsFirst = null;
+    for (const m of mods) {
+      const l = m.toLowerCase();
+      if (l === 'desc') desc = true;
+      else if (l === 'nullsfirst') nullsFirst = true;
+      else if (l === 'nullslast') nullsFirst = false;
+    }
+    // SQLite's default: NULL is the smallest value.
+    out.push({ column, desc, nullsFirst: nullsFirst === null ? !desc : nullsFirst });
+    if (i > s.length) break;
+  }
+  return out;
+}
+
+// SQLite's order across storage classes: NULL < INTEGER/REAL < TEXT < BLOB.
+function storageRank(v) {
+  if (v === null || v === undefined) return 0;
+  const t = typeof v;
+  if (t === 'number' || t === 'bigint') return 1;
+  if (t === 'string') return 2;
+  if (t === 'object' && typeof v.$real === 'string') return 1;
+  if (t === 'object' && typeof v.$blob === 'string') return 3;
+  return 4;
+}
+
+function compareNumbers(a, b) {
+  if (typeof a === 'object') a = a.$real === '-Infinity' ? -Infinity : Infinity;
+  if (typeof b === 'object') b = b.$real === '-Infinity' ? -Infinity : Infinity;
+  if (typeof a === 'bigint' && typeof b === 'bigint') return a < b ? -1 : a > b ? 1 : 0;
+  // Mixed bigint/number: the relational operators compare them exactly.
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// compareText compares by code point, as SQLite's BINARY collation compares UTF-8
+// bytes; JavaScript's < compares UTF-16 units, which differs only between a surrogate
+// and a unit from U+E000 up.
+function compareText(a, b) {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x += x < 0xe000 ? 0x2000 : -0x800;
+      y += y < 0xe000 ? 0x2000 : -0x800;
+    }
+    return x < y ? -1 : 1;
+  }
+  return a.length - b.length < 0 ? -1 : a.length > b.length ? 1 : 0;
+}
+
+/**
+ * compareValues orders two values in the change-record encoding as SQLite's ORDER BY
+ * does with the BINARY collation (NULL, numbers, text, BLOBs). Exported for tests.
+ */
+export function compareValues(a, b) {
+  const ra = storageRank(a);
+  const rb = storageRank(b);
+  if (ra !== rb) return ra < rb ? -1 : 1;
+  switch (ra) {
+    case 0:
+      return 0;
+    case 1:
+      return compareNumbers(a, b);
+    case 2:
+      return compareText(a, b);
+    case 3:
+      return a.$blob < b.$blob ? -1 : a.$blob > b.$blob ? 1 : 0;
+    default:
+      return compareText(stringifyKey(a), stringifyKey(b));
+  }
+}
+
+// stringifyKey is JSON that also takes the BigInts a custom parse may produce.
+function stringifyKey(v) {
+  return JSON.stringify(v, (k, x) => (typeof x === 'bigint' ? { $int: x.toString() } : x));
+}
+
 /** Connection states, in client.state and in 'status' events. */
 export const State = Object.freeze({
   CONNECTING: 'connecting',
@@ -122,6 +290,8 @@ function reportError(err) {
  *
  *   id        the protocol subscription id (a string, unique within the client)
  *   tables    the tables it follows ([] = all)
+ *   where     the row filter as sent (REST list grammar), or null
+ *   select    the column list as sent, or null
  *   lastSeq   seq of the last record delivered to the callback (or the since it
  *             started from); resumes continue after it
  *   active    false once unsubscribed, reset or refused
@@ -129,10 +299,12 @@ function reportError(err) {
  *             callback, dropped as duplicates
  */
 class Subscription {
-  constructor(client, id, tables, since, onChanges, opts) {
+  constructor(client, id, tables, since, onChanges, opts, where, select) {
     this._client = client;
     this.id = id;
     this.tables = tables;
+    this.where = where; // the filter as sent (REST list grammar), or null
+    this.select = select; // the column list as sent, or null
     this.lastSeq = since;
     this.active = true;
     this.stats = { received: 0, delivered: 0, dropped: 0 };
@@ -217,6 +389,13 @@ class Client extends Emitter {
    * (omitted = live from the current head). onChanges(records, subscription) receives
    * arrays of change records, each with seq greater than any delivered before.
    *
+   * spec.table names one table (the same as tables: [table]). spec.where (a row
+   * filter in the REST list grammar: 'done=eq.0&owner=eq.alice', a URLSearchParams,
+   * or an object {done: 'eq.0'}) and spec.select (a column list: 'id,title' or
+   * ['id', 'title']) filter the stream on the server; they need exactly one table.
+   * A filtered subscription gets updates that move a row into the filter as
+   * {op: 'update', moved: 'in', old: null} and out of it as {moved: 'out', new: null}.
+   *
    * spec may also carry callbacks:
    *   onReset({reason, head, stream, subscription})  the server cannot continue; the
    *       subscription is over: reload state and subscribe again with the new seq
@@ -230,17 +409,46 @@ class Client extends Emitter {
       onChanges = spec;
       spec = {};
     }
-    const tables = Array.isArray(spec.tables) ? [...spec.tables] : [];
+    let tables = Array.isArray(spec.tables) ? [...spec.tables] : [];
+    if (spec.table !== undefined && spec.table !== null) {
+      if (typeof spec.table !== 'string') throw new TypeError('sqlws: table must be a string');
+      if (tables.length && !(tables.length === 1 && tables[0] === spec.table)) {
+        throw new TypeError('sqlws: give table or tables, not both');
+      }
+      tables = [spec.table];
+    }
+    const where = whereString(spec.where);
+    const select = selectString(spec.select);
+    // The server refuses this too (bad_request); failing here points at the call.
+    if ((where !== null || select !== null) && tables.length !== 1) {
+      throw new TypeError('sqlws: where and select need exactly one table');
+    }
     let since = spec.since;
     if (since === undefined || since === null) since = null;
     else if (!Number.isInteger(since) || since < 0) {
       throw new TypeError('sqlws: since must be an integer ≥ 0');
     }
     const id = String(this._nextId++);
-    const sub = new Subscription(this, id, tables, since, onChanges, spec);
+    const sub = new Subscription(this, id, tables, since, onChanges, spec, where, select);
     this._subs.set(id, sub);
     if (this._helloed) this._sendSubscribe(sub);
     return sub;
+  }
+
+  /**
+   * liveQuery keeps the rows of table that match where (REST list grammar) current,
+   * in order: it loads them over REST (every page), subscribes with the same where
+   * and select from the snapshot's seq, and applies inserts, updates, deletes and
+   * moves as they come. onUpdate(rows, info) is called with the whole ordered result
+   * after the snapshot and after each batch of changes. See LiveQuery.
+   */
+  liveQuery(table, opts = {}, onUpdate) {
+    if (this.state === State.CLOSED || this._closing) throw new Error('sqlws: client is closed');
+    if (typeof opts === 'function') {
+      onUpdate = opts;
+      opts = {};
+    }
+    return new LiveQuery(this, table, opts || {}, onUpdate);
   }
 
   /**
@@ -446,6 +654,8 @@ class Client extends Emitter {
   _sendSubscribe(sub) {
     const msg = { type: 'subscribe', id: sub.id };
     if (sub.tables.length) msg.tables = sub.tables;
+    if (sub.where !== null) msg.where = sub.where;
+    if (sub.select !== null) msg.select = sub.select;
     if (sub.lastSeq != null) msg.since = sub.lastSeq;
     if (this.stream) msg.stream = this.stream;
     sub._sent = this._send(msg);
@@ -547,7 +757,13 @@ class Client extends Emitter {
       this._emit('error', detail);
       return;
     }
-    if (!sub._subscribed) {
+    if (sub._subscribed && ENDING_ERRORS.has(msg.code)) {
+      // The server ended a running subscription (its table was dropped, or a column
+      // its filter uses is gone): resubscribing after a reconnect would only be
+      // refused again.
+      this._endSub(sub);
+      this._subs.delete(sub.id);
+    } else if (!sub._subscribed) {
       // The subscribe itself was refused.
       if (msg.code === 'unavailable' || msg.code === 'internal') {
         // Transient: ask again shortly (on this connection, if it survives).
@@ -598,6 +814,351 @@ class Client extends Emitter {
       w();
     }
   }
+}
+
+/**
+ * LiveQuery is what client.liveQuery returns: the rows of one table that match a
+ * filter, in order, kept current by a filtered subscription.
+ *
+ *   rows      the current result, an array in order (a new array after every update)
+ *   seq       the seq the result is current to
+ *   ready     a promise: resolves (to the LiveQuery) when the first snapshot is loaded,
+ *             rejects if the query cannot run (bad filter, unknown table or column)
+ *   loading   true while a snapshot is being loaded
+ *   active    false after close() or an error that ends the query
+ *   error     the error that ended the query ({code, message}), or null
+ *   keyColumns  the columns rows are keyed by (the primary key, or the rowid)
+ *
+ * Rows carry the selected columns plus the key and order columns (so rows can be
+ * keyed and sorted; ask for select: '*' or omit it for every column).
+ */
+class LiveQuery {
+  constructor(client, table, opts, onUpdate) {
+    if (typeof table !== 'string' || table === '') throw new TypeError('sqlws: liveQuery needs a table name');
+    this._client = client;
+    this.table = table;
+    this.where = whereString(opts.where);
+    this.select = selectString(opts.select);
+    this.order = opts.order == null || opts.order === '' ? null : Array.isArray(opts.order) ? opts.order.join(',') : String(opts.order);
+    this._orderBy = parseOrder(this.order);
+    this._opts = opts;
+    this._onUpdate = typeof onUpdate === 'function' ? onUpdate : opts.onUpdate;
+    this._pageSize = Math.max(1, Math.min(1000, opts.pageSize || 1000));
+    const fetchFn = opts.fetch || client.options.fetch || globalThis.fetch;
+    if (typeof fetchFn !== 'function') throw new TypeError('sqlws: no fetch implementation; pass options.fetch');
+    // Called as a plain function: a browser's fetch called as a method of another
+    // object throws "Illegal invocation".
+    this._fetch = (url, init) => fetchFn(url, init);
+    this._api = apiBase(client, opts.api);
+    this.rows = [];
+    this.seq = null;
+    this.loading = true;
+    this.active = true;
+    this.error = null;
+    this.keyColumns = null;
+    this.subscription = null;
+    this._map = new Map(); // key → row
+    this._gen = 0; // bumped by every (re)load; stale loads and callbacks check it
+    this._retry = null;
+    this._attempt = 0;
+    this.ready = new Promise((resolve, reject) => {
+      this._resolveReady = resolve;
+      this._rejectReady = reject;
+    });
+    // Someone who never awaits ready must not get an unhandled rejection; whoever
+    // awaits it still sees the error.
+    this.ready.catch(() => {});
+    this._load();
+  }
+
+  /** close stops the query: no more updates; the subscription is ended. */
+  close() {
+    if (!this.active) return Promise.resolve();
+    this.active = false;
+    this._gen++;
+    clearTimeout(this._retry);
+    this._retry = null;
+    const sub = this.subscription;
+    this.subscription = null;
+    return sub ? sub.unsubscribe() : Promise.resolve();
+  }
+
+  /** keyOf returns the key string of a row (or change image) of this query. */
+  keyOf(row) {
+    return rowKey(this.keyColumns || [], row);
+  }
+
+  /** get returns the current row with the key of row-or-pk (an object holding the key columns). */
+  get(pk) {
+    const k = this.keyOf(pk);
+    return k === null ? undefined : this._map.get(k);
+  }
+
+  // _load (re)loads the snapshot page by page, then follows the filtered stream
+  // from the first page's seq. Changes that arrive while later pages load are held
+  // and applied after the last page: each change carries whole (selected) images,
+  // so applying every change after the first page's seq on top of all pages
+  // converges to the filtered table (rest.md, "seq on reads").
+  async _load() {
+    const gen = ++this._gen;
+    clearTimeout(this._retry);
+    this._retry = null;
+    this.loading = true;
+    if (this.subscription) {
+      this.subscription.unsubscribe();
+      this.subscription = null;
+    }
+    let held = [];
+    let holding = true;
+    let map;
+    let seq;
+    try {
+      const meta = await this._get(`tables/${encodeURIComponent(this.table)}`);
+      if (gen !== this._gen) return;
+      this.keyColumns = meta.primary_key && meta.primary_key.length ? [...meta.primary_key] : [meta.rowid_key || 'rowid'];
+      // The key (to address rows) and the order columns (to keep them in order) must
+      // be in every image, whatever the caller selected.
+      let select = this.select;
+      if (select !== null) {
+        const extra = [...this.keyColumns, ...this._orderBy.map((o) => o.column)];
+        select = [select, ...extra.map(quoteListItem)].join(',');
+      }
+      this._effectiveSelect = select;
+      const params = [];
+      if (this.where !== null) params.push(this.where.replace(/#/g, '%23'));
+      if (select !== null) params.push(`select=${encodeURIComponent(select)}`);
+      if (this.order !== null) params.push(`order=${encodeURIComponent(this.order)}`);
+      params.push(`limit=${this._pageSize}`);
+      const path = `tables/${encodeURIComponent(this.table)}/rows?${params.join('&')}`;
+      map = new Map();
+      let after = null;
+      for (;;) {
+        const page = await this._get(after === null ? path : `${path}&after=${encodeURIComponent(after)}`);
+        if (gen !== this._gen) return;
+        if (seq === undefined) {
+          seq = Number(page.seq);
+          this._subscribe(gen, seq, (recs) => {
+            if (holding) held.push(...recs);
+            else this._apply(recs);
+          });
+        }
+        for (const row of page.rows || []) map.set(this.keyOf(row), row);
+        if (page.next === null || page.next === undefined) break;
+        after = page.next;
+      }
+    } catch (err) {
+      if (gen !== this._gen) return;
+      this._failed(err);
+      return;
+    }
+    this._attempt = 0;
+    this._map = map;
+    this.rows = [...map.values()].sort((a, b) => this._compare(a, b));
+    this.seq = seq;
+    this.loading = false;
+    holding = false;
+    const recs = held;
+    held = [];
+    this._applyRecords(recs);
+    this._emit('snapshot', recs);
+    this._resolveReady(this);
+  }
+
+  _subscribe(gen, since, onChanges) {
+    const where = this.where;
+    this.subscription = this._client.subscribe(
+      {
+        table: this.table,
+        where: where === null ? undefined : where,
+        select: this._effectiveSelect === null ? undefined : this._effectiveSelect,
+        since,
+        onReset: (d) => {
+          if (gen !== this._gen) return;
+          call(this._opts.onReset, { ...d, query: this });
+          // Our state may be wrong now (pruned changes, another database): load it
+          // again, which subscribes again from the new snapshot's seq.
+          this._load();
+        },
+        onError: (d) => {
+          if (gen !== this._gen) return;
+          // The client retries these by itself.
+          if ((d.code === 'unavailable' || d.code === 'internal') && d.subscription && d.subscription.active) return;
+          this._fatal({ code: d.code, message: d.message });
+        },
+        onResumed: (d) => call(this._opts.onResumed, { ...d, query: this }),
+      },
+      (recs) => {
+        if (gen === this._gen) onChanges(recs);
+      },
+    );
+  }
+
+  async _get(path) {
+    let res;
+    try {
+      res = await this._fetch(this._api + path, { headers: { Accept: 'application/json' } });
+    } catch (err) {
+      throw Object.assign(new Error(`sqlws: ${this._api + path}: ${err && err.message ? err.message : err}`), { code: 'network', status: 0 });
+    }
+    const text = await res.text();
+    let body = null;
+    try {
+      body = text ? this._client._parse(text) : null;
+    } catch {
+      body = null;
+    }
+    if (!res.ok) {
+      const e = (body && body.error) || {};
+      throw Object.assign(new Error(e.message || `HTTP ${res.status}`), { code: e.code || `http_${res.status}`, status: res.status });
+    }
+    if (!body || typeof body !== 'object') throw Object.assign(new Error('sqlws: not a JSON response'), { code: 'bad_response', status: res.status });
+    return body;
+  }
+
+  // _failed handles a failed load: the server away or busy (no answer, 5xx, 429) is
+  // retried with backoff; anything else (a bad filter, an unknown table or column)
+  // would fail again and ends the query.
+  _failed(err) {
+    if (err.status === 0 || err.status === 429 || err.status >= 500) {
+      this._attempt++;
+      const o = this._client.options;
+      const delay = Math.max(o.minDelay, fullJitter(this._attempt, o.minDelay, o.maxDelay));
+      call(this._opts.onError, { code: err.code, message: err.message, retrying: true, delay, query: this });
+      this._retry = setTimeout(() => {
+        this._retry = null;
+        if (this.active) this._load();
+      }, delay);
+      return;
+    }
+    this._fatal({ code: err.code, message: err.message });
+  }
+
+  _fatal(detail) {
+    if (!this.active) return;
+    this.error = detail;
+    this.close();
+    this.loading = false;
+    call(this._opts.onError, { ...detail, retrying: false, query: this });
+    this._rejectReady(Object.assign(new Error(detail.message), { code: detail.code }));
+  }
+
+  _apply(recs) {
+    if (!this.active || this.loading) return;
+    this._applyRecords(recs);
+    this._emit('changes', recs);
+  }
+
+  // _applyRecords applies change records to the keyed rows and re-sorts only what
+  // they touched: the untouched rows keep their order, the touched ones are sorted
+  // and merged in (O(n + k log k) per batch).
+  _applyRecords(recs) {
+    if (!recs.length) return;
+    const gone = new Set(); // row objects no longer current
+    const touched = new Set(); // keys whose row may have changed place
+    const put = (key, row) => {
+      const prev = this._map.get(key);
+      if (prev) gone.add(prev);
+      this._map.set(key, row);
+      touched.add(key);
+    };
+    const drop = (key) => {
+      const prev = this._map.get(key);
+      if (prev) {
+        gone.add(prev);
+        this._map.delete(key);
+      }
+    };
+    for (const rec of recs) {
+      const n = Number(rec.seq);
+      if (this.seq === null || n > this.seq) this.seq = n;
+      const pkKey = this.keyOf(rec.pk || {});
+      // An update that changed the key has the new key in pk and the old one in old.
+      const oldKey = rec.old ? this.keyOf(rec.old) : null;
+      if (rec.op === 'insert') {
+        if (rec.new) put(pkKey, rec.new);
+      } else if (rec.op === 'delete') {
+        drop(pkKey);
+      } else if (rec.op === 'update') {
+        if (rec.moved === 'out' || rec.new === null || rec.new === undefined) {
+          drop(oldKey !== null ? oldKey : pkKey);
+        } else {
+          if (oldKey !== null && oldKey !== pkKey) drop(oldKey);
+          put(pkKey, rec.new);
+        }
+      }
+    }
+    if (!gone.size && !touched.size) return;
+    const kept = gone.size ? this.rows.filter((r) => !gone.has(r)) : this.rows.slice();
+    const moved = [];
+    for (const k of touched) {
+      const r = this._map.get(k);
+      if (r !== undefined) moved.push(r);
+    }
+    moved.sort((a, b) => this._compare(a, b));
+    const out = new Array(kept.length + moved.length);
+    let i = 0;
+    let j = 0;
+    let o = 0;
+    while (i < kept.length && j < moved.length) out[o++] = this._compare(moved[j], kept[i]) < 0 ? moved[j++] : kept[i++];
+    while (i < kept.length) out[o++] = kept[i++];
+    while (j < moved.length) out[o++] = moved[j++];
+    this.rows = out;
+  }
+
+  // _compare orders rows as the REST list does: the order columns, then the key.
+  _compare(a, b) {
+    for (const o of this._orderBy) {
+      const x = a[o.column];
+      const y = b[o.column];
+      const xn = x === null || x === undefined;
+      const yn = y === null || y === undefined;
+      if (xn || yn) {
+        if (xn && yn) continue;
+        return xn === o.nullsFirst ? -1 : 1;
+      }
+      const c = compareValues(x, y);
+      if (c) return o.desc ? -c : c;
+    }
+    for (const k of this.keyColumns) {
+      const c = compareValues(a[k], b[k]);
+      if (c) return c;
+    }
+    return 0;
+  }
+
+  _emit(reason, changes) {
+    if (!this.active) return;
+    const fn = this._onUpdate;
+    if (typeof fn !== 'function') return;
+    try {
+      fn(this.rows, { reason, changes, seq: this.seq, query: this });
+    } catch (err) {
+      reportError(err);
+    }
+  }
+}
+
+// rowKey is the key string of a row or image: the JSON of its key column values, or
+// null when it lacks one of them.
+function rowKey(cols, row) {
+  if (!row || typeof row !== 'object' || !cols.length) return null;
+  const vals = [];
+  for (const c of cols) {
+    if (!(c in row)) return null;
+    vals.push(row[c]);
+  }
+  return stringifyKey(vals);
+}
+
+// apiBase is the REST root next to the client's WebSocket URL: ws://h/ws gives
+// http://h/api/, ws://h/prefix/ws gives http://h/prefix/api/.
+function apiBase(client, given) {
+  if (given) return String(given).endsWith('/') ? String(given) : String(given) + '/';
+  if (client.options.api) return apiBase(client, client.options.api);
+  const u = new URL(client.url);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.search = '';
+  return new URL('api/', u).href;
 }
 
 function call(fn, detail) {
