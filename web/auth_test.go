@@ -212,6 +212,9 @@ func TestRulesOverREST(t *testing.T) {
 	if got := strings.Join(tables(admin), ","); got != "audit:1,notices:1,other:0,todos:3" {
 		t.Errorf("admin's tables = %s", got)
 	}
+	if r := e.authDo(alice, "GET", "/api/openapi.json", ""); !strings.Contains(string(r.body), `"bearerFormat": "JWT"`) {
+		t.Errorf("the OpenAPI document does not declare the bearer scheme")
+	}
 	if r := e.authDo(alice, "GET", "/api/openapi.json", ""); !strings.Contains(string(r.body), "Row_todos") || strings.Contains(string(r.body), "Row_audit") {
 		t.Errorf("alice's OpenAPI lists todos %v, audit %v; want todos only", strings.Contains(string(r.body), "Row_todos"), strings.Contains(string(r.body), "Row_audit"))
 	}

@@ -504,11 +504,19 @@ func (a *api) openAPI(w http.ResponseWriter, r *http.Request) {
 			readable = append(readable, t)
 		}
 	}
+	doc := openAPIDoc(readable)
+	if a.authOn {
+		// Generated clients then know to send the token.
+		if comp, ok := doc["components"].(obj); ok {
+			comp["securitySchemes"] = obj{"bearer": obj{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+			doc["security"] = []any{obj{"bearer": []string{}}}
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(openAPIDoc(readable)); err != nil {
+	if err := enc.Encode(doc); err != nil {
 		a.fail(w, r, err)
 		return
 	}
