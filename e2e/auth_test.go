@@ -373,3 +373,36 @@ func TestDNSRebinding(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityEnv: the access-control flags read SQLWS_* variables like every flag,
+// and the HS256 secret itself comes from SQLWS_JWT_SECRET.
+func TestSecurityEnv(t *testing.T) {
+	db := testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY);`)
+	missing := filepath.Join(t.TempDir(), "no-rules.json")
+	t.Setenv("SQLWS_RULES", missing)
+	// Without a secret, rules are refused for want of authentication…
+	_, stderr, code := testenv.RunBinary(t, "serve", "--db", db, "--addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(stderr, "need authentication") {
+		t.Errorf("SQLWS_RULES without a key: exit %d\n%s", code, stderr)
+	}
+	// …with SQLWS_JWT_SECRET, the rules file named by SQLWS_RULES is read (and missing).
+	t.Setenv("SQLWS_JWT_SECRET", authSecret)
+	_, stderr, code = testenv.RunBinary(t, "serve", "--db", db, "--addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(stderr, "no-rules.json") {
+		t.Errorf("SQLWS_JWT_SECRET and SQLWS_RULES: exit %d\n%s", code, stderr)
+	}
+	// A short secret is refused, saying how long it must be.
+	t.Setenv("SQLWS_JWT_SECRET", "short")
+	_, stderr, code = testenv.RunBinary(t, "serve", "--db", db, "--addr", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(stderr, "at least 32") {
+		t.Errorf("a short secret: exit %d\n%s", code, stderr)
+	}
+	// SQLWS_INSECURE is --insecure: the wildcard bind starts, with its warning.
+	os.Unsetenv("SQLWS_JWT_SECRET") // t.Setenv restores both at the end
+	os.Unsetenv("SQLWS_RULES")
+	t.Setenv("SQLWS_INSECURE", "true")
+	srv := testenv.StartServer(t, db, "--addr", "0.0.0.0:0")
+	if !strings.Contains(srv.Stderr(), "INSECURE") {
+		t.Errorf("SQLWS_INSECURE=true: no warning\n%s", srv.Stderr())
+	}
+}
