@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -330,8 +331,8 @@ func ClaimText(v any) (string, bool) {
 		return v, true
 	case json.Number:
 		return v.String(), true
-	case float64:
-		return json.Number(fmt.Sprint(v)).String(), true
+	case float64: // an Identity built without json.Number
+		return strconv.FormatFloat(v, 'g', -1, 64), true
 	case bool:
 		if v {
 			return "1", true
