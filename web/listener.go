@@ -33,7 +33,10 @@ type ListenerOptions struct {
 	// proxy on the same host carries many clients' connections and limits them itself.
 	MaxConnsPerIP int
 	LimitLoopback bool
-	Logger        *slog.Logger
+	// TrustedProxies are not capped per address either: each carries many clients
+	// (whose own addresses only its X-Forwarded-For knows).
+	TrustedProxies []*net.IPNet
+	Logger         *slog.Logger
 }
 
 // Listener accepts connections for the HTTP server without ever letting clients
@@ -52,6 +55,7 @@ type Listener struct {
 
 	perIP         int
 	limitLoopback bool
+	trusted       []*net.IPNet
 	ipMu          sync.Mutex
 	byIP          map[string]int // open connections per capped client address
 
@@ -70,7 +74,7 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 		opts.Logger = slog.Default()
 	}
 	l := &Listener{Listener: ln, log: opts.Logger, closed: make(chan struct{}),
-		perIP: opts.MaxConnsPerIP, limitLoopback: opts.LimitLoopback, byIP: map[string]int{}}
+		perIP: opts.MaxConnsPerIP, limitLoopback: opts.LimitLoopback, trusted: opts.TrustedProxies, byIP: map[string]int{}}
 	l.max = int64(opts.MaxConns)
 	if l.max <= 0 {
 		l.max = int64(fdLimit() - opts.Reserve)
@@ -141,7 +145,7 @@ func (l *Listener) takeIP(c net.Conn) (string, bool) {
 		return "", true
 	}
 	ta, isTCP := c.RemoteAddr().(*net.TCPAddr)
-	if !isTCP || ta.IP.IsLoopback() && !l.limitLoopback {
+	if !isTCP || ta.IP.IsLoopback() && !l.limitLoopback || inNets(ta.IP, l.trusted) {
 		return "", true
 	}
 	ip := ta.IP.String()

@@ -14,32 +14,32 @@ import (
 // TestIPLimiter: a burst, then refusals saying how long to wait, then recovery; one
 // address's flood leaves another alone; loopback is exempt unless told otherwise.
 func TestIPLimiter(t *testing.T) {
-	l := newIPLimiter(2, 3, false)
+	l := newIPLimiter(2, 3, false, nil)
 	t0 := time.Unix(1000, 0)
 	for i := range 3 {
-		if ok, _ := l.allow("192.0.2.1:5000", t0); !ok {
+		if ok, _ := l.allow("192.0.2.1:5000", nil, t0); !ok {
 			t.Fatalf("request %d of the burst refused", i+1)
 		}
 	}
-	ok, wait := l.allow("192.0.2.1:5001", t0)
+	ok, wait := l.allow("192.0.2.1:5001", nil, t0)
 	if ok || wait <= 0 || wait > time.Second {
 		t.Fatalf("over the burst: ok %v, wait %v; want refused with a wait of at most 1/rate", ok, wait)
 	}
-	if ok, _ := l.allow("192.0.2.2:5000", t0); !ok {
+	if ok, _ := l.allow("192.0.2.2:5000", nil, t0); !ok {
 		t.Error("another address was limited by the first's flood")
 	}
-	if ok, _ := l.allow("192.0.2.1:5000", t0.Add(wait)); !ok {
+	if ok, _ := l.allow("192.0.2.1:5000", nil, t0.Add(wait)); !ok {
 		t.Error("not allowed again after the wait it was told")
 	}
 	for range 100 {
-		if ok, _ := l.allow("127.0.0.1:5000", t0); !ok {
+		if ok, _ := l.allow("127.0.0.1:5000", nil, t0); !ok {
 			t.Fatal("a loopback client was limited")
 		}
 	}
 	if len(l.m) != 2 {
 		t.Errorf("%d limiters kept, want 2 (loopback not tracked)", len(l.m))
 	}
-	l.allow("192.0.2.3:1", t0.Add(time.Hour)) // sweeps the idle ones
+	l.allow("192.0.2.3:1", nil, t0.Add(time.Hour)) // sweeps the idle ones
 	if len(l.m) != 1 {
 		t.Errorf("%d limiters after an hour, want 1", len(l.m))
 	}
@@ -146,5 +146,43 @@ func TestListenerPerIP(t *testing.T) {
 		} else if time.Now().After(deadline) {
 			t.Fatalf("no room after closing a connection: %s", s)
 		}
+	}
+}
+
+// TestClientIP: X-Forwarded-For is believed from trusted proxies only, and only up
+// to the first hop that is not one of them.
+func TestClientIP(t *testing.T) {
+	_, lo, _ := net.ParseCIDR("127.0.0.0/8")
+	_, lan, _ := net.ParseCIDR("10.0.0.0/8")
+	trusted := []*net.IPNet{lo, lan}
+	for _, c := range []struct {
+		remote string
+		xff    []string
+		want   string
+		fwd    bool
+	}{
+		{"192.0.2.9:1", []string{"198.51.100.1"}, "192.0.2.9", false}, // untrusted peer: header ignored
+		{"127.0.0.1:1", nil, "127.0.0.1", false},
+		{"127.0.0.1:1", []string{"198.51.100.1"}, "198.51.100.1", true},
+		{"127.0.0.1:1", []string{"6.6.6.6, 198.51.100.1, 10.0.0.2"}, "198.51.100.1", true}, // the client's own claim (6.6.6.6) is not believed
+		{"127.0.0.1:1", []string{"6.6.6.6", "198.51.100.1"}, "198.51.100.1", true},
+		{"127.0.0.1:1", []string{"garbage, 10.0.0.2"}, "127.0.0.1", false},
+	} {
+		ip, fwd := ClientIP(c.remote, c.xff, trusted)
+		if ip.String() != c.want || fwd != c.fwd {
+			t.Errorf("ClientIP(%s, %q) = %s %v, want %s %v", c.remote, c.xff, ip, fwd, c.want, c.fwd)
+		}
+	}
+	// Limited per forwarded client behind a trusted loopback proxy.
+	l := newIPLimiter(1, 1, false, trusted)
+	t0 := time.Unix(0, 0)
+	if ok, _ := l.allow("127.0.0.1:1", []string{"198.51.100.1"}, t0); !ok {
+		t.Fatal("first request refused")
+	}
+	if ok, _ := l.allow("127.0.0.1:2", []string{"198.51.100.1"}, t0); ok {
+		t.Error("the forwarded client's second request in its burst of 1 was allowed")
+	}
+	if ok, _ := l.allow("127.0.0.1:3", []string{"198.51.100.2"}, t0); !ok {
+		t.Error("another forwarded client was limited")
 	}
 }

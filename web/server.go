@@ -5,6 +5,7 @@ package web
 import (
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -53,6 +54,9 @@ type Config struct {
 	RESTRate          float64
 	RESTBurst         int
 	RateLimitLoopback bool
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client the
+	// rate limit applies to (ClientIP); from any other peer the header is ignored.
+	TrustedProxies []*net.IPNet
 	// WebSocketEnforcesRules says the WebSocket handler applies the rules to
 	// subscriptions itself (rules.FromContext on its request). Until it does, a
 	// token whose reads the rules restrict is refused the WebSocket (403), since the
@@ -92,7 +96,7 @@ func NewRouter(cfg Config) http.Handler {
 	r.Group(func(r chi.Router) {
 		// Rate first: a flood is refused before its tokens cost a signature check.
 		if cfg.RESTRate > 0 {
-			r.Use(newIPLimiter(cfg.RESTRate, cfg.RESTBurst, cfg.RateLimitLoopback).middleware(cfg.Logger))
+			r.Use(newIPLimiter(cfg.RESTRate, cfg.RESTBurst, cfg.RateLimitLoopback, cfg.TrustedProxies).middleware(cfg.Logger))
 		}
 		r.Use(sec.require)
 		if cfg.WebSocket != nil {

@@ -194,6 +194,10 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := c.security.proxies()
+	if err != nil {
+		return err
+	}
 	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
 	if err != nil {
 		return err
@@ -282,7 +286,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, MaxConnsPerIP: c.security.maxConnsPerIP, Logger: log})
+	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, MaxConnsPerIP: c.security.maxConnsPerIP, TrustedProxies: proxies, Logger: log})
 	// Every phase of a plain HTTP exchange is bounded, so a client that sends slowly,
 	// reads slowly or idles cannot hold a connection; a WebSocket clears these
 	// deadlines when it is upgraded and is bounded by pings and its write timeout.
@@ -290,7 +294,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		Handler: web.NewRouter(web.Config{DB: rows, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
 			Auth: verifier, Rules: liveRules, Insecure: exposed,
 			LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
-			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst,
+			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies,
 			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: changes.Position, DBPath: d.Path(),
 				Listener: ln, MemoryBudget: c.memoryBudget, ReadyLag: c.readyLag})}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),

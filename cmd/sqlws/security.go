@@ -19,17 +19,18 @@ import (
 
 // securityConfig is serve's access-control flags (docs/security.md).
 type securityConfig struct {
-	insecure      bool
-	jwtSecretFile string
-	jwtPublicKey  string
-	jwtAudience   string
-	jwtIssuer     string
-	adminRole     string
-	rulesPath     string
-	allowedHosts  string
-	restRate      float64
-	restBurst     int
-	maxConnsPerIP int
+	insecure       bool
+	jwtSecretFile  string
+	jwtPublicKey   string
+	jwtAudience    string
+	jwtIssuer      string
+	adminRole      string
+	rulesPath      string
+	allowedHosts   string
+	restRate       float64
+	restBurst      int
+	maxConnsPerIP  int
+	trustedProxies string
 }
 
 // secretEnv holds the HS256 secret itself, for deployments that inject secrets as
@@ -47,6 +48,7 @@ func securityFlags(fs *flag.FlagSet, c *securityConfig) {
 	fs.Float64Var(&c.restRate, "rest-rate", 100, "REST requests (and WebSocket upgrades) per second per client address; over it 429 with Retry-After (0: no limit; loopback clients are not limited)")
 	fs.IntVar(&c.restBurst, "rest-burst", 200, "REST requests a client address may make at once before --rest-rate applies")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 256, "most open connections from one client address; more are answered 503 (0: no limit; loopback clients are not limited)")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client for --rest-rate (and which --max-conns-per-ip does not cap)")
 	fs.StringVar(&c.rulesPath, "rules", "", "JSON file of per-table read and write rules, reloaded on SIGHUP (default with authentication: any valid token may read and write everything)")
 }
 
@@ -124,6 +126,27 @@ func checkExposure(ctx context.Context, addr string, authOn, insecure bool) (exp
 			"or bind a loopback address (--addr 127.0.0.1:8080); or, to serve it unprotected anyway, add --insecure", addr, secretEnv)
 	}
 	return true, nil
+}
+
+// proxies parses --trusted-proxies: addresses (a single host) or CIDRs.
+func (c *securityConfig) proxies() ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, s := range splitList(c.trustedProxies) {
+		if ip := net.ParseIP(s); ip != nil {
+			bits := 8 * len(ip.To16())
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // isLoopback reports whether a listener's address is a loopback address.
