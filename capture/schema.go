@@ -20,13 +20,8 @@ type Table struct {
 	// ("rowid", "_rowid_" or "oid"); "" for a WITHOUT ROWID table, or when columns
 	// shadow all three.
 	RowidName string
-	// Collations maps each column that declares a collating sequence (COLLATE
-	// NOCASE) to its name, upper-cased; a column absent from it compares with BINARY.
-	// nil when the collations are not known (a Table built by hand, or a schema text
-	// sqlws could not read): see Collation.
-	Collations map[string]string
-	aliasCol   string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
-	uniques    [][]indexCol // UNIQUE indexes other than the primary key
+	aliasCol  string       // the INTEGER PRIMARY KEY column that aliases the rowid, if any
+	uniques   [][]indexCol // UNIQUE indexes other than the primary key
 }
 
 // indexCol is a column of an index with the collation the index compares it by.

@@ -291,8 +291,11 @@ func TestSubscribeRefused(t *testing.T) {
 	if _, err := c.Subscribe(ctx, client.SubscribeOptions{Since: client.Seq(-1)}); err == nil {
 		t.Error("Since -1 accepted")
 	}
-	// Filters are passed through; this server has none and ignores them.
-	f := subscribe(t, c, client.SubscribeOptions{Tables: []string{"t"}, Where: "v > 0", Select: "id,v"})
+	// Filters are passed through, and the server's verdict on them comes back.
+	if _, err := c.Subscribe(ctx, client.SubscribeOptions{Tables: []string{"t"}, Where: "v > 0"}); !errors.As(err, &se) || se.Code != "bad_filter" {
+		t.Fatalf("a where that does not parse: %v, want bad_filter", err)
+	}
+	f := subscribe(t, c, client.SubscribeOptions{Tables: []string{"t"}, Where: "v=lt.0", Select: "id,v"}) // the marker is -1
 	expectMarker(t, f, db, "t", "v", 5)
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -392,4 +393,42 @@ func TestScaleOutEdgeHTTP(t *testing.T) {
 	if r.status != http.StatusBadGateway || !strings.Contains(string(r.body), c.src.URL) {
 		t.Fatalf("REST through an edge whose source is down: %d %s, want 502 naming it", r.status, r.body)
 	}
+}
+
+// TestScaleOutFilters: a filtered subscription on an edge gets exactly the records
+// the same subscription gets on the source — a NOCASE column included, whose
+// collation reaches the edge with the schema.
+func TestScaleOutFilters(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, `CREATE TABLE todos(id INTEGER PRIMARY KEY, owner TEXT COLLATE NOCASE, done INTEGER);`)
+	e := c.edge(t)
+	const where, sel = "owner=eq.alice&done=eq.0", "id,done"
+	var got [2][]models.Change
+	clients := [2]*testenv.Client{c.src.Dial(t), e.Dial(t)}
+	for _, cl := range clients {
+		if r := subscribeFiltered(t, cl, "f", []string{"todos"}, where, sel, testenv.Int64(0)); r.Type != protocol.TypeSubscribed {
+			t.Fatalf("filtered subscribe: %s", r.Raw)
+		}
+	}
+	testenv.SQLite(t, c.db, `
+INSERT INTO todos VALUES(1, 'ALICE', 0);
+INSERT INTO todos VALUES(2, 'bob', 0);
+UPDATE todos SET done = 1 WHERE id = 1;
+UPDATE todos SET owner = 'Alice' WHERE id = 2;
+DELETE FROM todos WHERE id = 2;`)
+	for i, cl := range clients {
+		got[i] = cl.WaitChanges("f", 4, timeout)
+	}
+	if fmt.Sprint(seqs(got[0])) != "[1 3 4 5]" {
+		t.Fatalf("source: seqs %v, want [1 3 4 5]", seqs(got[0]))
+	}
+	for i := range got[0] {
+		a, _ := json.Marshal(got[0][i])
+		b, _ := json.Marshal(got[1][i])
+		if string(a) != string(b) {
+			t.Errorf("record %d: source %s, edge %s", i, a, b)
+		}
+	}
+	checkMoved(t, got[1][1], "out")
+	checkMoved(t, got[1][2], "in")
 }

@@ -12,8 +12,8 @@ import (
 )
 
 var devices = &capture.Table{Table: models.Table{Name: "readings", PrimaryKey: []string{"id"}, Columns: []models.Column{
-	{Name: "id", Type: "INTEGER", PK: 1}, {Name: "device", Type: "TEXT"}, {Name: "v", Type: "REAL"}}},
-	Collations: map[string]string{}}
+	{Name: "id", Type: "INTEGER", PK: 1}, {Name: "device", Type: "TEXT"}, {Name: "v", Type: "REAL"}},
+	Collations: map[string]string{}}}
 
 func reading(seq int64, op string, id int, oldDev, newDev string) models.Encoded {
 	img := func(dev string) []byte {

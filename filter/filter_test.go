@@ -12,11 +12,11 @@ import (
 )
 
 var todos = &capture.Table{Table: models.Table{Name: "todos", PrimaryKey: []string{"id"}, Columns: []models.Column{
-	{Name: "id", Type: "INTEGER", PK: 1}, {Name: "title", Type: "TEXT"}, {Name: "done", Type: "INTEGER"}, {Name: "note", Type: "TEXT"}}},
-	Collations: map[string]string{}}
+	{Name: "id", Type: "INTEGER", PK: 1}, {Name: "title", Type: "TEXT"}, {Name: "done", Type: "INTEGER"}, {Name: "note", Type: "TEXT"}},
+	Collations: map[string]string{}}}
 
-var keyless = &capture.Table{Table: models.Table{Name: "log", RowidKey: "rowid", Columns: []models.Column{{Name: "msg", Type: "TEXT"}}},
-	Collations: map[string]string{}}
+var keyless = &capture.Table{Table: models.Table{Name: "log", RowidKey: "rowid", Columns: []models.Column{{Name: "msg", Type: "TEXT"}},
+	Collations: map[string]string{}}}
 
 func change(seq int64, table, op, pk, old, new string) *filter.Change {
 	b := func(s string) []byte {

@@ -183,6 +183,12 @@ type Table struct {
 	RowidKey     string `json:"rowid_key,omitempty"`
 	WithoutRowid bool   `json:"without_rowid"`
 	Strict       bool   `json:"strict"`
+	// Collations maps each column that declares a collating sequence (COLLATE
+	// NOCASE) to its name, upper-cased; a column absent from it compares with BINARY.
+	// nil (JSON null) when the collations are not known (a Table built by hand, or a
+	// schema text sqlws could not read): filters on the stream then refuse text
+	// comparisons rather than guess. Edges get it with the rest of the schema.
+	Collations map[string]string `json:"collations"`
 }
 
 // HasRowidKey reports whether rows are addressed by rowid because the table declares

@@ -13,7 +13,7 @@ import (
 // predTable is a hand-built table with the given columns (name, declared type) and
 // collations.
 func predTable(colls map[string]string, cols ...string) *capture.Table {
-	t := &capture.Table{Table: models.Table{Name: "t", PrimaryKey: []string{}}, Collations: colls}
+	t := &capture.Table{Table: models.Table{Name: "t", PrimaryKey: []string{}, Collations: colls}}
 	for i := 0; i+1 < len(cols); i += 2 {
 		t.Columns = append(t.Columns, models.Column{Name: cols[i], Type: cols[i+1]})
 	}

@@ -224,7 +224,7 @@ func FuzzParseWhere(f *testing.F) {
 			t.Fatalf("String not canonical: %q → %q → %q", s, str, again.String())
 		}
 		// Compile against a table holding every column the expression names.
-		tb := &capture.Table{Table: models.Table{Name: "t"}, Collations: map[string]string{}}
+		tb := &capture.Table{Table: models.Table{Name: "t", Collations: map[string]string{}}}
 		var walk func(Expr)
 		walk = func(e Expr) {
 			if e.Kind == ExprFilter && tb.Column(e.Filter.Column) == nil {
