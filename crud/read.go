@@ -17,12 +17,43 @@ import (
 
 // TableInfos returns every tracked table's schema with its row count.
 func (d *DB) TableInfos(ctx context.Context) ([]TableInfo, error) {
-	tables := d.schema.Tables()
+	return d.VisibleTableInfos(ctx, func(string) (Rule, bool) { return Rule{}, true })
+}
+
+// VisibleTableInfos is TableInfos of the tables visible reports readable, each
+// with the count of the rows its rule allows (a count of every row would tell a
+// token how many rows others have).
+func (d *DB) VisibleTableInfos(ctx context.Context, visible func(table string) (Rule, bool)) ([]TableInfo, error) {
+	all := d.schema.Tables()
+	tables := all[:0:0]
+	var conds []string
+	var condArgs [][]any
+	for _, t := range all {
+		r, ok := visible(t.Name)
+		if !ok {
+			continue
+		}
+		e, found := d.schema.Table(t.Name)
+		if !found {
+			continue
+		}
+		c, args, err := r.cond(e)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, t)
+		conds = append(conds, c)
+		condArgs = append(condArgs, args)
+	}
 	out := make([]TableInfo, 0, len(tables))
 	err := d.read(ctx, "list tables", "", func(tx *sql.Tx) error {
-		for _, t := range tables {
+		for i, t := range tables {
 			var n int64
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+capture.QuoteIdent(t.Name)).Scan(&n); err != nil {
+			q := "SELECT count(*) FROM " + capture.QuoteIdent(t.Name)
+			if conds[i] != "" {
+				q += " WHERE " + conds[i]
+			}
+			if err := tx.QueryRowContext(ctx, q, condArgs[i]...).Scan(&n); err != nil {
 				if store.IsNoSuchTable(err) {
 					continue // dropped since the last schema sync
 				}
@@ -40,6 +71,13 @@ func (d *DB) TableInfos(ctx context.Context) ([]TableInfo, error) {
 
 // GetRow reads the row whose key parts are key, and the changelog head.
 func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult, error) {
+	return d.With(Guard{}).GetRow(ctx, table, key)
+}
+
+// GetRow is DB.GetRow of a row the read rule allows: any other is not found, as if
+// it did not exist.
+func (g Guarded) GetRow(ctx context.Context, table string, key []string) (RowResult, error) {
+	d := g.d
 	var res RowResult
 	e, err := d.lookup(table)
 	if err != nil {
@@ -48,6 +86,14 @@ func (d *DB) GetRow(ctx context.Context, table string, key []string) (RowResult,
 	where, args, err := keyWhere(e, key)
 	if err != nil {
 		return res, err
+	}
+	rc, rargs, err := g.g.Read.cond(e)
+	if err != nil {
+		return res, err
+	}
+	if rc != "" {
+		where += " AND " + rc
+		args = append(args, rargs...)
 	}
 	q := "SELECT " + e.RowJSON(nil) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + where + " LIMIT 1"
 	err = d.read(ctx, "get row", e.Name, func(tx *sql.Tx) error {
@@ -75,6 +121,14 @@ const maxQueryArgs = 30_000
 // ListRows reads one page of a table: the rows matching q's filters in q's order, then
 // key order, after q's cursor; and the changelog head in the same transaction.
 func (d *DB) ListRows(ctx context.Context, table string, q query.Query) (Page, error) {
+	return d.With(Guard{}).ListRows(ctx, table, q)
+}
+
+// ListRows is DB.ListRows of the rows the read rule allows: the rule is ANDed into
+// the query's WHERE (before the cursor's condition), so pages and cursors work as
+// for any filter.
+func (g Guarded) ListRows(ctx context.Context, table string, q query.Query) (Page, error) {
+	d := g.d
 	var page Page
 	e, err := d.lookup(table)
 	if err != nil {
@@ -83,6 +137,14 @@ func (d *DB) ListRows(ctx context.Context, table string, q query.Query) (Page, e
 	qs, err := query.Compile(q, e)
 	if err != nil {
 		return page, err
+	}
+	rc, rargs, err := g.g.Read.cond(e)
+	if err != nil {
+		return page, err
+	}
+	if rc != "" {
+		qs.Where = append(qs.Where, rc)
+		qs.Args = append(qs.Args, rargs...)
 	}
 	if q.After != "" {
 		vals, err := decodeCursor(q.After, len(qs.Sort))

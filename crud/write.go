@@ -14,46 +14,109 @@ import (
 	"github.com/sqlws/sqlws/store"
 )
 
+// writeReq is one write statement and the access checks around it.
+type writeReq struct {
+	op        string
+	e         *capture.Table
+	stmt      string
+	args      []any
+	returning bool // stmt returns the row's key (returningKey)
+	reread    bool // re-read the row by that key after the statement
+	// pre, when set, selects (readable, writable) of the old row before the
+	// statement, with preArgs: a row the token cannot read is not found, one it
+	// cannot write is forbidden.
+	pre     string
+	preArgs []any
+	// post, when set, is the write rule the new row (the one RETURNING keyed) must
+	// meet, with postArgs (they come before the key's: the rule is in the SELECT list).
+	post     string
+	postArgs []any
+	// readCond, when set, restricts the re-read to a row the token can read (with
+	// readArgs after the key's): any other is answered as null.
+	readCond string
+	readArgs []any
+}
+
 // write runs one write statement in one transaction on the store's writer and returns
 // what the transaction read: the statement's RETURNING value (nil for a statement
 // without one), then the row re-read by rereadSQL (when reread is set) and the head
 // (the seq of the statement's last change). It bounds the wait for the writer (queued
 // requests and another process's lock) so a stuck database answers 503 instead of
 // hanging, and classifies constraint violations (classify). not_found is returned
-// when the statement touched no row.
-func (d *DB) write(ctx context.Context, op string, e *capture.Table, stmt string, args []any, returning, reread bool) (RowResult, error) {
+// when the statement touched no row. The access checks run inside the same
+// transaction as the statement, so nothing can change the rows between check and
+// write, and a failed check rolls the statement back.
+func (d *DB) write(ctx context.Context, w writeReq) (RowResult, error) {
 	var res RowResult
+	e := w.e
 	ctx, cancel := context.WithTimeout(ctx, 2*d.db.BusyTimeout())
 	defer cancel()
-	if err := d.requireCaptured(ctx, op, e.Name); err != nil {
+	if err := d.requireCaptured(ctx, w.op, e.Name); err != nil {
 		return res, err
 	}
-	var rereadQ string
-	if reread {
+	var rereadQ, postQ string
+	if w.reread {
 		rereadQ = rereadSQL(e)
+		if w.readCond != "" {
+			rereadQ += " AND " + w.readCond
+		}
+	}
+	if w.post != "" {
+		postQ = "SELECT " + truth(w.post) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + rereadWhere(e)
 	}
 	// Prepare (or find prepared) before taking the writer: preparing needs the
 	// writer connection, which the transaction then holds.
-	sMain, sReread, sHead := d.prepared(ctx, stmt), d.prepared(ctx, rereadQ), d.prepared(ctx, store.HeadSQL)
-	err := d.writeTable(ctx, op, e.Name, func(tx *sql.Tx) error {
+	sMain, sReread, sHead := d.prepared(ctx, w.stmt), d.prepared(ctx, rereadQ), d.prepared(ctx, store.HeadSQL)
+	sPre, sPost := d.prepared(ctx, w.pre), d.prepared(ctx, postQ)
+	err := d.writeTable(ctx, w.op, e.Name, func(tx *sql.Tx) error {
 		q := wtx{ctx, tx}
-		if returning {
-			var ret []byte
-			if err := q.row(sMain, stmt, args...).Scan(&ret); err != nil {
+		if w.pre != "" {
+			var readable, writable int
+			if err := q.row(sPre, w.pre, w.preArgs...).Scan(&readable, &writable); err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					return rowNotFound(e.Name)
 				}
 				return err
 			}
-			if reread {
-				rargs, err := rereadArgs(e, ret)
-				if err != nil {
+			if readable == 0 {
+				return rowNotFound(e.Name) // as if it did not exist: its existence is not the token's to know
+			}
+			if writable == 0 {
+				return forbidden(e.Name, w.op+" of this row")
+			}
+		}
+		if w.returning {
+			var ret []byte
+			if err := q.row(sMain, w.stmt, w.args...).Scan(&ret); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return rowNotFound(e.Name)
+				}
+				return err
+			}
+			var rargs []any
+			if w.reread || w.post != "" {
+				var err error
+				if rargs, err = rereadArgs(e, ret); err != nil {
 					return err
 				}
+			}
+			if w.post != "" {
+				var ok int
+				err := q.row(sPost, postQ, append(append([]any(nil), w.postArgs...), rargs...)...).Scan(&ok)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				// A row a trigger removed again has nothing to protect, but it cannot be
+				// shown to meet the rule either: refused, as the rule is the contract.
+				if ok == 0 {
+					return forbidden(e.Name, "the row as written")
+				}
+			}
+			if w.reread {
 				var row []byte
-				err = q.row(sReread, rereadQ, rargs...).Scan(&row)
+				err := q.row(sReread, rereadQ, append(append([]any(nil), rargs...), w.readArgs...)...).Scan(&row)
 				switch {
-				case errors.Is(err, sql.ErrNoRows): // a trigger removed it again: row null
+				case errors.Is(err, sql.ErrNoRows): // a trigger removed it again, or the token cannot read it: row null
 				case err != nil:
 					return err
 				default:
@@ -61,7 +124,7 @@ func (d *DB) write(ctx context.Context, op string, e *capture.Table, stmt string
 				}
 			}
 		} else {
-			r, err := q.exec(sMain, stmt, args...)
+			r, err := q.exec(sMain, w.stmt, w.args...)
 			if err != nil {
 				return err
 			}
@@ -76,6 +139,25 @@ func (d *DB) write(ctx context.Context, op string, e *capture.Table, stmt string
 		return q.row(sHead, store.HeadSQL).Scan(&res.Seq)
 	})
 	return res, err
+}
+
+// preCheck is the statement that reads whether the token may read and write the row
+// keyed by where (with args), and its arguments; "" when both rules allow every row.
+func preCheck(e *capture.Table, where string, args []any, g Guard) (string, []any, error) {
+	rc, rargs, err := g.Read.cond(e)
+	if err != nil {
+		return "", nil, err
+	}
+	wc, wargs, err := g.Write.cond(e)
+	if err != nil {
+		return "", nil, err
+	}
+	if rc == "" && wc == "" {
+		return "", nil, nil
+	}
+	q := "SELECT " + truth(rc) + ", " + truth(wc) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + where
+	all := make([]any, 0, len(rargs)+len(wargs)+len(args))
+	return q, append(append(append(all, rargs...), wargs...), args...), nil
 }
 
 // requireCaptured refuses a write to a table whose changes would not be captured:
@@ -180,6 +262,13 @@ func (d *DB) prepared(ctx context.Context, query string) *sql.Stmt {
 // CreateRow inserts a row and returns it as stored (after triggers) with the seq of the
 // last change the insert made.
 func (d *DB) CreateRow(ctx context.Context, table string, vals Values) (RowResult, error) {
+	return d.With(Guard{}).CreateRow(ctx, table, vals)
+}
+
+// CreateRow is DB.CreateRow of a row the write rule allows (as stored, after
+// triggers); the row is answered as null when the read rule does not allow it.
+func (g Guarded) CreateRow(ctx context.Context, table string, vals Values) (RowResult, error) {
+	d := g.d
 	var res RowResult
 	e, err := d.lookup(table)
 	if err != nil {
@@ -203,12 +292,34 @@ func (d *DB) CreateRow(ctx context.Context, table string, vals Values) (RowResul
 	}
 	b.WriteString(" RETURNING ")
 	b.WriteString(returningKey(e))
-	return d.write(ctx, "create row", e, b.String(), args, true, true)
+	w := writeReq{op: "create row", e: e, stmt: b.String(), args: args, returning: true, reread: true}
+	if err := g.postConds(e, &w); err != nil {
+		return res, err
+	}
+	return d.write(ctx, w)
+}
+
+// postConds sets the checks a write's new row goes through: the write rule it must
+// meet and the read rule that decides whether it is answered.
+func (g Guarded) postConds(e *capture.Table, w *writeReq) error {
+	var err error
+	if w.post, w.postArgs, err = g.g.Write.cond(e); err != nil {
+		return err
+	}
+	w.readCond, w.readArgs, err = g.g.Read.cond(e)
+	return err
 }
 
 // UpdateRow sets the given columns of the row whose key parts are key, and returns it
 // as stored with the seq of the last change the update made.
 func (d *DB) UpdateRow(ctx context.Context, table string, key []string, vals Values) (RowResult, error) {
+	return d.With(Guard{}).UpdateRow(ctx, table, key, vals)
+}
+
+// UpdateRow is DB.UpdateRow of a row the token may read (else not found) and write
+// (else forbidden), into a row the write rule allows (else forbidden, rolled back).
+func (g Guarded) UpdateRow(ctx context.Context, table string, key []string, vals Values) (RowResult, error) {
+	d := g.d
 	var res RowResult
 	e, err := d.lookup(table)
 	if err != nil {
@@ -230,12 +341,26 @@ func (d *DB) UpdateRow(ctx context.Context, table string, key []string, vals Val
 		sets[i] = r + " = ?"
 	}
 	stmt := "UPDATE " + capture.QuoteIdent(e.Name) + " SET " + strings.Join(sets, ", ") + " WHERE " + where + " RETURNING " + returningKey(e)
-	return d.write(ctx, "update row", e, stmt, append(args, kargs...), true, true)
+	w := writeReq{op: "update row", e: e, stmt: stmt, args: append(args, kargs...), returning: true, reread: true}
+	if w.pre, w.preArgs, err = preCheck(e, where, kargs, g.g); err != nil {
+		return res, err
+	}
+	if err := g.postConds(e, &w); err != nil {
+		return res, err
+	}
+	return d.write(ctx, w)
 }
 
 // DeleteRow deletes the row whose key parts are key and returns the seq of the last
 // change the delete made.
 func (d *DB) DeleteRow(ctx context.Context, table string, key []string) (int64, error) {
+	return d.With(Guard{}).DeleteRow(ctx, table, key)
+}
+
+// DeleteRow is DB.DeleteRow of a row the token may read (else not found) and write
+// (else forbidden).
+func (g Guarded) DeleteRow(ctx context.Context, table string, key []string) (int64, error) {
+	d := g.d
 	e, err := d.lookup(table)
 	if err != nil {
 		return 0, err
@@ -244,7 +369,11 @@ func (d *DB) DeleteRow(ctx context.Context, table string, key []string) (int64, 
 	if err != nil {
 		return 0, err
 	}
-	res, err := d.write(ctx, "delete row", e, "DELETE FROM "+capture.QuoteIdent(e.Name)+" WHERE "+where, args, false, false)
+	w := writeReq{op: "delete row", e: e, stmt: "DELETE FROM " + capture.QuoteIdent(e.Name) + " WHERE " + where, args: args}
+	if w.pre, w.preArgs, err = preCheck(e, where, args, g.g); err != nil {
+		return 0, err
+	}
+	res, err := d.write(ctx, w)
 	return res.Seq, err
 }
 
@@ -265,17 +394,19 @@ func returningKey(e *capture.Table) string {
 // It runs inside the write transaction, so the row reflects what triggers did after
 // the statement.
 func rereadSQL(e *capture.Table) string {
-	var where string
+	return "SELECT " + e.RowJSON(nil) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + rereadWhere(e)
+}
+
+// rereadWhere selects the row a write's RETURNING clause identified.
+func rereadWhere(e *capture.Table) string {
 	if e.HasRowid() {
-		where = e.RowidName + " = ?"
-	} else {
-		terms := make([]string, len(e.PrimaryKey))
-		for i, k := range e.PrimaryKey {
-			terms[i] = capture.QuoteIdent(k) + " IS ?"
-		}
-		where = strings.Join(terms, " AND ")
+		return e.RowidName + " = ?"
 	}
-	return "SELECT " + e.RowJSON(nil) + " FROM " + capture.QuoteIdent(e.Name) + " WHERE " + where
+	terms := make([]string, len(e.PrimaryKey))
+	for i, k := range e.PrimaryKey {
+		terms[i] = capture.QuoteIdent(k) + " IS ?"
+	}
+	return strings.Join(terms, " AND ")
 }
 
 // rereadArgs turns what RETURNING yielded into rereadSQL's arguments.

@@ -332,7 +332,7 @@ INSERT INTO users VALUES (1, 'a@x', 30);`, "--body-limit", "1024")
 		t.Fatalf("openapi: %d %.200s", r.status, r.body)
 	}
 	r = restDo(t, srv, "GET", "/api/changes?since=0", "", "")
-	if r.status != 200 || !bytes.HasPrefix(r.body, []byte(`{"changes":[],"head":0`)) {
+	if r.status != 200 || !bytes.HasPrefix(r.body, []byte(`{"changes":[],"next":0,"head":0`)) {
 		t.Fatalf("changes: %d %s", r.status, r.body)
 	}
 }

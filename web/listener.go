@@ -27,7 +27,16 @@ type ListenerOptions struct {
 	// client connection: SQLite's database, WAL and shared-memory files for every
 	// pooled connection, the WAL watch, logs. Default 64.
 	Reserve int
-	Logger  *slog.Logger
+	// MaxConnsPerIP caps open connections from one client address (0: no cap); over
+	// it a new connection is answered 503 and closed, the address's others are
+	// unaffected. Loopback clients are not capped unless LimitLoopback: a reverse
+	// proxy on the same host carries many clients' connections and limits them itself.
+	MaxConnsPerIP int
+	LimitLoopback bool
+	// TrustedProxies are not capped per address either: each carries many clients
+	// (whose own addresses only its X-Forwarded-For knows).
+	TrustedProxies []*net.IPNet
+	Logger         *slog.Logger
 }
 
 // Listener accepts connections for the HTTP server without ever letting clients
@@ -44,6 +53,12 @@ type Listener struct {
 	refused atomic.Uint64
 	log     *slog.Logger
 
+	perIP         int
+	limitLoopback bool
+	trusted       []*net.IPNet
+	ipMu          sync.Mutex
+	byIP          map[string]int // open connections per capped client address
+
 	mu      sync.Mutex
 	spare   *os.File // released to make room for one accept when descriptors run out
 	closed  chan struct{}
@@ -58,7 +73,8 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	l := &Listener{Listener: ln, log: opts.Logger, closed: make(chan struct{})}
+	l := &Listener{Listener: ln, log: opts.Logger, closed: make(chan struct{}),
+		perIP: opts.MaxConnsPerIP, limitLoopback: opts.LimitLoopback, trusted: opts.TrustedProxies, byIP: map[string]int{}}
 	l.max = int64(opts.MaxConns)
 	if l.max <= 0 {
 		l.max = int64(fdLimit() - opts.Reserve)
@@ -94,8 +110,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 				refuse(c, "too many connections")
 				continue
 			}
+			ip, ok := l.takeIP(c)
+			if !ok {
+				l.refused.Add(1)
+				refuseWith(c, refusalPerIP)
+				continue
+			}
 			l.open.Add(1)
-			return &countedConn{Conn: c, l: l}, nil
+			return &countedConn{Conn: c, l: l, ip: ip}, nil
 		}
 		if !isOutOfFDs(err) {
 			return nil, err
@@ -114,6 +136,38 @@ func (l *Listener) Accept() (net.Conn, error) {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// takeIP counts c against its address's cap and returns the address it counted
+// ("" when not capped); ok is false when the address is at its cap.
+func (l *Listener) takeIP(c net.Conn) (string, bool) {
+	if l.perIP <= 0 {
+		return "", true
+	}
+	ta, isTCP := c.RemoteAddr().(*net.TCPAddr)
+	if !isTCP || ta.IP.IsLoopback() && !l.limitLoopback || inNets(ta.IP, l.trusted) {
+		return "", true
+	}
+	ip := ta.IP.String()
+	l.ipMu.Lock()
+	defer l.ipMu.Unlock()
+	if l.byIP[ip] >= l.perIP {
+		return "", false
+	}
+	l.byIP[ip]++
+	return ip, true
+}
+
+// releaseIP gives back a place of address ip.
+func (l *Listener) releaseIP(ip string) {
+	if ip == "" {
+		return
+	}
+	l.ipMu.Lock()
+	if l.byIP[ip]--; l.byIP[ip] <= 0 {
+		delete(l.byIP, ip)
+	}
+	l.ipMu.Unlock()
 }
 
 // refuseOne frees the spare descriptor, accepts one waiting connection into it and
@@ -158,9 +212,17 @@ const refusalBody = `{"error":{"code":"unavailable","message":"the server has to
 var refusal = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n" +
 	"Connection: close\r\nContent-Length: " + strconv.Itoa(len(refusalBody)) + "\r\n\r\n" + refusalBody)
 
-func refuse(c net.Conn, _ string) {
+const refusalPerIPBody = `{"error":{"code":"unavailable","message":"too many connections from your address; close some or retry later"}}`
+
+var refusalPerIP = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n" +
+	"Connection: close\r\nContent-Length: " + strconv.Itoa(len(refusalPerIPBody)) + "\r\n\r\n" + refusalPerIPBody)
+
+func refuse(c net.Conn, _ string) { refuseWith(c, refusal) }
+
+// refuseWith writes a refusal response (bounded: the client may not read) and closes.
+func refuseWith(c net.Conn, resp []byte) {
 	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	c.Write(refusal)
+	c.Write(resp)
 	c.Close()
 }
 
@@ -172,12 +234,14 @@ func isOutOfFDs(err error) bool {
 type countedConn struct {
 	net.Conn
 	l      *Listener
+	ip     string // the capped address it counts against, if any
 	closed atomic.Bool
 }
 
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.open.Add(-1)
+		c.l.releaseIP(c.ip)
 	}
 	return c.Conn.Close()
 }

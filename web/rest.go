@@ -33,6 +33,7 @@ type api struct {
 	db        *crud.DB
 	bodyLimit int64
 	log       *slog.Logger
+	authOn    bool // every request must carry an access (security.require)
 }
 
 // mount registers the REST routes.
@@ -198,7 +199,15 @@ type tableJSON struct {
 }
 
 func (a *api) listTables(w http.ResponseWriter, r *http.Request) {
-	infos, err := a.db.TableInfos(r.Context())
+	acc, err := a.access(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	infos, err := a.db.VisibleTableInfos(r.Context(), func(table string) (crud.Rule, bool) {
+		d := acc.Read(table)
+		return crudRule(d), d.Allowed
+	})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -213,6 +222,10 @@ func (a *api) listTables(w http.ResponseWriter, r *http.Request) {
 func (a *api) getTable(w http.ResponseWriter, r *http.Request) {
 	t, err := a.table(r)
 	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if _, err := a.readGuard(r, t.Name); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -238,7 +251,12 @@ func (a *api) listRows(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	page, err := a.db.ListRows(r.Context(), t.Name, q)
+	g, err := a.readGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	page, err := a.db.With(g).ListRows(r.Context(), t.Name, q)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -283,7 +301,12 @@ func (a *api) getRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.db.GetRow(r.Context(), t.Name, key)
+	g, err := a.readGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	res, err := a.db.With(g).GetRow(r.Context(), t.Name, key)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -297,12 +320,17 @@ func (a *api) createRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	g, err := a.writeGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	vals, err := a.body(w, r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.db.CreateRow(r.Context(), t.Name, vals)
+	res, err := a.db.With(g).CreateRow(r.Context(), t.Name, vals)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -316,12 +344,17 @@ func (a *api) updateRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	g, err := a.writeGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	vals, err := a.body(w, r)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	res, err := a.db.UpdateRow(r.Context(), t.Name, key, vals)
+	res, err := a.db.With(g).UpdateRow(r.Context(), t.Name, key, vals)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -335,7 +368,12 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	seq, err := a.db.DeleteRow(r.Context(), t.Name, key)
+	g, err := a.writeGuard(r, t.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	seq, err := a.db.With(g).DeleteRow(r.Context(), t.Name, key)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -351,6 +389,11 @@ func (a *api) deleteRow(w http.ResponseWriter, r *http.Request) {
 // since cannot all be delivered (pruned by retention, since beyond the head, another
 // stream) it answers 410 with the reason as the code, the HTTP form of a reset.
 func (a *api) changes(w http.ResponseWriter, r *http.Request) {
+	acc, err := a.access(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	v, err := urlQuery(r)
 	if err != nil {
 		a.fail(w, r, err)
@@ -382,11 +425,9 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	var f *filter.Filter
+	views := &changeViews{db: a.db, acc: acc, table: table, where: where, sel: sel, head: p.Head}
 	if table != "" {
-		// Compiled against the schema as of the page's head: every change read is
-		// at or before it, so a column added since reads as NULL, never as stale.
-		if f, err = a.db.Filter(table, where, sel, p.Head); err != nil {
+		if _, err := views.view(table); err != nil {
 			a.fail(w, r, err)
 			return
 		}
@@ -412,10 +453,18 @@ func (a *api) changes(w http.ResponseWriter, r *http.Request) {
 		if c.JSON == nil {
 			continue // a mark: it holds a seq, it is no change
 		}
+		view, err := views.view(c.Table)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
 		rec := c.JSON
-		if f != nil {
+		if view.skip {
+			continue
+		}
+		if view.f != nil {
 			var res filter.Result
-			if rec, res = f.Apply(filter.NewChange(c)); res != filter.Deliver {
+			if rec, res = view.f.Apply(filter.NewChange(c)); res != filter.Deliver {
 				continue
 			}
 		}
@@ -443,11 +492,31 @@ func (a *api) gone(w http.ResponseWriter, reason string) {
 }
 
 func (a *api) openAPI(w http.ResponseWriter, r *http.Request) {
+	acc, err := a.access(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	tables := a.db.Tables()
+	readable := tables[:0:0]
+	for _, t := range tables {
+		if acc.Read(t.Name).Allowed {
+			readable = append(readable, t)
+		}
+	}
+	doc := openAPIDoc(readable)
+	if a.authOn {
+		// Generated clients then know to send the token.
+		if comp, ok := doc["components"].(obj); ok {
+			comp["securitySchemes"] = obj{"bearer": obj{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+			doc["security"] = []any{obj{"bearer": []string{}}}
+		}
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(openAPIDoc(a.db.Tables())); err != nil {
+	if err := enc.Encode(doc); err != nil {
 		a.fail(w, r, err)
 		return
 	}

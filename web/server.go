@@ -5,13 +5,16 @@ package web
 import (
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/metrics"
+	"github.com/sqlws/sqlws/rules"
 )
 
 // Config wires the HTTP surface.
@@ -25,6 +28,40 @@ type Config struct {
 	// Metrics, if set, is served at /metrics, answers /readyz and counts requests.
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
+
+	// Auth verifies the tokens of the data routes (/api/…, /ws); nil turns
+	// authentication off (cmd/sqlws then serves only loopback addresses, unless
+	// Insecure).
+	Auth *auth.Verifier
+	// Rules are the access rules in force (nil: any valid token may do anything).
+	Rules *rules.Live
+	// Insecure is reported by /healthz: the server runs without authentication on
+	// a non-loopback address (--insecure).
+	Insecure bool
+	// LoopbackBind says the server listens on a loopback address only: then only
+	// loopback host names (localhost, 127.0.0.1, [::1]) and AllowedHosts are
+	// accepted in the Host header, so a web page on another name that resolves to
+	// 127.0.0.1 (DNS rebinding) cannot read or write through the visitor's browser.
+	LoopbackBind bool
+	// AllowedHosts are the host names (no port; "*.example.com" for subdomains)
+	// the Host header may name; empty on a non-loopback bind: any.
+	AllowedHosts []string
+	// RESTRate limits the data routes' requests (REST and WebSocket upgrades) per
+	// client address to this many per second, RESTBurst at once; over it a request
+	// is 429 rate_limited with Retry-After. Zero: no limit. Loopback clients are not
+	// limited unless RateLimitLoopback (a reverse proxy on the same host limits its
+	// own clients).
+	RESTRate          float64
+	RESTBurst         int
+	RateLimitLoopback bool
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client the
+	// rate limit applies to (ClientIP); from any other peer the header is ignored.
+	TrustedProxies []*net.IPNet
+	// WebSocketEnforcesRules says the WebSocket handler applies the rules to
+	// subscriptions itself (rules.FromContext on its request). Until it does, a
+	// token whose reads the rules restrict is refused the WebSocket (403), since the
+	// stream would show it every row.
+	WebSocketEnforcesRules bool
 }
 
 // NewRouter returns the complete HTTP handler.
@@ -36,19 +73,37 @@ func NewRouter(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger))
-	mountObservability(r, cfg.Metrics, cfg.Logger)
+	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger), checkHost(cfg.LoopbackBind, cfg.AllowedHosts, cfg.Logger))
 
+	// Open routes: probes and metrics (no table names, no rows: docs/security.md)
+	// and the dashboard's files, which hold no data.
+	mountObservability(r, cfg.Metrics, cfg.Logger)
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if cfg.Insecure {
+			w.Write([]byte("ok\ninsecure: no authentication on a non-loopback address (--insecure)\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
-	if cfg.WebSocket != nil {
-		r.Handle("/ws", cfg.WebSocket)
-	}
-	a := &api{db: cfg.DB, bodyLimit: cfg.BodyLimit, log: cfg.Logger}
-	r.Route("/api", a.mount)
 	mountStatic(r)
+
+	// Data routes: every one behind the token check. A route added here is
+	// protected; one added above is open (TestEveryDataRouteNeedsAToken lists them).
+	sec := &security{verifier: cfg.Auth, rules: cfg.Rules, wsRules: cfg.WebSocketEnforcesRules, log: cfg.Logger}
+	a := &api{db: cfg.DB, bodyLimit: cfg.BodyLimit, log: cfg.Logger, authOn: cfg.Auth != nil}
+	r.Group(func(r chi.Router) {
+		// Rate first: a flood is refused before its tokens cost a signature check.
+		if cfg.RESTRate > 0 {
+			r.Use(newIPLimiter(cfg.RESTRate, cfg.RESTBurst, cfg.RateLimitLoopback, cfg.TrustedProxies).middleware(cfg.Logger))
+		}
+		r.Use(sec.require)
+		if cfg.WebSocket != nil {
+			r.Handle(wsPath, cfg.WebSocket)
+		}
+		r.Route("/api", a.mount)
+	})
 	return r
 }
 

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -31,6 +32,7 @@ import (
 	"github.com/sqlws/sqlws/crud"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/metrics"
+	"github.com/sqlws/sqlws/rules"
 	"github.com/sqlws/sqlws/store"
 	"github.com/sqlws/sqlws/web"
 	"github.com/sqlws/sqlws/ws"
@@ -113,7 +115,8 @@ type serveConfig struct {
 	maxConns       int
 	requestTimeout time.Duration
 	idleTimeout    time.Duration
-	publish        publishConfig // scale-out (publish.go)
+	publish        publishConfig  // scale-out (publish.go)
+	security       securityConfig // authentication and rules (security.go)
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -143,6 +146,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "longest a REST request may take to arrive (body included) and its response to be written")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 30*time.Second, "close an idle keep-alive HTTP connection after this")
 	publishFlags(fs, &c.publish)
+	securityFlags(fs, &c.security)
 }
 
 func splitList(s string) []string {
@@ -184,6 +188,23 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	slog.SetDefault(log)
+	// Access control is settled before the database is touched: a server that must
+	// not start should change nothing.
+	verifier, err := c.security.verifier()
+	if err != nil {
+		return err
+	}
+	proxies, err := c.security.proxies()
+	if err != nil {
+		return err
+	}
+	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
+	if err != nil {
+		return err
+	}
+	if exposed {
+		log.Warn("INSECURE: serving without authentication on a non-loopback address (--insecure): anyone who can reach it may read and change every row", "addr", c.addr)
+	}
 
 	// The shared lock, held until d.Close, is what uninstall and migrate down test to
 	// refuse to run under this server.
@@ -229,6 +250,14 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	for _, sk := range res.Skipped {
 		log.Warn("table not captured", "table", sk.Table, "reason", sk.Reason)
 	}
+	ruleSet, err := loadRules(c.security.rulesPath, schema, log)
+	if err != nil {
+		return err
+	}
+	liveRules := rules.NewLive(ruleSet)
+	if verifier != nil {
+		log.Info("authentication on", "algorithms", strings.Join(verifier.Methods(), ","), "rules", cmp.Or(c.security.rulesPath, "none (any valid token may read and write everything)"))
+	}
 	pos, err := changes.Position(ctx)
 	if err != nil {
 		return err
@@ -257,12 +286,15 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, Logger: log})
+	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, MaxConnsPerIP: c.security.maxConnsPerIP, TrustedProxies: proxies, Logger: log})
 	// Every phase of a plain HTTP exchange is bounded, so a client that sends slowly,
 	// reads slowly or idles cannot hold a connection; a WebSocket clears these
 	// deadlines when it is upgraded and is bounded by pings and its write timeout.
 	srv := &http.Server{
 		Handler: web.NewRouter(web.Config{DB: rows, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
+			Auth: verifier, Rules: liveRules, Insecure: exposed,
+			LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
+			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies,
 			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: changes.Position, DBPath: d.Path(),
 				Listener: ln, MemoryBudget: c.memoryBudget, ReadyLag: c.readyLag})}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
@@ -302,6 +334,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		followMemoryLimit(runCtx, c.memoryBudget, func() int { return hub.Stats().Connections })
 	})
 	wg.Go(func() { pub.run(runCtx) }) // scale-out hook
+	wg.Go(func() { reloadOnHUP(runCtx, c.security.rulesPath, liveRules, schema, log) })
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(ln) })
 
