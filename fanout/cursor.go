@@ -114,6 +114,17 @@ func (w *Window) Next(c *Cursor, dst []models.Encoded, maxBytes int) ([]models.E
 		var out []models.Encoded
 		var pos int64
 		if c.group != nil {
+			// Nothing in the group past the cursor: caught up to the head, without the
+			// lock. The head is read first: every record up to it was appended, and
+			// quiet moved, before it was stored.
+			h := w.headA.Load()
+			if q := c.group.quiet.Load(); c.pos >= q {
+				c.pos = max(c.pos, min(h, limit))
+				if c.pos >= limit {
+					continue // at a dropped table's end: the loop says Dropped
+				}
+				return dst, Ready
+			}
 			var st Status
 			w.mu.RLock()
 			out, pos, st = w.nextFilteredLocked(c, dst, limit, maxBytes)

@@ -87,6 +87,9 @@ type Window struct {
 	bytes int
 	first int64 // seq of the oldest change in the window; head+1 when empty
 	head  int64 // seq of the newest published change
+	// headA is head for readers without the lock, stored after the change's filter
+	// groups were brought up to date (see Window.Next's filtered fast path).
+	headA atomic.Int64
 
 	// drops are the captured tables that stopped existing, in the order the window
 	// learned of them (under mu); dropsN is their number, read without the lock on
@@ -102,12 +105,14 @@ type Window struct {
 // head+1.
 func NewWindow(src Source, head int64, opts Options) *Window {
 	opts.setDefaults()
-	return &Window{
+	w := &Window{
 		src: src, opts: opts,
 		pages: newPages(src, opts.MemoryBudget/2),
 		ring:  make([]models.Encoded, 0, min(opts.WindowChanges, 1024)),
 		first: head + 1, head: head,
 	}
+	w.headA.Store(head)
+	return w
 }
 
 // Source is the window's history.
@@ -144,6 +149,7 @@ func (w *Window) Publish(batch []models.Encoded) {
 		if len(w.filters.byTable) > 0 {
 			w.filterLocked(e)
 		}
+		w.headA.Store(e.Seq)
 	}
 }
 
