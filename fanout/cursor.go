@@ -59,6 +59,7 @@ type Cursor struct {
 	// keeps what the filter's subscribers receive (see filtered.go).
 	filter *filter.Filter
 	group  *group
+	wake   func() // see NewFilteredCursor
 }
 
 // NewCursor returns a cursor over tables (empty: every table) that continues after

@@ -22,6 +22,11 @@ import (
 type group struct {
 	f    *filter.Filter
 	refs int
+	// cursors are the group's cursors; when a publish gives the group something
+	// (a record, staleness, a restart) each one's wake is called, so a subscriber the
+	// change does not concern is not visited at all.
+	cursors map[*Cursor]struct{}
+	touched bool // in the window's touched list this publish
 	// from: entries hold every record the group's subscribers receive for each seq in
 	// (from, window head].
 	from    int64
@@ -38,13 +43,38 @@ type group struct {
 	quiet atomic.Int64
 }
 
-// touchLocked refreshes g.quiet. w.mu is held.
+// touchLocked refreshes g.quiet and marks g as having news for its cursors (see
+// Window.wakeTouched). w.mu is held.
 func (g *group) touchLocked() {
 	q := max(g.from, g.stale)
 	if n := len(g.entries); n > 0 {
 		q = max(q, g.entries[n-1].Seq)
 	}
 	g.quiet.Store(q)
+}
+
+// noteLocked records that g has news for its cursors this publish. w.mu is held.
+func (w *Window) noteLocked(g *group) {
+	if !g.touched {
+		g.touched = true
+		w.filters.touched = append(w.filters.touched, g)
+	}
+}
+
+// wakesLocked collects the wake functions of the touched groups' cursors and clears
+// the touched list. w.mu is held; the caller calls them after unlocking.
+func (w *Window) wakesLocked(dst []func()) []func() {
+	for _, g := range w.filters.touched {
+		g.touched = false
+		for c := range g.cursors {
+			if c.wake != nil {
+				dst = append(dst, c.wake)
+			}
+		}
+	}
+	clear(w.filters.touched)
+	w.filters.touched = w.filters.touched[:0]
+	return dst
 }
 
 // tableGroups are the groups over one table.
@@ -57,14 +87,19 @@ type tableGroups struct {
 type filters struct {
 	byKey   map[string]*group
 	byTable map[string]*tableGroups
-	bytes   int // sum of groups' bytes
+	bytes   int      // sum of groups' bytes
+	touched []*group // groups with news this publish
 }
 
 // NewFilteredCursor is NewCursor for a subscription of f's table narrowed by f. The
-// cursor must be closed (CloseCursor) when the subscription ends.
-func (w *Window) NewFilteredCursor(f *filter.Filter, since int64) *Cursor {
+// cursor must be closed (CloseCursor) when the subscription ends. wake (may be nil)
+// is called, after Publish, whenever a publish gave the cursor's group something to
+// read: the cue to read the cursor again. Publish does not otherwise say which
+// filtered cursors have news; unfiltered ones must be read after every Publish.
+func (w *Window) NewFilteredCursor(f *filter.Filter, since int64, wake func()) *Cursor {
 	c := w.NewCursor([]string{f.Table()}, since)
 	c.filter = f
+	c.wake = wake
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.filters.byKey == nil {
@@ -73,7 +108,7 @@ func (w *Window) NewFilteredCursor(f *filter.Filter, since int64) *Cursor {
 	}
 	g := w.filters.byKey[f.Key()]
 	if g == nil {
-		g = &group{f: f, from: w.head}
+		g = &group{f: f, from: w.head, cursors: map[*Cursor]struct{}{}}
 		g.touchLocked()
 		w.filters.byKey[f.Key()] = g
 		tg := w.filters.byTable[f.Table()]
@@ -91,6 +126,7 @@ func (w *Window) NewFilteredCursor(f *filter.Filter, since int64) *Cursor {
 		}
 	}
 	g.refs++
+	g.cursors[c] = struct{}{}
 	c.group = g
 	return c
 }
@@ -105,6 +141,7 @@ func (w *Window) CloseCursor(c *Cursor) {
 	c.group = nil
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	delete(g.cursors, c)
 	if g.refs--; g.refs > 0 {
 		return
 	}
@@ -157,6 +194,7 @@ func (w *Window) filterLocked(e models.Encoded) {
 		case filter.Stale:
 			g.stale = e.Seq
 			g.touchLocked()
+			w.noteLocked(g)
 		}
 	}
 	for _, g := range tg.scan {
@@ -219,6 +257,7 @@ func (w *Window) appendLocked(g *group, e models.Encoded, built bool) {
 	}
 	g.entries = append(g.entries, groupEntry{Encoded: e, built: built})
 	g.touchLocked()
+	w.noteLocked(g)
 }
 
 // groupEntry is a record a group's subscribers receive.
@@ -236,6 +275,7 @@ func (w *Window) resetFiltersLocked(first int64) {
 		g.bytes = 0
 		g.from = max(g.from, first-1)
 		g.touchLocked()
+		w.noteLocked(g)
 	}
 }
 

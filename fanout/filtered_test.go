@@ -59,13 +59,16 @@ func drain(t testing.TB, w *Window, c *Cursor) []models.Encoded {
 func TestFilterGroupsShareAndIndex(t *testing.T) {
 	w := NewWindow(nil, 0, Options{})
 	w.Publish([]models.Encoded{reading(1, "insert", 1, "", "a"), reading(2, "insert", 2, "", "b")})
-	early := w.NewFilteredCursor(mustFilter(t, "device=eq.a", ""), 0)
-	live := w.NewFilteredCursor(mustFilter(t, "device=eq.a", ""), 2)
-	other := w.NewFilteredCursor(mustFilter(t, "device=eq.b", "id"), 2)
-	if len(w.filters.byKey) != 2 || w.filters.byKey[early.filter.Key()].refs != 2 {
+	wakes := map[string]int{}
+	wake := func(name string) func() { return func() { wakes[name]++ } }
+	early := w.NewFilteredCursor(mustFilter(t, "device=eq.a", ""), 0, wake("early"))
+	live := w.NewFilteredCursor(mustFilter(t, "device=eq.a", ""), 2, wake("live"))
+	other := w.NewFilteredCursor(mustFilter(t, "device=eq.b", "id"), 2, wake("other"))
+	third := w.NewFilteredCursor(mustFilter(t, "device=eq.z", ""), 2, wake("third"))
+	if len(w.filters.byKey) != 3 || w.filters.byKey[early.filter.Key()].refs != 2 {
 		t.Fatalf("groups: %d, refs of a's: %d", len(w.filters.byKey), w.filters.byKey[early.filter.Key()].refs)
 	}
-	if tg := w.filters.byTable["readings"]; len(tg.scan) != 0 || len(tg.eq["device"]) != 2 {
+	if tg := w.filters.byTable["readings"]; len(tg.scan) != 0 || len(tg.eq["device"]) != 3 {
 		t.Fatalf("equality filters not indexed: scan %d, eq %v", len(tg.scan), tg.eq)
 	}
 	w.Publish([]models.Encoded{
@@ -75,6 +78,11 @@ func TestFilterGroupsShareAndIndex(t *testing.T) {
 	})
 	if got := w.filters.byKey[early.filter.Key()].entries; len(got) != 2 {
 		t.Fatalf("a's group holds %d records, want 2", len(got))
+	}
+	// Each publish wakes the cursors of the groups it gave something, once each, and
+	// no other: z's cursor was never concerned.
+	if wakes["early"] != 1 || wakes["live"] != 1 || wakes["other"] != 1 || wakes["third"] != 0 {
+		t.Fatalf("wake-ups: %v", wakes)
 	}
 	e := drain(t, w, early)
 	l := drain(t, w, live)
@@ -91,6 +99,7 @@ func TestFilterGroupsShareAndIndex(t *testing.T) {
 	w.CloseCursor(early)
 	w.CloseCursor(live)
 	w.CloseCursor(other)
+	w.CloseCursor(third)
 	if len(w.filters.byKey) != 0 || len(w.filters.byTable) != 0 {
 		t.Fatalf("groups left after every cursor closed: %v", w.filters.byKey)
 	}
@@ -114,7 +123,7 @@ func BenchmarkPublishIndexed(b *testing.B) {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			w := NewWindow(nil, 0, Options{})
 			for i := range n {
-				w.NewFilteredCursor(mustFilter(b, "device=eq.d"+strconv.Itoa(i), ""), 0)
+				w.NewFilteredCursor(mustFilter(b, "device=eq.d"+strconv.Itoa(i), ""), 0, nil)
 			}
 			batch := make([]models.Encoded, 1)
 			b.ReportAllocs()

@@ -134,7 +134,18 @@ func (w *Window) Head() int64 {
 // the window; cursors before the jump then go to the Source, which reports the hole.
 func (w *Window) Publish(batch []models.Encoded) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	w.publishLocked(batch)
+	var wakes []func()
+	if len(w.filters.touched) > 0 {
+		wakes = w.wakesLocked(nil)
+	}
+	w.mu.Unlock()
+	for _, wake := range wakes {
+		wake()
+	}
+}
+
+func (w *Window) publishLocked(batch []models.Encoded) {
 	for _, e := range batch {
 		if e.Seq <= w.head {
 			continue // already have it

@@ -87,6 +87,8 @@ type conn struct {
 	// refused since the last one allowed. Only the read goroutine uses them.
 	limiter *rate.Limiter
 	refused int
+	// queued is set while the connection is in its pump's ready queue.
+	queued atomic.Bool
 }
 
 // closeReq is an end deferred until the replies before it are written.
@@ -365,9 +367,10 @@ func (c *conn) subscribe(r *protocol.Request) {
 	}
 	var cur *fanout.Cursor
 	if f != nil {
-		cur = h.win.NewFilteredCursor(f, since)
+		cur = h.win.NewFilteredCursor(f, since, func() { h.markReady(c) })
 	} else {
 		cur = h.win.NewCursor(r.Tables, since)
+		h.loud.Add(1)
 	}
 	s := &subscription{id: id, key: string(id), cur: cur, tables: r.Tables, where: r.Where, grant: g}
 	ack := protocol.SubscribedMessage(id, pos.Head)
@@ -403,6 +406,9 @@ func (c *conn) unsubscribe(id json.RawMessage) {
 
 func (c *conn) removeLocked(s *subscription) {
 	c.hub.counts.subscriptions.Add(-1)
+	if s.cur.Filter() == nil {
+		c.hub.loud.Add(-1)
+	}
 	c.hub.win.CloseCursor(s.cur)
 	delete(c.subs, s.key)
 	for i, o := range c.order {

@@ -118,8 +118,14 @@ type Hub struct {
 	stopWatchdog chan struct{} // closed by Close
 	watchdogDone chan struct{}
 
-	pumpWake  []chan struct{} // one per pump, buffered 1
-	stopPumps chan struct{}   // closed by Close
+	pumpWake []chan struct{} // one per pump, buffered 1
+	// Per pump: full asks for a pass over every connection of its shard; ready holds
+	// the connections that filtered subscriptions' wake-ups queued. loud counts the
+	// hub's unfiltered subscriptions, which every publish may concern.
+	full      []atomic.Bool
+	ready     []readyQueue
+	loud      atomic.Int64
+	stopPumps chan struct{} // closed by Close
 	pumpsWG   sync.WaitGroup
 
 	// clock is the watchdog's time (unix ns) as of its last look: a clock for marks
@@ -143,6 +149,8 @@ func NewHub(win *fanout.Window, tables Tables, opts Options) *Hub {
 	for range opts.Pumps {
 		h.pumpWake = append(h.pumpWake, make(chan struct{}, 1))
 	}
+	h.full = make([]atomic.Bool, opts.Pumps)
+	h.ready = make([]readyQueue, opts.Pumps)
 	return h
 }
 
@@ -152,8 +160,13 @@ func (h *Hub) Publish(batch []models.Encoded) {
 	if len(batch) == 0 {
 		return
 	}
+	// Filtered subscriptions that the batch concerns are queued by the window's
+	// wake-ups (markReady); unfiltered ones may all have something, so while any
+	// exists the pumps visit every connection.
 	h.win.Publish(batch)
-	h.wakePumps()
+	if h.loud.Load() > 0 {
+		h.wakePumps()
+	}
 }
 
 // TableDropped tells the window that captured tables stopped existing and wakes the

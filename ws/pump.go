@@ -1,5 +1,7 @@
 package ws
 
+import "sync"
+
 // The pump writes live changes. After each Publish it visits every connection and,
 // for those whose subscriptions are inside the window and that have no writer
 // goroutine running, builds the next frame and writes it without blocking. Whatever
@@ -28,13 +30,32 @@ func (h *Hub) pump(shard int, wake <-chan struct{}) {
 			return
 		case <-wake:
 		}
-		h.mu.RLock()
-		for _, c := range h.conns {
-			if c.shard == shard {
-				conns = append(conns, c)
-			}
+		full := h.full[shard].Swap(false)
+		// The queued connections first, their flags cleared before they are visited:
+		// a wake-up after this point queues them again.
+		q := &h.ready[shard]
+		q.mu.Lock()
+		ready := q.conns
+		q.conns = q.spare[:0]
+		q.mu.Unlock()
+		for _, c := range ready {
+			c.queued.Store(false)
 		}
-		h.mu.RUnlock()
+		if full {
+			h.mu.RLock()
+			for _, c := range h.conns {
+				if c.shard == shard {
+					conns = append(conns, c)
+				}
+			}
+			h.mu.RUnlock()
+		} else {
+			conns = append(conns, ready...)
+		}
+		clear(ready)
+		q.mu.Lock()
+		q.spare = ready[:0]
+		q.mu.Unlock()
 		// One frame per connection per pass, so a connection with much to catch up on
 		// does not hold the others back; passes repeat until nothing is left to send,
 		// each over only the connections that sent in the one before: the others are
@@ -54,14 +75,37 @@ func (h *Hub) pump(shard int, wake <-chan struct{}) {
 	}
 }
 
-// wakePumps tells every pump to look for work. It never blocks: a pump that is busy
-// has a wake-up pending and makes another pass.
+// wakePumps tells every pump to visit all its connections. It never blocks: a pump
+// that is busy has a wake-up pending and makes another pass.
 func (h *Hub) wakePumps() {
-	for _, w := range h.pumpWake {
+	for i, w := range h.pumpWake {
+		h.full[i].Store(true)
 		select {
 		case w <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// readyQueue is the connections a pump must visit though no full pass is due.
+type readyQueue struct {
+	mu    sync.Mutex
+	conns []*conn
+	spare []*conn // the last list taken, reused
+}
+
+// markReady queues c for its pump: a filtered subscription of c has news.
+func (h *Hub) markReady(c *conn) {
+	if !c.queued.CompareAndSwap(false, true) {
+		return
+	}
+	q := &h.ready[c.shard]
+	q.mu.Lock()
+	q.conns = append(q.conns, c)
+	q.mu.Unlock()
+	select {
+	case h.pumpWake[c.shard] <- struct{}{}:
+	default:
 	}
 }
 

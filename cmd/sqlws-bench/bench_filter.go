@@ -38,6 +38,7 @@ func (b *bencher) f1(ctx context.Context) runResult {
 	}
 	b.logf("F1: %d filtered subscribers", len(clients))
 	srvS, selfS := startSampler(e.srv.pid), startSampler(0)
+	prof := e.cpuProfile("cpu", d)
 	w, err := runWriter(ctx, b.exe, e.writer(writerSpec{Rows: int64(n), Duration: d, Rate: rate, Txn: 1}))
 	if err != nil {
 		closeClients(clients)
@@ -45,6 +46,7 @@ func (b *bencher) f1(ctx context.Context) runResult {
 	}
 	complete := waitDelivered(ctx, clients, 1, drainTimeout(d))
 	r.Server, r.Load = srvS.stop(), selfS.stop()
+	prof()
 	closeClients(clients)
 	rep := collect(clients, w.Head)
 	lat := rep.lat.summary()
