@@ -62,6 +62,10 @@ type Config struct {
 	// token whose reads the rules restrict is refused the WebSocket (403), since the
 	// stream would show it every row.
 	WebSocketEnforcesRules bool
+	// AllowedOrigins are the patterns (--allowed-origins, as the WebSocket's
+	// OriginPatterns) of the other origins whose pages may call the REST routes:
+	// they get CORS headers, every other origin none.
+	AllowedOrigins []string
 }
 
 // NewRouter returns the complete HTTP handler.
@@ -73,7 +77,7 @@ func NewRouter(cfg Config) http.Handler {
 		cfg.Logger = slog.Default()
 	}
 	r := chi.NewRouter()
-	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger), checkHost(cfg.LoopbackBind, cfg.AllowedHosts, cfg.Logger))
+	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger), checkHost(cfg.LoopbackBind, cfg.AllowedHosts, cfg.Logger), cors(cfg.AllowedOrigins))
 
 	// Open routes: probes and metrics (no table names, no rows: docs/security.md)
 	// and the dashboard's files, which hold no data.

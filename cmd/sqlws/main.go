@@ -137,7 +137,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Int64Var(&c.memoryBudget, "memory-budget", fanout.DefaultMemoryBudget, "bytes for the fan-out window and the changelog pages shared by subscribers catching up; past it, catching up slows instead of using more memory")
 	fs.DurationVar(&c.poll, "poll", 2*time.Millisecond, "how often to check for other processes' commits")
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
-	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins allowed to open WebSockets (same origin is always allowed)")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns, * for any label) allowed to open WebSockets and to call REST across origins (CORS); same origin is always allowed")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames, each up to a core while a change fans out (0: half the cores, at least 1)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); keep it private")
@@ -294,7 +294,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		Handler: web.NewRouter(web.Config{DB: rows, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
 			Auth: verifier, Rules: liveRules, Insecure: exposed,
 			LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
-			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies,
+			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies, AllowedOrigins: splitList(c.origins),
 			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: changes.Position, DBPath: d.Path(),
 				Listener: ln, MemoryBudget: c.memoryBudget, ReadyLag: c.readyLag})}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
