@@ -198,6 +198,18 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tlsOn, err := c.security.tlsOn()
+	if err != nil {
+		return err
+	}
+	var cert *certHolder
+	if tlsOn {
+		if cert, err = loadCertificate(c.security.tlsCert, c.security.tlsKey); err != nil {
+			return err
+		}
+	}
+	// TLS does not count towards a safe exposure: it keeps the traffic private, but
+	// without authentication whoever reaches the port still reads and writes all.
 	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
 	if err != nil {
 		return err
@@ -334,9 +346,16 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		followMemoryLimit(runCtx, c.memoryBudget, func() int { return hub.Stats().Connections })
 	})
 	wg.Go(func() { pub.run(runCtx) }) // scale-out hook
-	wg.Go(func() { reloadOnHUP(runCtx, c.security.rulesPath, liveRules, schema, log) })
+	hupActions := []func(){reloadRules(c.security.rulesPath, liveRules, schema, log)}
+	var served net.Listener = ln
+	scheme := "http://"
+	if cert != nil {
+		served, scheme = serveTLS(ln, cert), "https://"
+		hupActions = append(hupActions, reloadCertificate(cert, log))
+	}
+	wg.Go(func() { onHUP(runCtx, log, hupActions...) })
 	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- srv.Serve(ln) })
+	wg.Go(func() { serveErr <- srv.Serve(served) })
 
 	var dsrv *http.Server
 	if c.debugAddr != "" {
@@ -353,7 +372,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	log.Debug("accepting", "addr", ln.Addr().String(), "max_conns", ln.MaxConns())
-	url := "http://" + ln.Addr().String()
+	url := scheme + ln.Addr().String()
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
 	// Exactly one line on stdout (scripts wait for it); the hint goes to stderr.
 	fmt.Fprintf(os.Stderr, "open %s in a browser, then try:\n  %s\n", url, tryCommand(d.Path(), schema))
