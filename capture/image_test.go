@@ -238,3 +238,26 @@ func TestIntrospectCollations(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeImage: decoding and projecting never panic on any input, and projecting
+// a decodable image to all of its columns decodes to the same row.
+func FuzzDecodeImage(f *testing.F) {
+	for _, s := range []string{`{"a":1,"b":"x\u00e9","c":{"$blob":"CAFE"},"d":null,"e":1.5e-7,"f":{"$real":"-Infinity"}}`,
+		`null`, `{}`, `{"a":-9223372036854775808,"b":100000000000000000000}`, `{"a":"\ud83d\ude00"}`, `{"a":[1,{"b":"}"}]}`, `{"a`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		row, err := DecodeImage(raw)
+		proj := ProjectImage(nil, raw, func(string) bool { return true })
+		if err != nil || row == nil {
+			return
+		}
+		again, err := DecodeImage(proj)
+		if err != nil {
+			t.Fatalf("projection %s of %s does not decode: %v", proj, raw, err)
+		}
+		if len(again) != len(row) {
+			t.Fatalf("projection %s of %s has %d members, want %d", proj, raw, len(again), len(row))
+		}
+	})
+}

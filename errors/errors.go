@@ -67,12 +67,14 @@ const (
 	CodeWrongType           Code = "wrong_type"           // Invalid
 	CodeGeneratedColumn     Code = "generated_column"     // Invalid
 	CodeMethodNotAllowed    Code = "method_not_allowed"
-	CodeReadOnly            Code = "read_only"        // Unavailable: the server cannot write the database
-	CodeCapturePaused       Code = "capture_paused"   // Unavailable: capture of the table is paused for a schema change
-	CodeNotCapturable       Code = "not_capturable"   // Invalid: the table cannot be captured
-	CodeNotCaptured         Code = "not_captured"     // Invalid: pause of a table sqlws does not capture
-	CodeNotPaused           Code = "not_paused"       // Invalid: resume of a table whose capture is not paused
-	CodeHostNotAllowed      Code = "host_not_allowed" // Forbidden: the Host header names no host this server answers for (DNS rebinding)
+	CodeReadOnly            Code = "read_only"              // Unavailable: the server cannot write the database
+	CodeCapturePaused       Code = "capture_paused"         // Unavailable: capture of the table is paused for a schema change
+	CodeNotCapturable       Code = "not_capturable"         // Invalid: the table cannot be captured
+	CodeNotCaptured         Code = "not_captured"           // Invalid: pause of a table sqlws does not capture
+	CodeNotPaused           Code = "not_paused"             // Invalid: resume of a table whose capture is not paused
+	CodeTokenExpired        Code = "token_expired"          // Unauthorized: a WebSocket's token expired (close 4001 follows)
+	CodeTooManySubs         Code = "too_many_subscriptions" // TooLarge: a connection's subscription limit
+	CodeHostNotAllowed      Code = "host_not_allowed"       // Forbidden: the Host header names no host this server answers for (DNS rebinding)
 
 	// Conflict: a constraint refused a write (docs/rest.md, Errors).
 	CodeUniqueViolation     Code = "unique_violation"

@@ -33,6 +33,7 @@ type Filter struct {
 	head         int64 // see Compile
 	eqCol, eqKey string
 	indexed      bool
+	none         bool // see Nothing
 }
 
 // Compile compiles where and sel (REST's list grammar; either may be "") against
@@ -74,6 +75,19 @@ func Compile(t *capture.Table, where, sel string, head int64) (*Filter, error) {
 			}
 		}
 	}
+	return f, nil
+}
+
+// Nothing is a filter over table t that passes no change: a subscription whose
+// access rule no row can satisfy (a claim the rule needs is missing). It still checks
+// sel, so the client's errors are the same as with rows to read.
+func Nothing(t *capture.Table, sel string, head int64) (*Filter, error) {
+	f, err := Compile(t, "", sel, head)
+	if err != nil {
+		return nil, err
+	}
+	f.none = true
+	f.key += "\x00nothing"
 	return f, nil
 }
 
@@ -184,7 +198,7 @@ func present(raw []byte) bool { return len(raw) > 0 && string(raw) != "null" }
 // receives: c's own bytes when nothing is narrowed, else a record with only the
 // selected columns and, for an update crossing the filter, "moved".
 func (f *Filter) Apply(c *Change) ([]byte, Result) {
-	if !c.parse() || c.e.Table != f.table.Name {
+	if f.none || !c.parse() || c.e.Table != f.table.Name {
 		return nil, Skip
 	}
 	var m [2]bool

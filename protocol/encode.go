@@ -74,6 +74,9 @@ func ErrorMessageFor(id json.RawMessage, code, msg string) []byte {
 	return marshal(ErrorMessage{Type: TypeError, ID: id, Code: code, Message: msg})
 }
 
+// AuthedMessage encodes authed.
+func AuthedMessage(exp int64) []byte { return marshal(Authed{Type: TypeAuthed, Exp: exp}) }
+
 // marshal encodes a message that cannot fail to encode (fixed fields, RawMessage
 // ids that Parse validated).
 func marshal(v any) []byte {

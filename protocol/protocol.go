@@ -25,6 +25,10 @@ const (
 	TypeUnsubscribe  = "unsubscribe"
 	TypeUnsubscribed = "unsubscribed"
 	TypeError        = "error"
+	// TypeAuth replaces a connection's token in place (before it expires); the
+	// server answers TypeAuthed.
+	TypeAuth   = "auth"
+	TypeAuthed = "authed"
 )
 
 // Reset reasons.
@@ -54,6 +58,13 @@ type ClientMessage struct {
 	Stream json.RawMessage `json:"stream"`
 	Where  json.RawMessage `json:"where"`
 	Select json.RawMessage `json:"select"`
+	Token  json.RawMessage `json:"token"`
+}
+
+// Authed acknowledges an auth message: the new token's expiry, unix seconds.
+type Authed struct {
+	Type string `json:"type"`
+	Exp  int64  `json:"exp"`
 }
 
 // Subscribed acknowledges a subscription.

@@ -29,6 +29,8 @@ type Request struct {
 	// REST's list grammar (package query parses them; docs/protocol.md). "": absent.
 	Where  string
 	Select string
+	// Token is auth's new token.
+	Token string
 }
 
 // MaxFilterBytes bounds where and select: they are parsed and kept for the life of
@@ -58,6 +60,11 @@ func Parse(data []byte) (Request, error) {
 		if idErr != nil {
 			return r, idErr
 		}
+	case TypeAuth:
+		if err := json.Unmarshal(m.Token, &r.Token); err != nil || r.Token == "" {
+			return r, errors.E(errors.Invalid, `auth needs "token", a non-empty string`)
+		}
+		return r, nil
 	case "":
 		return r, errors.E(errors.Invalid, `missing "type"`)
 	default:

@@ -40,10 +40,15 @@ type pleaf struct {
 	op      Op
 	aff     capture.Affinity
 	coll    collation
-	vals    []any  // comparison operands, converted as SQLite converts the bound value
-	pattern []byte // like
-	isNull  bool   // is: null (true) or notnull
+	vals    []any               // comparison operands, converted as SQLite converts the bound value
+	inKeys  map[string]struct{} // a long in-list: the index keys (valueKey) of vals
+	pattern []byte              // like
+	isNull  bool                // is: null (true) or notnull
 }
+
+// inScan is the longest in-list Match compares value by value; a longer one is
+// looked up by index key.
+const inScan = 8
 
 // collation is one of SQLite's built-in collating sequences.
 type collation uint8
@@ -148,6 +153,16 @@ func compileLeaf(f Filter, t *capture.Table) (*pleaf, error) {
 		l.vals = make([]any, len(f.Values))
 		for i, v := range f.Values {
 			l.vals[i] = applyAffinity(l.aff, BindText(t, c, v))
+		}
+		if f.Op == OpIn && len(l.vals) > inScan {
+			// Equal values have equal keys and unequal ones different keys
+			// (TestAgreement checks it), so a long list is one map lookup.
+			l.inKeys = make(map[string]struct{}, len(l.vals))
+			for _, v := range l.vals {
+				if k, ok := valueKey(v, l.coll); ok {
+					l.inKeys[k] = struct{}{}
+				}
+			}
 		}
 	case OpLike:
 		if err := one(); err != nil {
@@ -302,6 +317,11 @@ func (l *pleaf) eval(row map[string]any) tri {
 			return triNull
 		}
 		v = applyAffinity(l.aff, v)
+		if l.inKeys != nil {
+			k, _ := valueKey(v, l.coll)
+			_, in := l.inKeys[k]
+			return truth(in)
+		}
 		for _, o := range l.vals {
 			if compare(v, o, l.coll) == 0 {
 				return triTrue

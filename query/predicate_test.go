@@ -285,3 +285,18 @@ func BenchmarkMatch(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkIndexKey(b *testing.B) {
+	tb := predTable(map[string]string{"owner": "NOCASE"}, "id", "INTEGER", "title", "TEXT", "done", "INTEGER", "owner", "TEXT", "device", "TEXT")
+	for _, tc := range []struct {
+		col string
+		v   any
+	}{{"device", "sensor-00042"}, {"owner", "Alice"}, {"id", int64(123456)}} {
+		b.Run(tc.col, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				IndexKey(tb, tc.col, tc.v)
+			}
+		})
+	}
+}

@@ -1,8 +1,11 @@
-// Package query is REST's filter language: what a list request asks for — filters,
-// order, columns, page size and cursor — as a small syntax tree (Query), parsed from a
-// URL query string (ParseQuery) and compiled to SQL against a table's schema
-// (Compile). The tree knows nothing of SQL: the compiler is one reading of it, and an
-// evaluator over a change's row image can be another.
+// Package query is the filter language REST and the stream share: what a list request
+// asks for — filters and logical groups, order, columns, page size and cursor — as a
+// small syntax tree (Query, Expr), parsed from a URL query string (ParseQuery) or a
+// subscription's where (ParseWhere), and compiled against a table's schema two ways:
+// to SQL (Compile, WhereSQL), and to a Predicate that evaluates a change's decoded row
+// image in memory with exactly SQLite's answer (CompilePredicate; TestAgreement runs
+// both over random tables, rows and filters). EqKey and IndexKey let many equality
+// filters be found by lookup instead of evaluation.
 package query
 
 // List query parameters (PostgREST style). Every other query parameter is a filter on

@@ -45,8 +45,8 @@ func ParseWhere(s string) (Expr, error) {
 
 // parseFilters parses filter parameters (every parameter of v is a filter or a
 // group) into their conjunction (always an And, one child per parameter value), in a
-// stable order (sorted by name, then as given), so
-// that equal requests compile to equal statements.
+// stable order (sorted by name, then as given), so that equal requests compile to
+// equal statements (one entry in the statement cache).
 func parseFilters(v url.Values) (Expr, error) {
 	keys := make([]string, 0, len(v))
 	n := 0

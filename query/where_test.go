@@ -96,6 +96,20 @@ func TestParseWhereErrors(t *testing.T) {
 	if _, err := ParseWhere(ok); err != nil {
 		t.Fatalf("%d levels refused: %v", maxGroupDepth, err)
 	}
+	// The deepest expression the parser accepts, negated at every level, compiles both
+	// ways.
+	deepest := "not.or=(" + strings.Repeat("not.and(", maxGroupDepth-1) + "a.not.eq.1" + strings.Repeat(")", maxGroupDepth-1) + ")"
+	e, err := ParseWhere(deepest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &capture.Table{Table: models.Table{Name: "t", Columns: []models.Column{{Name: "a", Type: "TEXT"}}, Collations: map[string]string{}}}
+	if _, _, err := WhereSQL(e, tb); err != nil {
+		t.Fatalf("WhereSQL(%s): %v", deepest, err)
+	}
+	if _, err := CompilePredicate(e, tb); err != nil {
+		t.Fatalf("CompilePredicate(%s): %v", deepest, err)
+	}
 	many := strings.TrimSuffix(strings.Repeat("a.eq.1,", maxFilters+1), ",")
 	for _, tc := range []struct{ in, want string }{
 		{"limit=5", `"limit" is not a filter`},
@@ -188,6 +202,11 @@ func TestCompileGroups(t *testing.T) {
 		t.Fatal("unknown column in a group accepted")
 	} else {
 		checkErr(t, err, errors.Invalid, "unknown_column", "nope")
+	}
+	// like on a column that is not TEXT-affine keeps SQLite's LIKE optimization off.
+	s, err = Compile(Query{Where: And(f("a", OpLike, "I%"), f("b", OpLike, "I%"))}, tb)
+	if err != nil || !reflect.DeepEqual(s.Where, []string{`+"a" LIKE ?`, `"b" LIKE ?`}) {
+		t.Fatalf("like: %q, %v", s.Where, err)
 	}
 	// Filters built in code still work, ANDed with Where.
 	s, err = Compile(Query{Filters: []Filter{{Column: "b", Op: OpEq, Values: []string{"z"}}}}, tb)

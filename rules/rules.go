@@ -417,6 +417,19 @@ func NewAccess(id *auth.Identity, rules *Live) *Access {
 	return &Access{ID: id, rules: rules}
 }
 
+// InForce is the rule set in force now: a caller that granted something under one set
+// (a live subscription) compares it with the current one to know when to look again.
+func (a *Access) InForce() *Set {
+	if a == nil {
+		return nil
+	}
+	return a.rules.Load()
+}
+
+// With is id's access under the same live rules: a connection whose token was
+// replaced in place.
+func (a *Access) With(id *auth.Identity) *Access { return &Access{ID: id, rules: a.rules} }
+
 // Admin reports whether the rules do not apply: an admin token, or no authentication.
 func (a *Access) Admin() bool { return a == nil || a.ID == nil || a.ID.Admin }
 

@@ -30,6 +30,8 @@ const (
 	CloseWriteFailed                     // the socket failed while writing (no close frame)
 	CloseShutdown                        // the server is shutting down (1001)
 	CloseUnavailable                     // the database was unavailable when the connection opened (1013)
+	CloseTokenExpired                    // the connection's token expired and was not replaced (4001)
+	CloseRateLimited                     // messages over the rate limit, sustained (1008)
 	// NumCloseReasons is how many reasons there are.
 	NumCloseReasons
 )
@@ -46,6 +48,8 @@ var closeReasonNames = [NumCloseReasons]string{
 	CloseWriteFailed:  "write_failed",
 	CloseShutdown:     "shutdown",
 	CloseUnavailable:  "unavailable",
+	CloseTokenExpired: "token_expired",
+	CloseRateLimited:  "rate_limited",
 }
 
 // String is the reason's stable name, as logged and used as a metric label.
@@ -135,6 +139,8 @@ func readEnd(err error) (CloseReason, websocket.StatusCode, string) {
 	case stderrors.As(err, &ce):
 		// The library has answered the peer's close frame and closed the socket.
 		return ClosePeer, 0, ""
+	case stderrors.Is(err, errRateLimited):
+		return CloseRateLimited, websocket.StatusPolicyViolation, "message rate exceeded"
 	case stderrors.Is(err, errInvalidUTF8):
 		return CloseInvalidUTF8, websocket.StatusInvalidFramePayloadData, "invalid UTF-8"
 	case stderrors.Is(err, websocket.ErrMessageTooBig):

@@ -214,7 +214,7 @@ func TestPingTimeoutClosesSilentPeer(t *testing.T) {
 // TestRequestFloodIsClosed: a client that sends requests without reading the
 // replies is disconnected, and its socket closed, rather than queueing without bound.
 func TestRequestFloodIsClosed(t *testing.T) {
-	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{}, fanout.Options{})
+	s := start(t, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);", ws.Options{MessageRate: -1}, fanout.Options{})
 	addr := strings.TrimPrefix(s.http.URL, "http://")
 	fds, goroutines := s.baseline(t)
 	c, err := wstest.Dial(addr, "/ws", testenv.Timeout)

@@ -12,12 +12,14 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/sqlws/sqlws/errors"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/filter"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/protocol"
+	"github.com/sqlws/sqlws/rules"
 )
 
 // maxPendingControl bounds queued replies (subscribed, error, …) per connection; a
@@ -71,6 +73,27 @@ type conn struct {
 	// interrupt cancels the history read under way, if any: a read can wait for
 	// memory, and replies and pings must not wait behind it.
 	interrupt context.CancelFunc
+	// acc is what the connection's token may read (nil: authentication off); an auth
+	// message replaces it. closeAfter, when set, ends the connection once the replies
+	// queued before it are written (token_expired, then 4001).
+	acc        *rules.Access
+	closeAfter *closeReq
+
+	// expires is the token's exp (unix ns; 0: none); expiring is set once
+	// token_expired is sent, after which nothing more is delivered.
+	expires  atomic.Int64
+	expiring atomic.Bool
+	// limiter bounds the client's messages (nil: unlimited); refused counts messages
+	// refused since the last one allowed. Only the read goroutine uses them.
+	limiter *rate.Limiter
+	refused int
+}
+
+// closeReq is an end deferred until the replies before it are written.
+type closeReq struct {
+	reason CloseReason
+	code   websocket.StatusCode
+	text   string
 }
 
 // subscription is one of a connection's subscriptions: its id, as replies echo it,
@@ -79,6 +102,20 @@ type subscription struct {
 	id  json.RawMessage
 	key string
 	cur *fanout.Cursor
+	// What the access rules granted, to look again when they or the token change:
+	// nil set when the rules do not apply.
+	tables []string // as asked
+	where  string   // the client's own where
+	grant  grant
+}
+
+// grant is what the rules allowed a subscription: under which rule set and access,
+// with which combined where (rules.Access.ReadWhere) or nothing at all.
+type grant struct {
+	set     *rules.Set
+	acc     *rules.Access
+	where   string
+	nothing bool
 }
 
 // ServeHTTP upgrades GET /ws and hands the connection to its own goroutine, then
@@ -86,6 +123,15 @@ type subscription struct {
 // the WebSocket lives on.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &conn{hub: h, id: h.connIDs.Add(1), subs: map[string]*subscription{}, endDone: make(chan struct{})}
+	if acc := rules.FromContext(r.Context()); acc != nil {
+		c.acc = acc
+		if acc.ID != nil && !acc.ID.Expires.IsZero() {
+			c.expires.Store(acc.ID.Expires.UnixNano())
+		}
+	}
+	if h.opts.MessageRate > 0 {
+		c.limiter = rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst)
+	}
 	sb := &smallBuffers{ResponseWriter: w}
 	wsc, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		OriginPatterns: h.opts.OriginPatterns,
@@ -205,44 +251,85 @@ func (c *conn) readLoop() error {
 		if !utf8.Valid(data) {
 			return errInvalidUTF8
 		}
-		c.handle(data)
+		if err := c.handle(data); err != nil {
+			return err
+		}
 	}
 }
 
-func (c *conn) handle(data []byte) {
+// errRateLimited ends a connection that kept sending past the message rate limit.
+var errRateLimited = errors.New("message rate exceeded")
+
+func (c *conn) handle(data []byte) error {
 	r, err := protocol.Parse(data)
+	if c.limiter != nil && !c.limiter.Allow() {
+		// Refused before any work; a client that goes on regardless is closed.
+		if c.refused++; c.refused > c.hub.opts.MessageBurst {
+			return errRateLimited
+		}
+		c.sendError(r.ID, errors.WithCode(errors.RateLimited, errors.CodeRateLimited,
+			"too many messages: at most %g a second", c.hub.opts.MessageRate))
+		return nil
+	}
+	c.refused = 0
 	if err != nil {
 		c.sendError(r.ID, err)
-		return
+		return nil
 	}
 	switch r.Type {
 	case protocol.TypeSubscribe:
 		c.subscribe(&r)
 	case protocol.TypeUnsubscribe:
 		c.unsubscribe(r.ID)
+	case protocol.TypeAuth:
+		c.auth(r.Token)
 	}
+	return nil
 }
 
 func (c *conn) subscribe(r *protocol.Request) {
 	h := c.hub
 	id := r.ID
+	c.mu.Lock()
+	n, acc := len(c.subs), c.acc
+	c.mu.Unlock()
+	if n >= h.opts.MaxSubscriptions {
+		c.sendError(id, errors.WithCode(errors.TooLarge, errors.CodeTooManySubs,
+			"this connection has %d subscriptions, the most it may have", n))
+		return
+	}
+	// The rules before the schema: a table the token may not read is forbidden
+	// whether or not it exists, so its name reveals nothing.
+	g, err := grantFor(acc, r.Tables, r.Where)
+	if err != nil {
+		c.sendError(id, err)
+		return
+	}
 	for _, t := range r.Tables {
 		if !h.tables.Tracked(t) {
 			c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(t)))
 			return
 		}
 	}
+	where := r.Where
+	if g.set != nil && len(r.Tables) == 1 {
+		where = g.where // the client's where ANDed with the row rule
+	}
 	// A filter is compiled against the table's schema now; a column it uses that
 	// later disappears ends the subscription (fanout.Invalid).
 	var f *filter.Filter
-	if r.Where != "" || r.Select != "" {
+	if where != "" || r.Select != "" || g.nothing {
 		t, ok := h.tables.Table(r.Tables[0])
 		if !ok {
 			c.sendError(id, errors.WithCode(errors.NotFound, errors.CodeUnknownTable, "unknown table %q", errors.Clip(r.Tables[0])))
 			return
 		}
-		var err error
-		if f, err = filter.Compile(t, r.Where, r.Select, h.win.Head()); err != nil {
+		if g.nothing {
+			f, err = filter.Nothing(t, r.Select, h.win.Head())
+		} else {
+			f, err = filter.Compile(t, where, r.Select, h.win.Head())
+		}
+		if err != nil {
 			c.sendError(id, err)
 			return
 		}
@@ -282,7 +369,7 @@ func (c *conn) subscribe(r *protocol.Request) {
 	} else {
 		cur = h.win.NewCursor(r.Tables, since)
 	}
-	s := &subscription{id: id, key: string(id), cur: cur}
+	s := &subscription{id: id, key: string(id), cur: cur, tables: r.Tables, where: r.Where, grant: g}
 	ack := protocol.SubscribedMessage(id, pos.Head)
 
 	c.mu.Lock()
@@ -443,6 +530,13 @@ func (c *conn) writeLoop() {
 			}
 			continue
 		}
+		if ca := c.closeAfter; ca != nil {
+			// Every reply queued before the close is written: close now.
+			c.writing = false
+			c.mu.Unlock()
+			c.endAsync(ca.reason, ca.code, ca.text)
+			return
+		}
 		sent, err := c.nextFrameLocked(f, false)
 		if err != nil {
 			c.mu.Unlock()
@@ -504,12 +598,25 @@ func (c *conn) finishWriting() {
 // windowOnly (the pump) it never reads history: it returns errNeedsHistory instead.
 func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error) {
 	win := c.hub.win
+	if c.expiring.Load() || c.closeAfter != nil {
+		return false, nil // the token expired: nothing more goes out under it
+	}
 	for range len(c.order) {
 		if c.next >= len(c.order) {
 			c.next = 0
 		}
 		s := c.order[c.next]
 		c.next++
+		if s.grant.set != nil && (s.grant.set != c.acc.InForce() || s.grant.acc != c.acc) {
+			// The rules were reloaded or the token replaced since this subscription
+			// was granted: nothing more goes out unless the grant still holds.
+			g, err := grantFor(c.acc, s.tables, s.where)
+			if err != nil || g.where != s.grant.where || g.nothing != s.grant.nothing {
+				c.endForbiddenLocked(s)
+				return false, nil
+			}
+			s.grant = g
+		}
 		maxBytes := 0 // the writer: a frame's worth, gathered
 		if windowOnly {
 			maxBytes = pumpFrameBytes
@@ -587,6 +694,109 @@ func (c *conn) endSubscriptionLocked(s *subscription, st fanout.Status) {
 }
 
 var errNeedsHistory = errors.New("subscription is behind the window")
+
+// grantFor is what acc's rules allow a subscription to tables with the client's where
+// (rules.Access.ReadWhere): a zero grant when the rules do not apply (no
+// authentication, or an admin), a forbidden error when they refuse it. A table with
+// a row rule must be subscribed alone: its rule becomes the subscription's filter.
+func grantFor(acc *rules.Access, tables []string, where string) (grant, error) {
+	if acc.Admin() {
+		return grant{}, nil
+	}
+	g := grant{set: acc.InForce(), acc: acc}
+	switch {
+	case len(tables) == 1:
+		combined, nothing, err := acc.ReadWhere(tables[0], where)
+		if err != nil {
+			return grant{}, err
+		}
+		g.where, g.nothing = combined, nothing
+	case len(tables) == 0:
+		if !acc.ReadsUnrestricted() {
+			return grant{}, errors.WithCode(errors.Forbidden, errors.CodeForbidden,
+				"the access rules restrict what this token reads: subscribe to the tables by name")
+		}
+	default:
+		for _, t := range tables {
+			d := acc.Read(t)
+			if !d.Allowed {
+				return grant{}, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the access rules do not allow reading table %q", errors.Clip(t))
+			}
+			if !d.AllRows() {
+				return grant{}, errors.WithCode(errors.Forbidden, errors.CodeForbidden,
+					"table %q is read under a row rule: subscribe to it on its own", errors.Clip(t))
+			}
+		}
+	}
+	return g, nil
+}
+
+// endForbiddenLocked ends s because the access rules no longer grant what it was
+// granted (a reload, or a replaced token): error forbidden, its id echoed. A client
+// that still may read subscribes again and gets what the rules now allow.
+func (c *conn) endForbiddenLocked(s *subscription) {
+	c.removeLocked(s)
+	c.hub.counts.count(&c.hub.counts.errors, string(errors.CodeForbidden))
+	c.queueLocked(protocol.ErrorMessageFor(s.id, string(errors.CodeForbidden),
+		"the access rules changed and no longer allow this subscription as it was granted; subscribe again"))
+}
+
+// expire tells the client its token expired and closes with 4001 once that is
+// written, unless an auth message replaced the token first (then expires moved on
+// and the watchdog never calls this).
+func (c *conn) expire() {
+	c.mu.Lock()
+	c.queueLocked(protocol.ErrorMessageFor(nil, string(errors.CodeTokenExpired),
+		"the token expired; reconnect with a new one (send auth before expiry to keep the connection)"))
+	c.closeAfter = &closeReq{CloseTokenExpired, StatusTokenExpired, "token expired"}
+	c.mu.Unlock()
+	c.hub.counts.count(&c.hub.counts.errors, string(errors.CodeTokenExpired))
+	c.wake()
+}
+
+// StatusTokenExpired is the close code for a connection whose token expired: an
+// application code (4000–4999), so clients can tell it from a policy close and
+// reconnect with a fresh token.
+const StatusTokenExpired websocket.StatusCode = 4001
+
+// auth replaces the connection's token in place: verified, for the same subject,
+// answered authed with its expiry.
+func (c *conn) auth(token string) {
+	c.mu.Lock()
+	acc := c.acc
+	c.mu.Unlock()
+	verify := c.hub.opts.Verify
+	if verify == nil || acc == nil || acc.ID == nil {
+		c.sendError(nil, errors.E(errors.Invalid, "this server does not use tokens"))
+		return
+	}
+	if c.expiring.Load() {
+		c.sendError(nil, errors.WithCode(errors.Unauthorized, errors.CodeTokenExpired, "the token already expired"))
+		return
+	}
+	id, err := verify(token)
+	if err != nil {
+		c.sendError(nil, err)
+		return
+	}
+	if id.Subject != acc.ID.Subject {
+		c.sendError(nil, errors.WithCode(errors.Forbidden, errors.CodeForbidden, "the new token is for another subject"))
+		return
+	}
+	var exp int64
+	if !id.Expires.IsZero() {
+		exp = id.Expires.Unix()
+	}
+	c.mu.Lock()
+	c.acc = acc.With(id)
+	c.expires.Store(id.Expires.UnixNano())
+	if id.Expires.IsZero() {
+		c.expires.Store(0)
+	}
+	c.queueLocked(protocol.AuthedMessage(exp))
+	c.mu.Unlock()
+	c.wake()
+}
 
 // pumpFrameBytes bounds a frame the pump builds. The pump copies what it writes, and
 // hands a frame the socket did not take whole to the connection's writer; live frames

@@ -15,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/models"
@@ -49,7 +50,22 @@ type Options struct {
 	// OriginPatterns are extra hosts allowed to open cross-origin WebSockets (see
 	// websocket.AcceptOptions). Same-origin is always allowed.
 	OriginPatterns []string
-	Logger         *slog.Logger
+	// MaxSubscriptions bounds a connection's active subscriptions (default 100); one
+	// more is refused with error too_many_subscriptions.
+	MaxSubscriptions int
+	// MessageRate and MessageBurst bound the messages a client sends (defaults 50 a
+	// second, bursts of 100; a negative rate: unlimited). A message over the limit is
+	// answered error rate_limited; a client that keeps on past another burst's worth
+	// of refusals is closed with 1008. Too low a rate refuses busy dashboards' bursts of
+	// subscribes; too high lets one client keep the server parsing.
+	MessageRate  float64
+	MessageBurst int
+	// Verify verifies the token of an auth message, which replaces a connection's
+	// token in place (nil: auth messages are refused). The connection's first token
+	// is verified before the upgrade, by the HTTP layer, which puts its
+	// rules.Access in the request's context.
+	Verify func(token string) (*auth.Identity, error)
+	Logger *slog.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -64,6 +80,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReadLimit <= 0 {
 		o.ReadLimit = 64 << 10
+	}
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = 100
+	}
+	if o.MessageRate == 0 {
+		o.MessageRate = 50
+	}
+	if o.MessageBurst <= 0 {
+		o.MessageBurst = 100
 	}
 	if o.Pumps <= 0 {
 		o.Pumps = pumpsFor(runtime.GOMAXPROCS(0))
@@ -173,6 +198,9 @@ func (h *Hub) watchdog() {
 				c.nextPing.Store(now + int64(h.opts.PingInterval))
 			case p == 0 && now >= c.nextPing.Load():
 				c.sendPing(now)
+			}
+			if e := c.expires.Load(); e != 0 && now >= e && c.expiring.CompareAndSwap(false, true) {
+				c.expire()
 			}
 		}
 		clear(conns)

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/capture"
 	"github.com/sqlws/sqlws/changelog"
 	"github.com/sqlws/sqlws/crud"
@@ -112,6 +113,9 @@ type serveConfig struct {
 	logLevel       string
 	debugAddr      string
 	pumps          int
+	maxSubs        int
+	messageRate    float64
+	messageBurst   int
 	maxConns       int
 	requestTimeout time.Duration
 	idleTimeout    time.Duration
@@ -139,6 +143,9 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
 	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns, * for any label) allowed to open WebSockets and to call REST across origins (CORS); same origin is always allowed")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&c.maxSubs, "max-subscriptions", 100, "most subscriptions one WebSocket connection may hold; more are refused with too_many_subscriptions")
+	fs.Float64Var(&c.messageRate, "message-rate", 50, "client messages per second per WebSocket connection (bursts of --message-burst); more are refused with rate_limited, and a client that keeps on is closed with 1008 (negative: unlimited)")
+	fs.IntVar(&c.messageBurst, "message-burst", 100, "burst of client messages per WebSocket connection above --message-rate")
 	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames, each up to a core while a change fans out (0: half the cores, at least 1)")
 	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve net/http/pprof on this separate address (e.g. 127.0.0.1:6060); keep it private")
 	fs.Int64Var(&c.readyLag, "ready-lag", 10_000, "/readyz answers 503 while the tailer is more than this many changes behind the database")
@@ -281,9 +288,14 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// each reading the changelog.
 	start := max(pos.Oldest-1, pos.Head-int64(c.windowChanges))
 	win := fanout.NewWindow(changes, start, fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes, MemoryBudget: c.memoryBudget})
+	var verify func(string) (*auth.Identity, error)
+	if verifier != nil {
+		verify = verifier.Verify
+	}
 	hub := ws.NewHub(win, schema, ws.Options{
 		PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
 		ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log,
+		MaxSubscriptions: c.maxSubs, MessageRate: c.messageRate, MessageBurst: c.messageBurst, Verify: verify,
 	})
 	// Scale-out hook (publish.go): with --publish, what the tailer hands the hub also
 	// goes to NATS JetStream for edge nodes; without, pub is nil and changes nothing.
@@ -304,7 +316,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	// deadlines when it is upgraded and is bounded by pings and its write timeout.
 	srv := &http.Server{
 		Handler: web.NewRouter(web.Config{DB: rows, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
-			Auth: verifier, Rules: liveRules, Insecure: exposed,
+			Auth: verifier, Rules: liveRules, Insecure: exposed, WebSocketEnforcesRules: true,
 			LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
 			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies, AllowedOrigins: splitList(c.origins),
 			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: changes.Position, DBPath: d.Path(),
