@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/broker"
 	"github.com/sqlws/sqlws/fanout"
 	"github.com/sqlws/sqlws/rules"
@@ -148,6 +149,13 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info("authentication on", "algorithms", strings.Join(verifier.Methods(), ","), "rules", cmp.Or(c.security.rulesPath, "none (any valid token may read everything)"))
 	}
 
+	// The edge's WebSocket ends a connection whose token expires (4001) and takes
+	// in-place refreshes ({"type":"auth"}) as serve's does.
+	var verify func(string) (*auth.Identity, error)
+	if verifier != nil {
+		verify = verifier.Verify
+	}
+
 	nc, err := c.nats.connect(c.natsURL, "sqlws edge", log)
 	if err != nil {
 		return err
@@ -163,7 +171,7 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 		Stream: c.nats.stream,
 		Window: fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes, MemoryBudget: c.memoryBudget},
 		Hub: ws.Options{PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
-			ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log},
+			ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log, Verify: verify},
 		HeadWait: c.headWait, ReadyLag: c.readyLag, Listener: ln, Logger: log,
 	})
 	if err != nil {
