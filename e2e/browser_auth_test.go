@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
@@ -82,4 +83,47 @@ INSERT INTO todos(id, title) VALUES (1, 'milk'), (2, 'eggs');`)
 		t.Fatalf("sign out: %v\npage state: %s", err, p.state())
 	}
 	p.waitJS("the token form after sign out", bwWait, bwSigninShown+` && !sessionStorage.getItem('sqlws.token')`)
+}
+
+// TestBrowserClientToken: /sqlws.js's token function against the real server in
+// Chromium: the token reaches the WebSocket (access_token) and liveQuery's REST
+// (Authorization); before the token's exp the client fetches a fresh one and sends
+// it in place ({type:'auth'}), answered authed with the new exp, without
+// reconnecting; the stream goes on with a CLI insert.
+func TestBrowserClientToken(t *testing.T) {
+	db := testenv.NewDB(t, `CREATE TABLE items(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO items(v) VALUES ('seed');`)
+	srv := testenv.StartServer(t, db, "--jwt-secret-file", secretFile(t))
+	now := time.Now()
+	first := hsToken(t, jwt.MapClaims{"sub": "alice", "exp": now.Add(40 * time.Second).Unix()})
+	fresh := hsToken(t, jwt.MapClaims{"sub": "alice", "exp": now.Add(time.Hour).Unix()})
+	p := bwNewPage(t, srv.Addr)
+	p.navigate(srv.URL + "/sqlws.js")
+	bwEval[bool](p, fmt.Sprintf(`(async () => {
+	  const m = await import('/sqlws.js');
+	  const toks = [%s, %s];
+	  window.T = {calls: 0, authed: [], connects: 0, seqs: [], rows: null, errors: []};
+	  // refreshBefore just under the first token's 40 s: the refresh is due at once.
+	  const c = window.c = m.connect('/ws', {refreshBefore: 39000, token: async () => toks[Math.min(T.calls++, 1)]});
+	  c.on('connecting', () => T.connects++);
+	  c.on('authed', (d) => T.authed.push(d.exp));
+	  c.on('error', (d) => T.errors.push(d.code));
+	  c.subscribe({table: 'items'}, (recs) => T.seqs.push(...recs.map((r) => r.seq)));
+	  c.liveQuery('items', {}, (rows) => { T.rows = rows.map((r) => r.v); });
+	  return true;
+	})()`, bwJS(first), bwJS(fresh)))
+	p.waitJS("the refresh answered authed", bwWait, `T.authed.length === 1`)
+	if got, want := bwEval[int64](p, `T.authed[0]`), now.Add(time.Hour).Unix(); got != want {
+		t.Errorf("authed exp %d, want %d (the fresh token's)", got, want)
+	}
+	if got := bwEval[string](p, `JSON.stringify({calls: T.calls, connects: T.connects, token: c.token === `+bwJS(fresh)+`, errors: T.errors})`); got != `{"calls":2,"connects":1,"token":true,"errors":[]}` {
+		t.Errorf("after the refresh: %s, want 2 token calls, 1 connection, the fresh token in use, no errors", got)
+	}
+	p.waitJS("liveQuery's rows over REST", bwWait, `T.rows && T.rows.includes('seed')`)
+	testenv.SQLite(t, db, `INSERT INTO items(v) VALUES ('after refresh');`)
+	p.waitJS("the insert after the refresh", bwWait, `T.seqs.length >= 1 && T.rows.includes('after refresh')`)
+	for _, tok := range []string{first, fresh} {
+		if strings.Contains(srv.Stderr(), tok) {
+			t.Errorf("the server logged a token:\n%s", srv.Stderr())
+		}
+	}
 }

@@ -410,6 +410,7 @@ class Client extends Emitter {
     }
     this.token = typeof this._tokenOpt === 'string' ? this._tokenOpt : null; // the token in use
     this._refreshTimer = null;
+    this._tokenPending = null; // the token function's call in progress
     this._openGen = 0; // which _open a token that arrives late belongs to
     if (typeof addEventListener === 'function' && typeof window !== 'undefined') {
       // Back online: do not sit out the rest of a long backoff.
@@ -561,12 +562,26 @@ class Client extends Emitter {
    * the one in use for REST and the next WebSocket; a string token is returned as is,
    * no token as null.
    */
-  async getToken() {
-    if (typeof this._tokenOpt !== 'function') return this.token;
-    const t = await this._tokenOpt();
-    if (t !== null && t !== undefined && typeof t !== 'string') throw new TypeError('sqlws: the token function must return a string');
-    this.token = t || null;
-    return this.token;
+  getToken() {
+    if (typeof this._tokenOpt !== 'function') return Promise.resolve(this.token);
+    // Callers at the same moment (the socket and a liveQuery's first read) share one
+    // call: a token function is often a network request.
+    if (!this._tokenPending) {
+      const p = (async () => {
+        const t = await this._tokenOpt();
+        if (t !== null && t !== undefined && typeof t !== 'string') throw new TypeError('sqlws: the token function must return a string');
+        this.token = t || null;
+        return this.token;
+      })();
+      // Cleared once settled (never synchronously: a function that throws at once
+      // settles p before it is stored).
+      this._tokenPending = p;
+      p.then(
+        () => this._tokenPending === p && (this._tokenPending = null),
+        () => this._tokenPending === p && (this._tokenPending = null),
+      );
+    }
+    return this._tokenPending;
   }
 
   /**
@@ -1139,10 +1154,23 @@ class LiveQuery {
 
   async _get(path) {
     let res;
-    try {
-      res = await this._fetch(this._api + path, { headers: { Accept: 'application/json', ...this._client.authHeaders() } });
-    } catch (err) {
-      throw Object.assign(new Error(`sqlws: ${this._api + path}: ${err && err.message ? err.message : err}`), { code: 'network', status: 0 });
+    const client = this._client;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // A token function may not have been called yet (the socket asks for it on
+        // the next microtask): the first read must not go without.
+        if (!client.token && typeof client._tokenOpt === 'function') await client.getToken();
+        res = await this._fetch(this._api + path, { headers: { Accept: 'application/json', ...client.authHeaders() } });
+      } catch (err) {
+        throw Object.assign(new Error(`sqlws: ${this._api + path}: ${err && err.message ? err.message : err}`), { code: 'network', status: 0 });
+      }
+      // The token expired since it was fetched: ask the function once for a fresh one.
+      if (res.status !== 401 || attempt > 0 || typeof client._tokenOpt !== 'function') break;
+      try {
+        await client.getToken();
+      } catch {
+        break; // report the 401
+      }
     }
     const text = await res.text();
     let body = null;
