@@ -62,7 +62,7 @@ func edgeFlags(fs *flag.FlagSet, c *edgeConfig) {
 	fs.Int64Var(&c.memoryBudget, "memory-budget", fanout.DefaultMemoryBudget, "bytes for the fan-out window and the JetStream pages shared by subscribers catching up")
 	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames (0: half the cores, at least 1)")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most open client connections; more are answered 503 (0: the descriptor limit less a reserve)")
-	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns, * for any label) allowed to open WebSockets and to call the proxied REST across origins (CORS); same origin is always allowed")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns as path.Match: * for any characters) allowed to open WebSockets and to call the proxied REST across origins (CORS); same origin is always allowed")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.readyLag, "ready-lag", 10_000, "/readyz answers 503 while the edge is more than this many changes behind JetStream")
 	fs.DurationVar(&c.headWait, "head-wait", 5*time.Second, "how long a subscribe whose since is beyond JetStream's last sequence waits for the publisher before reset future (a client may have read that seq from the source's REST)")

@@ -141,7 +141,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Int64Var(&c.memoryBudget, "memory-budget", fanout.DefaultMemoryBudget, "bytes for the fan-out window and the changelog pages shared by subscribers catching up; past it, catching up slows instead of using more memory")
 	fs.DurationVar(&c.poll, "poll", 2*time.Millisecond, "how often to check for other processes' commits")
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
-	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns, * for any label) allowed to open WebSockets and to call REST across origins (CORS); same origin is always allowed")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns as path.Match: * for any characters) allowed to open WebSockets and to call REST across origins (CORS); same origin is always allowed")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.maxSubs, "max-subscriptions", 100, "most subscriptions one WebSocket connection may hold; more are refused with too_many_subscriptions")
 	fs.Float64Var(&c.messageRate, "message-rate", 50, "client messages per second per WebSocket connection (bursts of --message-burst); more are refused with rate_limited, and a client that keeps on is closed with 1008 (negative: unlimited)")
