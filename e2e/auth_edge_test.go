@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,10 +25,13 @@ func TestEdgeAuth(t *testing.T) {
 	}
 
 	secret := secretFile(t)
-	c := &cluster{ns: natstest.Start(t), db: testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);`), stream: broker.DefaultStream}
-	c.srcArg = []string{"--publish", c.ns.URL, "--jwt-secret-file", secret}
+	rulesFile := filepath.Join(t.TempDir(), "rules.json")
+	writeFile(t, rulesFile, `{"tables":{"t":{"read":true,"write":true},"mine":{"read":"owner=eq.{auth.sub}"}}}`)
+	c := &cluster{ns: natstest.Start(t), db: testenv.NewDB(t, `CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+CREATE TABLE mine(id INTEGER PRIMARY KEY, owner TEXT, v TEXT);`), stream: broker.DefaultStream}
+	c.srcArg = []string{"--publish", c.ns.URL, "--jwt-secret-file", secret, "--rules", rulesFile}
 	c.src = testenv.StartServer(t, c.db, c.srcArg...)
-	e := testenv.StartEdge(t, c.ns.URL, "--nats-stream", c.stream, "--jwt-secret-file", secret, "--source", c.src.URL)
+	e := testenv.StartEdge(t, c.ns.URL, "--nats-stream", c.stream, "--jwt-secret-file", secret, "--rules", rulesFile, "--source", c.src.URL)
 	e.WaitReady(t, timeout)
 
 	good := hsToken(t, jwt.MapClaims{"sub": "alice"})
@@ -61,5 +65,19 @@ func TestEdgeAuth(t *testing.T) {
 	testenv.SQLite(t, c.db, `INSERT INTO t(v) VALUES('through the edge');`)
 	if got := cl.WaitChanges("a", 1, timeout); !strings.Contains(string(got[0].New), "through the edge") {
 		t.Fatalf("change through the edge: %+v", got[0])
+	}
+
+	// The edge applies the same row rules: alice's stream of mine carries her rows
+	// only, bob's insert before hers never arrives.
+	cl.Subscribe("m", []string{"mine"}, nil, "")
+	testenv.SQLite(t, c.db, `INSERT INTO mine(owner, v) VALUES ('bob', 'not for alice'); INSERT INTO mine(owner, v) VALUES ('alice', 'hers');`)
+	got := cl.WaitChanges("m", 1, timeout)
+	if !strings.Contains(string(got[0].New), "hers") {
+		t.Fatalf("alice's first change of mine through the edge: %s", got[0].New)
+	}
+	testenv.SQLite(t, c.db, `INSERT INTO t(v) VALUES ('marker');`)
+	cl.WaitChanges("a", 1, timeout)
+	if more := cl.Take("m"); len(more) != 0 {
+		t.Errorf("more changes of mine through the edge: %+v", more)
 	}
 }

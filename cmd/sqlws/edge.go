@@ -181,7 +181,8 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	srv := &http.Server{
 		Handler: edgeRouter(edge, source, c.requestTimeout, log, web.Config{Logger: log,
 			Auth: verifier, Rules: liveRules, LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
-			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies, AllowedOrigins: splitList(c.origins)}),
+			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies, AllowedOrigins: splitList(c.origins),
+			WebSocketEnforcesRules: true}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
 		ReadTimeout:       c.requestTimeout,
 		WriteTimeout:      c.requestTimeout,
@@ -248,9 +249,8 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 // every route, the rate limit and the token check on /ws and /api/ (a proxied REST
 // request is checked here and again by the source, with the same keys).
 //
-// The edge's WebSocket does not apply row rules to subscriptions (sec leaves
-// WebSocketEnforcesRules off), so a token whose reads the rules restrict is refused
-// /ws with 403 rather than shown every row.
+// The edge's WebSocket is the same ws.Hub as serve's, which applies the request's
+// rules.Access to every subscription (sec sets WebSocketEnforcesRules).
 func edgeRouter(edge *broker.Edge, source *url.URL, timeout time.Duration, log *slog.Logger, sec web.Config) http.Handler {
 	all, data := web.Protection(sec)
 	mux := http.NewServeMux()
