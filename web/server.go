@@ -62,6 +62,10 @@ type Config struct {
 	// token whose reads the rules restrict is refused the WebSocket (403), since the
 	// stream would show it every row.
 	WebSocketEnforcesRules bool
+	// AllowedOrigins are the patterns (--allowed-origins, as the WebSocket's
+	// OriginPatterns) of the other origins whose pages may call the REST routes:
+	// they get CORS headers, every other origin none.
+	AllowedOrigins []string
 }
 
 // NewRouter returns the complete HTTP handler.
@@ -72,8 +76,9 @@ func NewRouter(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	all, data := Protection(cfg)
 	r := chi.NewRouter()
-	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger), checkHost(cfg.LoopbackBind, cfg.AllowedHosts, cfg.Logger))
+	r.Use(observeRequests(cfg.Metrics), recoverer(cfg.Logger), all)
 
 	// Open routes: probes and metrics (no table names, no rows: docs/security.md)
 	// and the dashboard's files, which hold no data.
@@ -91,20 +96,36 @@ func NewRouter(cfg Config) http.Handler {
 
 	// Data routes: every one behind the token check. A route added here is
 	// protected; one added above is open (TestEveryDataRouteNeedsAToken lists them).
-	sec := &security{verifier: cfg.Auth, rules: cfg.Rules, wsRules: cfg.WebSocketEnforcesRules, log: cfg.Logger}
 	a := &api{db: cfg.DB, bodyLimit: cfg.BodyLimit, log: cfg.Logger, authOn: cfg.Auth != nil}
 	r.Group(func(r chi.Router) {
-		// Rate first: a flood is refused before its tokens cost a signature check.
-		if cfg.RESTRate > 0 {
-			r.Use(newIPLimiter(cfg.RESTRate, cfg.RESTBurst, cfg.RateLimitLoopback, cfg.TrustedProxies).middleware(cfg.Logger))
-		}
-		r.Use(sec.require)
+		r.Use(data)
 		if cfg.WebSocket != nil {
 			r.Handle(wsPath, cfg.WebSocket)
 		}
 		r.Route("/api", a.mount)
 	})
 	return r
+}
+
+// Protection is the middleware NewRouter puts in front of every route (all: the
+// Host check and CORS) and in front of the data routes (data: the rate limit, then
+// the token check and the rules), for a server that builds its own routes — sqlws
+// edge, so that an edge checks hosts, origins and tokens exactly as serve does.
+// Of cfg it reads the security fields and Logger.
+func Protection(cfg Config) (all, data func(http.Handler) http.Handler) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, origins := checkHost(cfg.LoopbackBind, cfg.AllowedHosts, cfg.Logger), cors(cfg.AllowedOrigins)
+	all = func(next http.Handler) http.Handler { return host(origins(next)) }
+	sec := &security{verifier: cfg.Auth, rules: cfg.Rules, wsRules: cfg.WebSocketEnforcesRules, log: cfg.Logger}
+	data = sec.require
+	if cfg.RESTRate > 0 {
+		// Rate first: a flood is refused before its tokens cost a signature check.
+		limit := newIPLimiter(cfg.RESTRate, cfg.RESTBurst, cfg.RateLimitLoopback, cfg.TrustedProxies).middleware(cfg.Logger)
+		data = func(next http.Handler) http.Handler { return limit(sec.require(next)) }
+	}
+	return all, data
 }
 
 // recoverer turns a handler panic into a 500 with no internal text, and logs it.

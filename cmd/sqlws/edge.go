@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -11,11 +12,14 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/sqlws/sqlws/auth"
 	"github.com/sqlws/sqlws/broker"
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/rules"
 	"github.com/sqlws/sqlws/web"
 	"github.com/sqlws/sqlws/ws"
 )
@@ -41,6 +45,7 @@ type edgeConfig struct {
 	headWait       time.Duration
 	requestTimeout time.Duration
 	idleTimeout    time.Duration
+	security       securityConfig // the same authentication, rules, limits and TLS as serve (security.go)
 }
 
 func edgeFlags(fs *flag.FlagSet, c *edgeConfig) {
@@ -57,12 +62,13 @@ func edgeFlags(fs *flag.FlagSet, c *edgeConfig) {
 	fs.Int64Var(&c.memoryBudget, "memory-budget", fanout.DefaultMemoryBudget, "bytes for the fan-out window and the JetStream pages shared by subscribers catching up")
 	fs.IntVar(&c.pumps, "pumps", 0, "goroutines writing live frames (0: half the cores, at least 1)")
 	fs.IntVar(&c.maxConns, "max-conns", 0, "most open client connections; more are answered 503 (0: the descriptor limit less a reserve)")
-	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins allowed to open WebSockets (same origin is always allowed)")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns as path.Match: * for any characters) allowed to open WebSockets and to call the proxied REST across origins (CORS); same origin is always allowed")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.readyLag, "ready-lag", 10_000, "/readyz answers 503 while the edge is more than this many changes behind JetStream")
 	fs.DurationVar(&c.headWait, "head-wait", 5*time.Second, "how long a subscribe whose since is beyond JetStream's last sequence waits for the publisher before reset future (a client may have read that seq from the source's REST)")
 	fs.DurationVar(&c.requestTimeout, "request-timeout", 30*time.Second, "longest a proxied REST request may take to arrive and be answered")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", 30*time.Second, "close an idle keep-alive HTTP connection after this")
+	securityFlags(fs, &c.security)
 }
 
 // runEdge runs `sqlws edge`: WebSocket clients served from the JetStream stream a
@@ -104,6 +110,51 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log = log.With("node", "edge")
 	slog.SetDefault(log)
+	// The access checks serve makes, settled before connecting to anything: an edge
+	// serves the same rows, so it verifies tokens identically and may not be exposed
+	// without them either.
+	verifier, err := c.security.verifier()
+	if err != nil {
+		return err
+	}
+	proxies, err := c.security.proxies()
+	if err != nil {
+		return err
+	}
+	tlsOn, err := c.security.tlsOn()
+	if err != nil {
+		return err
+	}
+	var cert *certHolder
+	if tlsOn {
+		if cert, err = loadCertificate(c.security.tlsCert, c.security.tlsKey); err != nil {
+			return err
+		}
+	}
+	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
+	if err != nil {
+		return err
+	}
+	if exposed {
+		log.Warn("INSECURE: serving without authentication on a non-loopback address (--insecure): anyone who can reach it may read every row", "addr", c.addr)
+	}
+	// The edge has no database to check the rules' columns against; the source
+	// checks the same file against its schema.
+	ruleSet, err := loadRules(c.security.rulesPath, nil, log)
+	if err != nil {
+		return err
+	}
+	liveRules := rules.NewLive(ruleSet)
+	if verifier != nil {
+		log.Info("authentication on", "algorithms", strings.Join(verifier.Methods(), ","), "rules", cmp.Or(c.security.rulesPath, "none (any valid token may read everything)"))
+	}
+
+	// The edge's WebSocket ends a connection whose token expires (4001) and takes
+	// in-place refreshes ({"type":"auth"}) as serve's does.
+	var verify func(string) (*auth.Identity, error)
+	if verifier != nil {
+		verify = verifier.Verify
+	}
 
 	nc, err := c.nats.connect(c.natsURL, "sqlws edge", log)
 	if err != nil {
@@ -115,12 +166,12 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, Logger: log})
+	ln := web.NewListener(tcpln, web.ListenerOptions{MaxConns: c.maxConns, MaxConnsPerIP: c.security.maxConnsPerIP, TrustedProxies: proxies, Logger: log})
 	edge, err := broker.NewEdge(nc, broker.EdgeOptions{
 		Stream: c.nats.stream,
 		Window: fanout.Options{WindowChanges: c.windowChanges, WindowBytes: c.windowBytes, MemoryBudget: c.memoryBudget},
 		Hub: ws.Options{PingInterval: c.pingInterval, PingTimeout: c.pingTimeout, WriteTimeout: c.writeTimeout,
-			ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log},
+			ReadLimit: c.readLimit, OriginPatterns: splitList(c.origins), Pumps: c.pumps, Logger: log, Verify: verify},
 		HeadWait: c.headWait, ReadyLag: c.readyLag, Listener: ln, Logger: log,
 	})
 	if err != nil {
@@ -128,7 +179,10 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           edgeRouter(edge, source, c.requestTimeout, log),
+		Handler: edgeRouter(edge, source, c.requestTimeout, log, web.Config{Logger: log,
+			Auth: verifier, Rules: liveRules, LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
+			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies, AllowedOrigins: splitList(c.origins),
+			WebSocketEnforcesRules: true}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
 		ReadTimeout:       c.requestTimeout,
 		WriteTimeout:      c.requestTimeout,
@@ -148,10 +202,18 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 			return 0
 		})
 	})
+	var served net.Listener = ln
+	scheme := "http://"
+	hupActions := []func(){reloadRules(c.security.rulesPath, liveRules, nil, log)}
+	if cert != nil {
+		served, scheme = serveTLS(ln, cert), "https://"
+		hupActions = append(hupActions, reloadCertificate(cert, log))
+	}
+	wg.Go(func() { onHUP(runCtx, log, hupActions...) })
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srv.Serve(served) }()
 
-	url := "http://" + ln.Addr().String()
+	url := scheme + ln.Addr().String()
 	// The same single stdout line as serve: scripts wait for it. Ready is /readyz.
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
 	log.Info("edge serving", "addr", url, "nats", c.natsURL, "nats_stream", c.nats.stream, "source", c.source)
@@ -183,10 +245,16 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 // edgeRouter serves /ws from the edge, its health, readiness and metrics, and
 // proxies everything else to the source (REST, /api/changes, the dashboard, whose
 // page then opens its WebSocket on this edge) — or, without a source, answers 503
-// saying where those are.
-func edgeRouter(edge *broker.Edge, source *url.URL, timeout time.Duration, log *slog.Logger) http.Handler {
+// saying where those are. sec's protection is serve's: the Host check and CORS on
+// every route, the rate limit and the token check on /ws and /api/ (a proxied REST
+// request is checked here and again by the source, with the same keys).
+//
+// The edge's WebSocket is the same ws.Hub as serve's, which applies the request's
+// rules.Access to every subscription (sec sets WebSocketEnforcesRules).
+func edgeRouter(edge *broker.Edge, source *url.URL, timeout time.Duration, log *slog.Logger, sec web.Config) http.Handler {
+	all, data := web.Protection(sec)
 	mux := http.NewServeMux()
-	mux.Handle("/ws", edge)
+	mux.Handle("/ws", data(edge))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -204,12 +272,14 @@ func edgeRouter(edge *broker.Edge, source *url.URL, timeout time.Duration, log *
 	})
 	mux.Handle("GET /metrics", edge.MetricsHandler())
 	if source == nil {
-		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		unserved := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			edgeError(w, http.StatusServiceUnavailable, "this is a sqlws edge: it serves /ws only; REST, /api/changes and the dashboard are served by the source node (start the edge with --source URL to proxy them)")
 		})
-		return mux
+		mux.Handle("/api/", data(unserved))
+		mux.Handle("/", unserved)
+		return all(mux)
 	}
-	mux.Handle("/", &httputil.ReverseProxy{
+	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(source)
 			pr.SetXForwarded()
@@ -225,8 +295,10 @@ func edgeRouter(edge *broker.Edge, source *url.URL, timeout time.Duration, log *
 			w.Header().Set("Retry-After", "1")
 			edgeError(w, http.StatusBadGateway, "the source node "+source.String()+" did not answer; retry")
 		},
-	})
-	return mux
+	}
+	mux.Handle("/api/", data(proxy))
+	mux.Handle("/", proxy)
+	return all(mux)
 }
 
 // edgeError writes sqlws's error envelope with code unavailable.

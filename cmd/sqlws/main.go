@@ -141,7 +141,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Int64Var(&c.memoryBudget, "memory-budget", fanout.DefaultMemoryBudget, "bytes for the fan-out window and the changelog pages shared by subscribers catching up; past it, catching up slows instead of using more memory")
 	fs.DurationVar(&c.poll, "poll", 2*time.Millisecond, "how often to check for other processes' commits")
 	fs.DurationVar(&c.busyTimeout, "busy-timeout", 5*time.Second, "how long a statement waits for a lock before 503")
-	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins allowed to open WebSockets (same origin is always allowed)")
+	fs.StringVar(&c.origins, "allowed-origins", "", "comma-separated extra origins (host[:port] or scheme://host[:port] patterns as path.Match: * for any characters) allowed to open WebSockets and to call REST across origins (CORS); same origin is always allowed")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&c.maxSubs, "max-subscriptions", 100, "most subscriptions one WebSocket connection may hold; more are refused with too_many_subscriptions")
 	fs.Float64Var(&c.messageRate, "message-rate", 50, "client messages per second per WebSocket connection (bursts of --message-burst); more are refused with rate_limited, and a client that keeps on is closed with 1008 (negative: unlimited)")
@@ -205,6 +205,18 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	tlsOn, err := c.security.tlsOn()
+	if err != nil {
+		return err
+	}
+	var cert *certHolder
+	if tlsOn {
+		if cert, err = loadCertificate(c.security.tlsCert, c.security.tlsKey); err != nil {
+			return err
+		}
+	}
+	// TLS does not count towards a safe exposure: it keeps the traffic private, but
+	// without authentication whoever reaches the port still reads and writes all.
 	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
 	if err != nil {
 		return err
@@ -306,7 +318,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		Handler: web.NewRouter(web.Config{DB: rows, WebSocket: hub, BodyLimit: c.bodyLimit, Logger: log,
 			Auth: verifier, Rules: liveRules, Insecure: exposed, WebSocketEnforcesRules: true,
 			LoopbackBind: isLoopback(tcpln.Addr()), AllowedHosts: splitList(c.security.allowedHosts),
-			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies,
+			RESTRate: c.security.restRate, RESTBurst: c.security.restBurst, TrustedProxies: proxies, AllowedOrigins: splitList(c.origins),
 			Metrics: metrics.New(metrics.Sources{Hub: hub, Tailed: tailer.Last, TailStart: start, Position: changes.Position, DBPath: d.Path(),
 				Listener: ln, MemoryBudget: c.memoryBudget, ReadyLag: c.readyLag})}),
 		ReadHeaderTimeout: min(10*time.Second, c.requestTimeout),
@@ -346,9 +358,16 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		followMemoryLimit(runCtx, c.memoryBudget, func() int { return hub.Stats().Connections })
 	})
 	wg.Go(func() { pub.run(runCtx) }) // scale-out hook
-	wg.Go(func() { reloadOnHUP(runCtx, c.security.rulesPath, liveRules, schema, log) })
+	hupActions := []func(){reloadRules(c.security.rulesPath, liveRules, schema, log)}
+	var served net.Listener = ln
+	scheme := "http://"
+	if cert != nil {
+		served, scheme = serveTLS(ln, cert), "https://"
+		hupActions = append(hupActions, reloadCertificate(cert, log))
+	}
+	wg.Go(func() { onHUP(runCtx, log, hupActions...) })
 	serveErr := make(chan error, 1)
-	wg.Go(func() { serveErr <- srv.Serve(ln) })
+	wg.Go(func() { serveErr <- srv.Serve(served) })
 
 	var dsrv *http.Server
 	if c.debugAddr != "" {
@@ -365,7 +384,7 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	log.Debug("accepting", "addr", ln.Addr().String(), "max_conns", ln.MaxConns())
-	url := "http://" + ln.Addr().String()
+	url := scheme + ln.Addr().String()
 	fmt.Fprintf(stdout, "sqlws listening on %s\n", url)
 	// Exactly one line on stdout (scripts wait for it); the hint goes to stderr.
 	fmt.Fprintf(os.Stderr, "open %s in a browser, then try:\n  %s\n", url, tryCommand(d.Path(), schema))

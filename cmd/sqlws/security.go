@@ -31,6 +31,8 @@ type securityConfig struct {
 	restBurst      int
 	maxConnsPerIP  int
 	trustedProxies string
+	tlsCert        string
+	tlsKey         string
 }
 
 // secretEnv holds the HS256 secret itself, for deployments that inject secrets as
@@ -49,6 +51,8 @@ func securityFlags(fs *flag.FlagSet, c *securityConfig) {
 	fs.IntVar(&c.restBurst, "rest-burst", 200, "REST requests a client address may make at once before --rest-rate applies")
 	fs.IntVar(&c.maxConnsPerIP, "max-conns-per-ip", 256, "most open connections from one client address; more are answered 503 (0: no limit; loopback clients are not limited)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client for --rest-rate (and which --max-conns-per-ip does not cap)")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve https and wss instead of http and ws; re-read on SIGHUP (with --tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file of --tls-cert; re-read on SIGHUP")
 	fs.StringVar(&c.rulesPath, "rules", "", "JSON file of per-table read and write rules, reloaded on SIGHUP (default with authentication: any valid token may read and write everything)")
 }
 
@@ -157,14 +161,15 @@ func isLoopback(a net.Addr) bool {
 
 // loadRules loads the rules file (AllowAll without one) and checks it against the
 // tracked tables: a rule naming a column its table lacks is an error, a table the
-// schema lacks a warning (it may be created later).
+// schema lacks a warning (it may be created later). Without a schema (an edge, which
+// has no database; its source checks the same file) only the file itself is checked.
 func loadRules(path string, schema *capture.Schema, log *slog.Logger) (*rules.Set, error) {
 	if path == "" {
 		return rules.AllowAll(), nil
 	}
 	s, err := rules.Load(path)
-	if err != nil {
-		return nil, err
+	if err != nil || schema == nil {
+		return s, err
 	}
 	err = s.Check(schema.Tracked, func(table string, where query.Expr) error {
 		t, ok := schema.Table(table)
@@ -190,9 +195,9 @@ func loadRules(path string, schema *capture.Schema, log *slog.Logger) (*rules.Se
 	return s, nil
 }
 
-// reloadOnHUP reloads the rules file on each SIGHUP until ctx ends. A file that
-// does not load keeps the rules in force, and the log says why.
-func reloadOnHUP(ctx context.Context, path string, live *rules.Live, schema *capture.Schema, log *slog.Logger) {
+// onHUP runs each action (nil ones skipped) on every SIGHUP until ctx ends: the
+// rules file and the TLS certificate are both re-read on the same signal.
+func onHUP(ctx context.Context, log *slog.Logger, actions ...func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -202,14 +207,31 @@ func reloadOnHUP(ctx context.Context, path string, live *rules.Live, schema *cap
 			return
 		case <-hup:
 		}
-		if path == "" {
-			log.Info("SIGHUP: no --rules file to reload")
-			continue
+		ran := false
+		for _, a := range actions {
+			if a != nil {
+				a()
+				ran = true
+			}
 		}
+		if !ran {
+			log.Info("SIGHUP: nothing to reload (no --rules file, no --tls-cert)")
+		}
+	}
+}
+
+// reloadRules is the SIGHUP action for the rules file. A file that does not load
+// keeps the rules in force, and the log says why. schema nil (an edge, which has no
+// database) skips the check of the rules' columns. Nil without a rules file.
+func reloadRules(path string, live *rules.Live, schema *capture.Schema, log *slog.Logger) func() {
+	if path == "" {
+		return nil
+	}
+	return func() {
 		s, err := loadRules(path, schema, log)
 		if err != nil {
 			log.Error("rules not reloaded; the previous rules stay in force", "file", path, "err", err)
-			continue
+			return
 		}
 		live.Store(s)
 		log.Info("rules reloaded", "file", path, "tables", len(s.Named()))

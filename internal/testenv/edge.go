@@ -56,7 +56,7 @@ func startCommand(t testing.TB, args []string) *Server {
 	select {
 	case u := <-ready:
 		s.URL = strings.TrimSpace(u)
-		s.Addr = strings.TrimPrefix(s.URL, "http://")
+		s.Addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://") // https with --tls-cert
 	case <-s.done:
 		t.Fatalf("sqlws %s exited before listening (%v); stderr:\n%s", args[0], s.state, tail(s.Stderr(), 8000))
 	case <-time.After(30 * time.Second):

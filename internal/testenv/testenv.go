@@ -229,7 +229,7 @@ func startServer(t testing.TB, nofile int, dbPath string, extraArgs []string) *S
 	select {
 	case u := <-ready:
 		s.URL = strings.TrimSpace(u)
-		s.Addr = strings.TrimPrefix(s.URL, "http://")
+		s.Addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://") // https with --tls-cert
 	case <-s.done:
 		t.Fatalf("sqlws serve exited before listening (%v); stderr:\n%s", s.state, tail(s.Stderr(), 8000))
 	case <-time.After(30 * time.Second):
@@ -701,6 +701,13 @@ func Dial(t testing.TB, url string) *Client {
 // DialErr is Dial returning an error instead of failing the test.
 func DialErr(t testing.TB, url string) (*Client, error) {
 	t.Helper()
+	return DialWith(t, url, nil)
+}
+
+// DialWith is DialErr with the handshake's options (a wss:// URL's HTTP client,
+// say, that trusts a test certificate).
+func DialWith(t testing.TB, url string, opts *websocket.DialOptions) (*Client, error) {
+	t.Helper()
 	if rest, ok := strings.CutPrefix(url, "http://"); ok {
 		url = "ws://" + rest
 		if !strings.Contains(rest, "/") {
@@ -709,7 +716,7 @@ func DialErr(t testing.TB, url string) (*Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, url, nil)
+	conn, _, err := websocket.Dial(ctx, url, opts)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", url, err)
 	}

@@ -138,32 +138,152 @@ class APIError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const init = { method, headers: { Accept: 'application/json' } };
-  if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
-    init.body = body;
-  }
-  let res;
+// ---------------------------------------------------------------------------
+// Access token
+//
+// A server with authentication answers /api/… with 401 and WWW-Authenticate: Bearer.
+// The dashboard then asks for a token, keeps it in sessionStorage (this tab only; it
+// is gone when the tab closes) and sends it on REST as Authorization: Bearer and on
+// the WebSocket as ?access_token= (browsers cannot set headers on a WebSocket; the
+// server strips the parameter before anything logs the URL). The form is plain
+// markup in index.html: the Content-Security-Policy allows no inline script.
+
+const TOKEN_KEY = 'sqlws.token';
+
+function storedToken() {
   try {
-    res = await fetch(path, init);
+    return sessionStorage.getItem(TOKEN_KEY) || null;
   } catch {
-    throw new APIError(0, 'network', 'The server is unreachable.');
+    return null; // storage disabled: ask on every load
   }
-  let data = null;
-  const text = await res.text().catch(() => '');
-  if (text) {
-    try {
-      data = parseJSON(text);
-    } catch {
-      data = null;
+}
+
+function storeToken(tok) {
+  try {
+    if (tok) sessionStorage.setItem(TOKEN_KEY, tok);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* storage disabled: the token lives as long as the page */
+  }
+}
+
+const AUTH = {
+  token: storedToken(),
+  required: false, // the server asked for a token
+  asking: null, // the promise of the form's next token, while it is shown
+  // gate holds the stream back while the server's answer is unknown or a token is
+  // being asked for, so the WebSocket is not refused over and over meanwhile.
+  gate: null,
+  openGate: null,
+};
+AUTH.gate = new Promise((r) => (AUTH.openGate = r));
+
+function closeGate() {
+  if (!AUTH.openGate) AUTH.gate = new Promise((r) => (AUTH.openGate = r));
+}
+
+function openGate() {
+  if (AUTH.openGate) AUTH.openGate();
+  AUTH.openGate = null;
+}
+
+/** streamToken is the client's token function: the token once REST has shown it works. */
+async function streamToken() {
+  await AUTH.gate;
+  return AUTH.token || '';
+}
+
+/**
+ * askToken shows the token form and resolves with the token entered. refused is the
+ * token the server just refused (null: none was sent); if another request has
+ * already replaced it, that one is tried instead of asking again.
+ */
+function askToken(refused, message) {
+  if (AUTH.token && AUTH.token !== refused) return Promise.resolve(AUTH.token);
+  if (AUTH.asking) return AUTH.asking;
+  AUTH.required = true;
+  AUTH.token = null;
+  storeToken(null);
+  closeGate();
+  const form = tid('token-form');
+  const input = tid('token-input');
+  const err = tid('token-error');
+  err.textContent = refused ? `The server refused the token: ${message}` : 'This server requires an access token.';
+  err.dataset.kind = refused ? 'error' : 'info';
+  err.hidden = false;
+  input.value = '';
+  tid('signin').hidden = false;
+  tid('sign-out').hidden = true;
+  input.focus();
+  setStatus('connecting', 'Access token required');
+  AUTH.asking = new Promise((resolve) => {
+    const submit = (ev) => {
+      ev.preventDefault();
+      const tok = input.value.trim().replace(/^Bearer\s+/i, '');
+      if (!tok) {
+        err.textContent = 'Enter a token.';
+        err.dataset.kind = 'error';
+        input.focus();
+        return;
+      }
+      form.removeEventListener('submit', submit);
+      AUTH.token = tok;
+      AUTH.asking = null;
+      storeToken(tok);
+      tid('signin').hidden = true;
+      tid('sign-out').hidden = false;
+      resolve(tok);
+    };
+    form.addEventListener('submit', submit);
+  });
+  return AUTH.asking;
+}
+
+// Sign out forgets the token and starts over, so nothing loaded with it stays.
+tid('sign-out').addEventListener('click', () => {
+  storeToken(null);
+  AUTH.token = null;
+  location.reload();
+});
+
+async function api(method, path, body) {
+  for (;;) {
+    const init = { method, headers: { Accept: 'application/json' } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = body;
     }
+    const sent = AUTH.token;
+    if (sent) init.headers.Authorization = 'Bearer ' + sent;
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch {
+      openGate(); // the stream finds out for itself whether the server is back
+      throw new APIError(0, 'network', 'The server is unreachable.');
+    }
+    let data = null;
+    const text = await res.text().catch(() => '');
+    if (text) {
+      try {
+        data = parseJSON(text);
+      } catch {
+        data = null;
+      }
+    }
+    if (res.status === 401 && /^Bearer\b/i.test(res.headers.get('WWW-Authenticate') || '')) {
+      const e = data && data.error;
+      await askToken(sent, (e && e.message) || 'unauthorized');
+      continue; // the same request with the new token
+    }
+    if (AUTH.token) tid('sign-out').hidden = false; // a token that works: offer to forget it
+    openGate();
+    if (!res.ok) {
+      const e = data && data.error;
+      throw new APIError(res.status, (e && e.code) || 'http_' + res.status, (e && e.message) || `${res.status} ${res.statusText}`.trim());
+    }
+    return data;
   }
-  if (!res.ok) {
-    const e = data && data.error;
-    throw new APIError(res.status, (e && e.code) || 'http_' + res.status, (e && e.message) || `${res.status} ${res.statusText}`.trim());
-  }
-  return data;
 }
 
 const tablePath = (name) => `/api/tables/${encodeURIComponent(name)}/rows`;
@@ -281,7 +401,7 @@ function parseJSON(text) {
   );
 }
 
-const client = connect('/ws', { minDelay: 300, maxDelay: 10000, parse: parseJSON });
+const client = connect('/ws', { minDelay: 300, maxDelay: 10000, parse: parseJSON, token: streamToken });
 
 const S = {
   tables: [], // from GET /api/tables

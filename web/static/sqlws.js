@@ -17,7 +17,43 @@ const DEFAULTS = {
   openTimeout: 10000, // ms: give up on a socket that has not said hello by then
   settleTime: 250, // ms: a resuming subscription counts as caught up after this much quiet
   retryDelay: 1000, // ms: wait before re-sending a subscribe refused as "unavailable"
+  refreshBefore: 30000, // ms: with a token function, send a fresh token this long before the current one expires
 };
+
+// TOKEN_EXPIRED is the close code of a WebSocket whose token expired (docs/protocol.md).
+const TOKEN_EXPIRED = 4001;
+// MAX_TIMEOUT is the longest setTimeout delay (2^31-1 ms); longer ones fire at once.
+const MAX_TIMEOUT = 2147483647;
+
+/**
+ * jwtExp returns the exp claim (seconds since the epoch) of a JWT, or null. It only
+ * decodes the payload, without verifying anything: the client uses it to know when
+ * to refresh, the server is what checks the token. Exported for tests.
+ */
+export function jwtExp(token) {
+  if (typeof token !== 'string') return null;
+  const parts = token.split('.');
+  if (parts.length !== 3) return null;
+  try {
+    let b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    b64 += '='.repeat((4 - (b64.length % 4)) % 4);
+    const bin = atob(b64);
+    const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+    const exp = JSON.parse(new TextDecoder().decode(bytes)).exp;
+    return typeof exp === 'number' && Number.isFinite(exp) ? exp : null;
+  } catch {
+    return null;
+  }
+}
+
+// withToken adds ?access_token= to a WebSocket URL: browsers cannot set headers on a
+// WebSocket handshake. The server removes it before anything logs the URL.
+function withToken(url, token) {
+  if (!token) return url;
+  const u = new URL(url);
+  u.searchParams.set('access_token', token);
+  return u.href;
+}
 
 /** Protocol version this client speaks. */
 export const PROTOCOL_VERSION = 1;
@@ -337,6 +373,9 @@ class Subscription {
  *   resumed       {subscription, id, fromSeq, caughtUp, head}    a subscription caught up after a reconnect
  *   reset         {subscription, id, reason, head, stream}      the server cannot continue a subscription
  *   error         {subscription, id, code, message} an error frame from the server
+ *                 (code token_expired: reconnecting with a fresh token; code
+ *                 token_unavailable: the token function threw or rejected)
+ *   authed        {exp}                             the server took a refreshed token
  *   close         {}                                close() finished
  */
 class Client extends Emitter {
@@ -363,6 +402,16 @@ class Client extends Emitter {
     this._openTimer = null;
     this._closing = null; // {promise, resolve}
     this._onOnline = null;
+    // options.token: a string, or a function returning one (or a Promise of one),
+    // called again before every (re)connect and before the token expires.
+    this._tokenOpt = options.token ?? null;
+    if (this._tokenOpt !== null && typeof this._tokenOpt !== 'string' && typeof this._tokenOpt !== 'function') {
+      throw new TypeError('sqlws: token must be a string or a function');
+    }
+    this.token = typeof this._tokenOpt === 'string' ? this._tokenOpt : null; // the token in use
+    this._refreshTimer = null;
+    this._tokenPending = null; // the token function's call in progress
+    this._openGen = 0; // which _open a token that arrives late belongs to
     if (typeof addEventListener === 'function' && typeof window !== 'undefined') {
       // Back online: do not sit out the rest of a long backoff.
       this._onOnline = () => {
@@ -463,7 +512,8 @@ class Client extends Emitter {
     clearTimeout(this._reconnectTimer);
     clearTimeout(this._openTimer);
     clearTimeout(this._stableTimer);
-    this._reconnectTimer = this._openTimer = this._stableTimer = null;
+    clearTimeout(this._refreshTimer);
+    this._reconnectTimer = this._openTimer = this._stableTimer = this._refreshTimer = null;
     if (this._onOnline) window.removeEventListener('online', this._onOnline);
     for (const sub of this._subs.values()) this._endSub(sub);
     this._subs.clear();
@@ -507,15 +557,71 @@ class Client extends Emitter {
     this._emit('status', { state, attempt: this.attempt, ...detail });
   }
 
+  /**
+   * getToken calls the token function (if any) and returns its token, which is then
+   * the one in use for REST and the next WebSocket; a string token is returned as is,
+   * no token as null.
+   */
+  getToken() {
+    if (typeof this._tokenOpt !== 'function') return Promise.resolve(this.token);
+    // Callers at the same moment (the socket and a liveQuery's first read) share one
+    // call: a token function is often a network request.
+    if (!this._tokenPending) {
+      const p = (async () => {
+        const t = await this._tokenOpt();
+        if (t !== null && t !== undefined && typeof t !== 'string') throw new TypeError('sqlws: the token function must return a string');
+        this.token = t || null;
+        return this.token;
+      })();
+      // Cleared once settled (never synchronously: a function that throws at once
+      // settles p before it is stored).
+      this._tokenPending = p;
+      p.then(
+        () => this._tokenPending === p && (this._tokenPending = null),
+        () => this._tokenPending === p && (this._tokenPending = null),
+      );
+    }
+    return this._tokenPending;
+  }
+
+  /**
+   * authHeaders returns the headers that authenticate a REST request with the token
+   * in use ({} without one): {Authorization: 'Bearer …'}.
+   */
+  authHeaders() {
+    return this.token ? { Authorization: 'Bearer ' + this.token } : {};
+  }
+
   _open() {
     if (this._closing) return;
     this._reconnectTimer = null;
     this._helloed = false;
     this._emit('connecting', { attempt: this.attempt, url: this.url });
     if (this.state !== State.RECONNECTING) this._setState(State.CONNECTING, {});
+    if (typeof this._tokenOpt !== 'function') {
+      this._openSocket(withToken(this.url, this.token));
+      return;
+    }
+    // A fresh token for every connection: the last one may have expired while the
+    // client was away (the server closes with 4001 when it does).
+    const gen = ++this._openGen;
+    this.getToken().then(
+      (tok) => {
+        if (gen === this._openGen && !this._closing && !this._ws) this._openSocket(withToken(this.url, tok));
+      },
+      (err) => {
+        if (gen !== this._openGen || this._closing) return;
+        const message = String(err && err.message ? err.message : err);
+        this._emit('error', { subscription: null, id: null, code: 'token_unavailable', message });
+        this._scheduleReconnect(0, 'token function failed: ' + message);
+      },
+    );
+  }
+
+  _openSocket(url) {
     let ws;
     try {
-      ws = new this._WebSocket(this.url);
+      ws = new this._WebSocket(url);
     } catch (err) {
       this._scheduleReconnect(0, String(err && err.message ? err.message : err));
       return;
@@ -559,6 +665,8 @@ class Client extends Emitter {
   _onClose(code, reason) {
     clearTimeout(this._stableTimer); // it did not stay up: keep backing off
     this._stableTimer = null;
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
     clearTimeout(this._openTimer);
     this._openTimer = null;
     this._ws = null;
@@ -579,9 +687,13 @@ class Client extends Emitter {
     this.attempt++;
     const delay = fullJitter(this.attempt, this.options.minDelay, this.options.maxDelay);
     const detail = { attempt: this.attempt, delay, code, reason: reason || '' };
+    if (code === TOKEN_EXPIRED) {
+      // Expiry is not a failure of the server: reconnect (with a fresh token) at once.
+      detail.delay = 0;
+    }
     this._setState(State.RECONNECTING, detail);
     this._emit('reconnecting', detail);
-    this._reconnectTimer = setTimeout(() => this._open(), delay);
+    this._reconnectTimer = setTimeout(() => this._open(), detail.delay);
   }
 
   _send(msg) {
@@ -616,6 +728,8 @@ class Client extends Emitter {
         return this._onUnsubscribed(msg);
       case 'error':
         return this._onError(msg);
+      case 'authed':
+        return this._onAuthed(msg);
       default:
         return; // unknown frame types are ignored (forward compatibility)
     }
@@ -629,6 +743,7 @@ class Client extends Emitter {
     this._helloed = true;
     this.hello = msg;
     if (!this.stream) this.stream = msg.stream || null;
+    this._scheduleRefresh(jwtExp(this.token));
     // Reset the backoff only once the connection has proved stable: a server that
     // says hello and then drops clients must not get a reconnect storm.
     clearTimeout(this._stableTimer);
@@ -749,7 +864,51 @@ class Client extends Emitter {
     if (msg.id != null) this._settleUnsub(String(msg.id));
   }
 
+  // _scheduleRefresh arranges, when a token function is given and the token has an
+  // exp, to send a fresh token refreshBefore ms ahead of it, so that the server does
+  // not close the connection (4001) and nothing needs to resume.
+  _scheduleRefresh(exp) {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+    if (typeof this._tokenOpt !== 'function' || exp == null) return;
+    const delay = Math.min(MAX_TIMEOUT, Math.max(0, exp * 1000 - Date.now() - this.options.refreshBefore));
+    const ws = this._ws;
+    this._refreshTimer = setTimeout(() => this._refresh(ws), delay);
+    if (this._refreshTimer && this._refreshTimer.unref) this._refreshTimer.unref();
+  }
+
+  // _refresh sends {type:'auth', token} with a token fresh from the token function on
+  // socket ws, if it is still the open one. The server answers authed (with the new
+  // exp) or an error; if it never does, expiry closes the socket with 4001 and the
+  // client reconnects with a fresh token anyway.
+  async _refresh(ws) {
+    this._refreshTimer = null;
+    let tok;
+    try {
+      tok = await this.getToken();
+    } catch (err) {
+      const message = String(err && err.message ? err.message : err);
+      this._emit('error', { subscription: null, id: null, code: 'token_unavailable', message });
+      return;
+    }
+    if (!tok || this._ws !== ws || !this._helloed) return;
+    this._send({ type: 'auth', token: tok });
+  }
+
+  _onAuthed(msg) {
+    const exp = Number.isFinite(Number(msg.exp)) ? Number(msg.exp) : jwtExp(this.token);
+    this._emit('authed', { exp });
+    this._scheduleRefresh(exp);
+  }
+
   _onError(msg) {
+    if (msg.code === 'token_expired' && (msg.id === undefined || msg.id === null)) {
+      // The server closes with 4001 next; reconnect at once with a fresh token
+      // rather than wait for the close, and resume every subscription from its seq.
+      this._emit('error', { subscription: null, id: null, code: msg.code, message: msg.message });
+      if (this._ws) this._drop(this._ws, TOKEN_EXPIRED, 'token expired');
+      return;
+    }
     const sub = this._sub(msg);
     const detail = { subscription: sub, id: msg.id ?? null, code: msg.code, message: msg.message };
     if (!sub) {
@@ -995,10 +1154,23 @@ class LiveQuery {
 
   async _get(path) {
     let res;
-    try {
-      res = await this._fetch(this._api + path, { headers: { Accept: 'application/json' } });
-    } catch (err) {
-      throw Object.assign(new Error(`sqlws: ${this._api + path}: ${err && err.message ? err.message : err}`), { code: 'network', status: 0 });
+    const client = this._client;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        // A token function may not have been called yet (the socket asks for it on
+        // the next microtask): the first read must not go without.
+        if (!client.token && typeof client._tokenOpt === 'function') await client.getToken();
+        res = await this._fetch(this._api + path, { headers: { Accept: 'application/json', ...client.authHeaders() } });
+      } catch (err) {
+        throw Object.assign(new Error(`sqlws: ${this._api + path}: ${err && err.message ? err.message : err}`), { code: 'network', status: 0 });
+      }
+      // The token expired since it was fetched: ask the function once for a fresh one.
+      if (res.status !== 401 || attempt > 0 || typeof client._tokenOpt !== 'function') break;
+      try {
+        await client.getToken();
+      } catch {
+        break; // report the 401
+      }
     }
     const text = await res.text();
     let body = null;
@@ -1183,6 +1355,15 @@ function call(fn, detail) {
  *                       BigInt-aware one to keep integers beyond 2^53 exact
  *   WebSocket           WebSocket constructor (default globalThis.WebSocket)
  *   base                base URL for a relative url (default location.href)
+ *   token               an access token for a server with authentication: a string,
+ *                       or a function returning a string or a Promise of one. It is
+ *                       sent as ?access_token= on the WebSocket and as Authorization:
+ *                       Bearer on REST (liveQuery; client.authHeaders() for your own
+ *                       requests). A function is called again before every
+ *                       reconnect, and refreshBefore ms (30000) before the token's
+ *                       exp to replace it on the open socket ({type:'auth'}); a close
+ *                       with 4001 (token expired) reconnects at once with a fresh
+ *                       token and resumes every subscription from its last seq.
  */
 export function connect(url, options = {}) {
   return new Client(url, options);
