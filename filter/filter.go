@@ -189,9 +189,6 @@ func (c *Change) row(i int) (map[string]any, error) {
 	return c.rows[i], c.errs[i]
 }
 
-func (c *Change) oldRow() (map[string]any, error) { return c.row(0) }
-func (c *Change) newRow() (map[string]any, error) { return c.row(1) }
-
 func present(raw []byte) bool { return len(raw) > 0 && string(raw) != "null" }
 
 // Apply decides whether a subscriber with f receives c and returns the record it
