@@ -106,6 +106,21 @@ INSERT INTO notices(body) VALUES('hello');                -- 7
 	if extra := c.Take("notices"); len(extra) > 0 {
 		t.Errorf("notices after access ended: %v", seqs(extra))
 	}
+	// An admin's token replaced in place by one that is no admin: the admin's
+	// subscription to every table is checked again and ended, not left reading all.
+	ops := testenv.Dial(t, srv.WSURL()+"?access_token="+hsToken(t, jwt.MapClaims{"sub": "ops", "role": "admin"}))
+	ops.Subscribe("everything", nil, nil, "")
+	ops.SendJSON(map[string]string{"type": "auth", "token": hsToken(t, jwt.MapClaims{"sub": "ops"})})
+	if m := ops.Next(timeout); m.Type != protocol.TypeAuthed {
+		t.Fatalf("auth: %s", m.Raw)
+	}
+	testenv.SQLite(t, db, `INSERT INTO todos(owner, title) VALUES('ops', 'o1');`)
+	if m := ops.Next(timeout); m.Type != protocol.TypeError || m.Code != "forbidden" || m.ID() != "everything" {
+		t.Fatalf("after the admin token was replaced: %s, want error forbidden for everything", m.Raw)
+	}
+	if got := ops.Take("everything"); len(got) > 0 {
+		t.Errorf("records after the admin token was replaced: %v", seqs(got))
+	}
 	for _, cl := range []*testenv.Client{hostile, nosub} {
 		for _, id := range []string{"h", "n"} {
 			if got := cl.Take(id); len(got) > 0 {

@@ -107,6 +107,12 @@ func (w *Window) NewFilteredCursor(f *filter.Filter, since int64, wake func()) *
 		w.filters.byTable = map[string]*tableGroups{}
 	}
 	g := w.filters.byKey[f.Key()]
+	if g != nil && g.stale != 0 {
+		// A stale group ends its subscribers at the change it could not read; a
+		// subscription starting now (the column may be back) gets a group of its
+		// own, which replaces the stale one for later subscriptions too.
+		g = nil
+	}
 	if g == nil {
 		g = &group{f: f, from: w.head, cursors: map[*Cursor]struct{}{}}
 		g.touchLocked()
@@ -146,7 +152,9 @@ func (w *Window) CloseCursor(c *Cursor) {
 		return
 	}
 	f := g.f
-	delete(w.filters.byKey, f.Key())
+	if w.filters.byKey[f.Key()] == g { // not replaced by a newer group of the same key
+		delete(w.filters.byKey, f.Key())
+	}
 	w.filters.bytes -= g.bytes
 	tg := w.filters.byTable[f.Table()]
 	if col, key, ok := f.EqIndex(); ok {

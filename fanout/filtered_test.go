@@ -134,3 +134,33 @@ func BenchmarkPublishIndexed(b *testing.B) {
 		})
 	}
 }
+
+// TestStaleGroupReplaced: a subscription starting after its filter's group went
+// stale gets a group of its own (and its records), while the stale group's cursor
+// ends with Invalid.
+func TestStaleGroupReplaced(t *testing.T) {
+	w := NewWindow(nil, 0, Options{})
+	old := w.NewFilteredCursor(mustFilter(t, "device=eq.a", ""), 0, nil)
+	// A row without the device column: the group goes stale.
+	w.Publish([]models.Encoded{{Seq: 1, Table: "readings", JSON: models.AppendChange(nil, 1, "readings", "insert",
+		[]byte(`{"id":1}`), nil, []byte(`{"id":1,"v":1.5}`), 1)}})
+	if _, st := w.Next(old, nil, 0); st != Invalid {
+		t.Fatalf("old cursor: status %d, want Invalid", st)
+	}
+	fresh := w.NewFilteredCursor(mustFilter(t, "device=eq.a", ""), 1, nil)
+	if fresh.group == old.group {
+		t.Fatal("the new subscription joined the stale group")
+	}
+	w.Publish([]models.Encoded{reading(2, "insert", 2, "", "a")})
+	if got := drain(t, w, fresh); len(got) != 1 || got[0].Seq != 2 {
+		t.Fatalf("fresh cursor got %v", seqsOf(got))
+	}
+	w.CloseCursor(old)
+	if w.filters.byKey[fresh.filter.Key()] != fresh.group {
+		t.Fatal("closing the stale group's last cursor removed the fresh group")
+	}
+	w.CloseCursor(fresh)
+	if len(w.filters.byKey) != 0 || len(w.filters.byTable) != 0 {
+		t.Fatalf("groups left: %v", w.filters.byKey)
+	}
+}

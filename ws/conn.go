@@ -613,15 +613,8 @@ func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error)
 		}
 		s := c.order[c.next]
 		c.next++
-		if s.grant.set != nil && (s.grant.set != c.acc.InForce() || s.grant.acc != c.acc) {
-			// The rules were reloaded or the token replaced since this subscription
-			// was granted: nothing more goes out unless the grant still holds.
-			g, err := grantFor(c.acc, s.tables, s.where)
-			if err != nil || g.where != s.grant.where || g.nothing != s.grant.nothing {
-				c.endForbiddenLocked(s)
-				return false, nil
-			}
-			s.grant = g
+		if !c.regrantLocked(s) {
+			return false, nil
 		}
 		maxBytes := 0 // the writer: a frame's worth, gathered
 		if windowOnly {
@@ -644,17 +637,26 @@ func (c *conn) nextFrameLocked(f *frame, windowOnly bool) (sent bool, err error)
 			if err != nil && c.ctx.Err() == nil && ctx.Err() != nil {
 				err = nil // interrupted for a reply: send it, then read again
 			}
-			if c.subs[s.key] != s || len(c.control) > 0 || err != nil {
-				// Unsubscribed or replaced meanwhile, or a reply (say, a new
-				// subscription's ack) must go out first: start over.
+			if c.subs[s.key] != s || len(c.control) > 0 || err != nil || c.grantMovedLocked(s) {
+				// Unsubscribed or replaced meanwhile, a reply (say, a new
+				// subscription's ack) must go out first, or the rules or the token
+				// changed during the read: start over.
 				lease.Release()
+				c.dirty = true
 				return false, err
 			}
+			before := s.cur.Pos()
 			s.cur.Advance(pos)
 			f.batch = entries
 			if len(entries) > 0 {
 				f.gatherChanges(s.id, entries, lease)
 				return true, nil
+			}
+			if pos > before && st == fanout.Ready {
+				// Caught up to the window with nothing to send from history: what the
+				// window holds for this subscription must go out now, not at the next
+				// publish that concerns it (for a filtered one that may be never).
+				c.dirty = true
 			}
 		}
 		f.batch = entries
@@ -707,7 +709,9 @@ var errNeedsHistory = errors.New("subscription is behind the window")
 // a row rule must be subscribed alone: its rule becomes the subscription's filter.
 func grantFor(acc *rules.Access, tables []string, where string) (grant, error) {
 	if acc.Admin() {
-		return grant{}, nil
+		// No rule applies, but the access is remembered: a token replaced by one
+		// that is no admin must be checked again.
+		return grant{acc: acc}, nil
 	}
 	g := grant{set: acc.InForce(), acc: acc}
 	switch {
@@ -735,6 +739,27 @@ func grantFor(acc *rules.Access, tables []string, where string) (grant, error) {
 		}
 	}
 	return g, nil
+}
+
+// grantMovedLocked reports whether the rules were reloaded or the token replaced
+// since s was granted.
+func (c *conn) grantMovedLocked(s *subscription) bool {
+	return s.grant.acc != c.acc || (s.grant.set != nil && s.grant.set != c.acc.InForce())
+}
+
+// regrantLocked checks s's grant again if it moved; false (s ended with forbidden)
+// when it no longer holds as given. Nothing more goes out for s until it has.
+func (c *conn) regrantLocked(s *subscription) bool {
+	if !c.grantMovedLocked(s) {
+		return true
+	}
+	g, err := grantFor(c.acc, s.tables, s.where)
+	if err != nil || g.where != s.grant.where || g.nothing != s.grant.nothing || (g.set == nil) != (s.grant.set == nil) {
+		c.endForbiddenLocked(s)
+		return false
+	}
+	s.grant = g
+	return true
 }
 
 // endForbiddenLocked ends s because the access rules no longer grant what it was
@@ -795,10 +820,11 @@ func (c *conn) auth(token string) {
 	}
 	c.mu.Lock()
 	c.acc = acc.With(id)
-	c.expires.Store(id.Expires.UnixNano())
-	if id.Expires.IsZero() {
-		c.expires.Store(0)
+	var expires int64 // 0: never (one store: the watchdog reads it without the lock)
+	if !id.Expires.IsZero() {
+		expires = id.Expires.UnixNano()
 	}
+	c.expires.Store(expires)
 	c.queueLocked(protocol.AuthedMessage(exp))
 	c.mu.Unlock()
 	c.wake()
