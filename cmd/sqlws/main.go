@@ -365,7 +365,8 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 		served, scheme = serveTLS(ln, cert), "https://"
 		hupActions = append(hupActions, reloadCertificate(cert, log))
 	}
-	wg.Go(func() { onHUP(runCtx, log, hupActions...) })
+	hup := notifyHUP()
+	wg.Go(func() { onHUP(runCtx, hup, log, hupActions...) })
 	serveErr := make(chan error, 1)
 	wg.Go(func() { serveErr <- srv.Serve(served) })
 

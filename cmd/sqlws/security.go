@@ -195,11 +195,19 @@ func loadRules(path string, schema *capture.Schema, log *slog.Logger) (*rules.Se
 	return s, nil
 }
 
-// onHUP runs each action (nil ones skipped) on every SIGHUP until ctx ends: the
-// rules file and the TLS certificate are both re-read on the same signal.
-func onHUP(ctx context.Context, log *slog.Logger, actions ...func()) {
+// notifyHUP starts catching SIGHUP. It is called before the server says it is
+// listening, so a SIGHUP sent as soon as it is ready is never lost (or, with SIGHUP's
+// default action, fatal).
+func notifyHUP() chan os.Signal {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	return hup
+}
+
+// onHUP runs each action (nil ones skipped) on every SIGHUP caught on hup
+// (notifyHUP) until ctx ends: the rules file and the TLS certificate are both re-read
+// on the same signal.
+func onHUP(ctx context.Context, hup chan os.Signal, log *slog.Logger, actions ...func()) {
 	defer signal.Stop(hup)
 	for {
 		select {
