@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/models"
 )
 
 // Reading finished row images (the JSON objects clients get as a change's old and
@@ -35,8 +36,8 @@ var errBadImage = errors.New("row image is not a JSON object in the private valu
 // It is one pass over raw without reflection: every change a filtered subscription
 // sees is decoded once (BenchmarkDecodeImage).
 func DecodeImage(raw []byte) (map[string]any, error) {
-	i := skipSpace(raw, 0)
-	if hasWord(raw, i, "null") && skipSpace(raw, i+4) == len(raw) {
+	i := models.SkipJSONSpace(raw, 0)
+	if hasWord(raw, i, "null") && models.SkipJSONSpace(raw, i+4) == len(raw) {
 		return nil, nil
 	}
 	if i >= len(raw) || raw[i] != '{' {
@@ -44,9 +45,9 @@ func DecodeImage(raw []byte) (map[string]any, error) {
 	}
 	// Members are few; counting commas would cost a second pass, so guess.
 	row := make(map[string]any, 8)
-	i = skipSpace(raw, i+1)
+	i = models.SkipJSONSpace(raw, i+1)
 	if i < len(raw) && raw[i] == '}' {
-		if skipSpace(raw, i+1) != len(raw) {
+		if models.SkipJSONSpace(raw, i+1) != len(raw) {
 			return nil, errBadImage
 		}
 		return row, nil
@@ -56,24 +57,24 @@ func DecodeImage(raw []byte) (map[string]any, error) {
 		if !ok {
 			return nil, errBadImage
 		}
-		j = skipSpace(raw, j)
+		j = models.SkipJSONSpace(raw, j)
 		if j >= len(raw) || raw[j] != ':' {
 			return nil, errBadImage
 		}
-		v, k, ok := readValue(raw, skipSpace(raw, j+1))
+		v, k, ok := readValue(raw, models.SkipJSONSpace(raw, j+1))
 		if !ok {
 			return nil, errBadImage
 		}
 		row[name] = v
-		k = skipSpace(raw, k)
+		k = models.SkipJSONSpace(raw, k)
 		if k >= len(raw) {
 			return nil, errBadImage
 		}
 		switch raw[k] {
 		case ',':
-			i = skipSpace(raw, k+1)
+			i = models.SkipJSONSpace(raw, k+1)
 		case '}':
-			if skipSpace(raw, k+1) != len(raw) {
+			if models.SkipJSONSpace(raw, k+1) != len(raw) {
 				return nil, errBadImage
 			}
 			return row, nil
@@ -170,21 +171,21 @@ func parseInt64(lit []byte) (int64, bool) {
 
 // readTagged reads {"$blob":"HEX"} or {"$real":"±Infinity"}.
 func readTagged(b []byte, i int) (any, int, bool) {
-	j := skipSpace(b, i+1)
+	j := models.SkipJSONSpace(b, i+1)
 	tag, j, ok := readString(b, j)
 	if !ok {
 		return nil, i, false
 	}
-	j = skipSpace(b, j)
+	j = models.SkipJSONSpace(b, j)
 	if j >= len(b) || b[j] != ':' {
 		return nil, i, false
 	}
-	j = skipSpace(b, j+1)
+	j = models.SkipJSONSpace(b, j+1)
 	s, j, ok := readString(b, j)
 	if !ok {
 		return nil, i, false
 	}
-	j = skipSpace(b, j)
+	j = models.SkipJSONSpace(b, j)
 	if j >= len(b) || b[j] != '}' {
 		return nil, i, false
 	}
@@ -301,25 +302,25 @@ func hex4(b []byte, i int) (rune, bool) {
 // subscriber's select. A null image (no row) stays null. An image that is not a JSON
 // object is appended unchanged, so a malformed record is passed on rather than lost.
 func ProjectImage(dst, raw []byte, keep func(name string) bool) []byte {
-	i := skipSpace(raw, 0)
+	i := models.SkipJSONSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return append(dst, raw...)
 	}
 	start := len(dst)
 	dst = append(dst, '{')
 	n := 0
-	i = skipSpace(raw, i+1)
+	i = models.SkipJSONSpace(raw, i+1)
 	for i < len(raw) && raw[i] == '"' {
 		nameStart := i
 		name, j, ok := readString(raw, i)
 		if !ok {
 			break
 		}
-		j = skipSpace(raw, j)
+		j = models.SkipJSONSpace(raw, j)
 		if j >= len(raw) || raw[j] != ':' {
 			break
 		}
-		end, ok := skipValue(raw, skipSpace(raw, j+1))
+		end, ok := models.SkipJSONValue(raw, models.SkipJSONSpace(raw, j+1))
 		if !ok {
 			break
 		}
@@ -330,9 +331,9 @@ func ProjectImage(dst, raw []byte, keep func(name string) bool) []byte {
 			dst = append(dst, raw[nameStart:end]...)
 			n++
 		}
-		i = skipSpace(raw, end)
+		i = models.SkipJSONSpace(raw, end)
 		if i < len(raw) && raw[i] == ',' {
-			i = skipSpace(raw, i+1)
+			i = models.SkipJSONSpace(raw, i+1)
 			continue
 		}
 		if i < len(raw) && raw[i] == '}' {

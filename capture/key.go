@@ -60,31 +60,31 @@ func keyFromImage(dst, pos, image []byte) ([]byte, error) {
 	}
 	var spans [8][2]int
 	members := spans[:0]
-	i := skipSpace(image, 0)
+	i := models.SkipJSONSpace(image, 0)
 	if i >= len(image) || image[i] != '{' {
 		return dst, errBadKey
 	}
-	i = skipSpace(image, i+1)
+	i = models.SkipJSONSpace(image, i+1)
 	for len(members) <= last {
 		if i >= len(image) || image[i] != '"' {
 			return dst, errBadKey // fewer members than the key needs, or not a member
 		}
 		start := i
 		var ok bool
-		if i, ok = skipString(image, i); !ok {
+		if i, ok = models.SkipJSONString(image, i); !ok {
 			return dst, errBadKey
 		}
-		i = skipSpace(image, i)
+		i = models.SkipJSONSpace(image, i)
 		if i >= len(image) || image[i] != ':' {
 			return dst, errBadKey
 		}
-		if i, ok = skipValue(image, skipSpace(image, i+1)); !ok {
+		if i, ok = models.SkipJSONValue(image, models.SkipJSONSpace(image, i+1)); !ok {
 			return dst, errBadKey
 		}
 		members = append(members, [2]int{start, i})
-		i = skipSpace(image, i)
+		i = models.SkipJSONSpace(image, i)
 		if i < len(image) && image[i] == ',' {
-			i = skipSpace(image, i+1)
+			i = models.SkipJSONSpace(image, i+1)
 		} else if len(members) <= last {
 			return dst, errBadKey
 		}
@@ -97,63 +97,4 @@ func keyFromImage(dst, pos, image []byte) ([]byte, error) {
 		dst = append(dst, image[members[p][0]:members[p][1]]...)
 	}
 	return append(dst, '}'), nil
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index after the JSON string starting at b[i] ('"').
-func skipString(b []byte, i int) (int, bool) {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, true
-		}
-	}
-	return i, false
-}
-
-// skipValue returns the index after the JSON value starting at b[i].
-func skipValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return i, false
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		// Counting brackets is enough to find the end: SQLite writes well-formed JSON,
-		// and strings (where brackets mean nothing) are skipped whole. No depth limit:
-		// a TEXT column written with json() can nest as deep as the application likes.
-		depth := 0
-		for ; i < len(b); i++ {
-			switch b[i] {
-			case '"':
-				end, ok := skipString(b, i)
-				if !ok {
-					return end, false
-				}
-				i = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1, true
-				}
-			}
-		}
-		return i, false
-	}
-	start := i
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i, i > start
 }

@@ -25,30 +25,30 @@ var errRecord = errors.New("malformed change record")
 // is an error.
 func SplitChange(rec []byte) (Parts, error) {
 	var p Parts
-	i := skipWS(rec, 0)
+	i := SkipJSONSpace(rec, 0)
 	if i >= len(rec) || rec[i] != '{' {
 		return p, errRecord
 	}
 	i++
 	for {
-		i = skipWS(rec, i)
+		i = SkipJSONSpace(rec, i)
 		if i < len(rec) && rec[i] == '}' {
 			return p, nil
 		}
 		if i >= len(rec) || rec[i] != '"' {
 			return p, errRecord
 		}
-		kEnd, ok := skipJSONString(rec, i)
+		kEnd, ok := SkipJSONString(rec, i)
 		if !ok {
 			return p, errRecord
 		}
 		key := rec[i+1 : kEnd-1]
-		i = skipWS(rec, kEnd)
+		i = SkipJSONSpace(rec, kEnd)
 		if i >= len(rec) || rec[i] != ':' {
 			return p, errRecord
 		}
-		i = skipWS(rec, i+1)
-		vEnd, ok := skipJSONValue(rec, i)
+		i = SkipJSONSpace(rec, i+1)
+		vEnd, ok := SkipJSONValue(rec, i)
 		if !ok {
 			return p, errRecord
 		}
@@ -87,7 +87,7 @@ func SplitChange(rec []byte) (Parts, error) {
 		case "new":
 			p.New = v
 		}
-		i = skipWS(rec, vEnd)
+		i = SkipJSONSpace(rec, vEnd)
 		if i < len(rec) && rec[i] == ',' {
 			i++
 		} else if i >= len(rec) || rec[i] != '}' {
@@ -96,15 +96,21 @@ func SplitChange(rec []byte) (Parts, error) {
 	}
 }
 
-func skipWS(b []byte, i int) int {
+// JSON scanning shared by every reader of sqlws's own JSON (change records here, row
+// images and keys in package capture). The input is JSON SQLite or sqlws wrote, so
+// well-formed: these find ends, they do not validate.
+
+// SkipJSONSpace returns the index of the first byte at or after i that is not JSON
+// whitespace.
+func SkipJSONSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
 	return i
 }
 
-// skipJSONString returns the index after the JSON string starting at b[i] ('"').
-func skipJSONString(b []byte, i int) (int, bool) {
+// SkipJSONString returns the index after the JSON string starting at b[i] ('"').
+func SkipJSONString(b []byte, i int) (int, bool) {
 	for i++; i < len(b); i++ {
 		switch b[i] {
 		case '\\':
@@ -116,21 +122,23 @@ func skipJSONString(b []byte, i int) (int, bool) {
 	return i, false
 }
 
-// skipJSONValue returns the index after the JSON value starting at b[i]. Brackets are
-// counted outside strings; the records are sqlws's own, so well-formed.
-func skipJSONValue(b []byte, i int) (int, bool) {
+// SkipJSONValue returns the index after the JSON value starting at b[i].
+func SkipJSONValue(b []byte, i int) (int, bool) {
 	if i >= len(b) {
 		return i, false
 	}
 	switch b[i] {
 	case '"':
-		return skipJSONString(b, i)
+		return SkipJSONString(b, i)
 	case '{', '[':
+		// Counting brackets is enough to find the end: strings (where brackets mean
+		// nothing) are skipped whole. No depth limit: a TEXT column written with
+		// json() can nest as deep as the application likes.
 		depth := 0
 		for ; i < len(b); i++ {
 			switch b[i] {
 			case '"':
-				end, ok := skipJSONString(b, i)
+				end, ok := SkipJSONString(b, i)
 				if !ok {
 					return end, false
 				}
@@ -146,11 +154,9 @@ func skipJSONValue(b []byte, i int) (int, bool) {
 		}
 		return i, false
 	}
-	for ; i < len(b); i++ {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i, true
-		}
+	start := i
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\n' && b[i] != '\r' {
+		i++
 	}
-	return i, true
+	return i, i > start
 }
