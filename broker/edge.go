@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/internal/faillog"
 	"github.com/sqlws/sqlws/metrics"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/ws"
@@ -203,7 +204,7 @@ func (e *Edge) Tables() []models.Table {
 // open waits until the stream and its schema exist and starts serving them; nil
 // once ctx is done.
 func (e *Edge) open(ctx context.Context) *generation {
-	var fail failureLog
+	var fail faillog.Episode
 	backoff := minBackoff
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -215,14 +216,14 @@ func (e *Edge) open(ctx context.Context) *generation {
 		}
 		g, err := e.start(ctx)
 		if err == nil {
-			fail.ok(e.log, "serving the JetStream stream")
+			fail.OK(e.log, "serving the JetStream stream")
 			e.log.Info("serving the JetStream stream", "stream", g.src.StreamID(), "first_seq", g.win.Stats().First, "target_seq", g.target)
 			return g
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		fail.fail(e.log, "cannot serve the JetStream stream yet; will retry", err)
+		fail.Fail(e.log, "cannot serve the JetStream stream yet; will retry", err)
 		timer.Reset(backoff)
 		backoff = min(2*backoff, maxBackoff)
 	}
@@ -436,14 +437,14 @@ func (g *generation) onMsg(m jetstream.Msg) {
 // change carries: a drop before it must end subscriptions before it is delivered),
 // retrying while the bucket cannot be read, until the generation ends.
 func (g *generation) catchUpSchema(rev uint64) {
-	var fail failureLog
+	var fail faillog.Episode
 	backoff := minBackoff
 	for g.ctx.Err() == nil {
 		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
 		err := g.schema.load(ctx, g.kv)
 		cancel()
 		if err == nil {
-			fail.ok(g.e.log, "read the schema bucket again")
+			fail.OK(g.e.log, "read the schema bucket again")
 			if g.schema.applied.Load() < rev {
 				// Not there to wait for (the bucket was replaced): stop asking for it.
 				g.schemaMissing.Store(rev)
@@ -451,7 +452,7 @@ func (g *generation) catchUpSchema(rev uint64) {
 			}
 			return
 		}
-		fail.fail(g.e.log, "cannot read the schema bucket a change depends on; will retry", err)
+		fail.Fail(g.e.log, "cannot read the schema bucket a change depends on; will retry", err)
 		select {
 		case <-g.ctx.Done():
 		case <-time.After(backoff):

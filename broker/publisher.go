@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sqlws/sqlws/fanout"
+	"github.com/sqlws/sqlws/internal/faillog"
 	"github.com/sqlws/sqlws/models"
 )
 
@@ -108,7 +109,7 @@ type Publisher struct {
 	tablesAt   time.Time
 	msgs       []*nats.Msg
 	seqs       []int64
-	fail       failureLog
+	fail       faillog.Episode
 }
 
 // NewPublisher returns a publisher of src's changes over nc. It publishes nothing
@@ -232,13 +233,13 @@ func (p *Publisher) Run(ctx context.Context) {
 			if errors.Is(err, errResync) {
 				wait = 0
 			} else {
-				p.fail.fail(p.log, "publish to JetStream failing; will retry", err)
+				p.fail.Fail(p.log, "publish to JetStream failing; will retry", err)
 				wait = backoff
 				backoff = min(2*backoff, maxBackoff)
 			}
 		} else {
 			backoff = minBackoff
-			p.fail.ok(p.log, "publishing to JetStream again")
+			p.fail.OK(p.log, "publishing to JetStream again")
 		}
 		if wait > 0 {
 			timer.Reset(wait)
@@ -657,32 +658,4 @@ func (p *Publisher) purgeTo(ctx context.Context, seq int64, why string) error {
 	p.next = seq
 	p.published.Store(seq - 1)
 	return nil
-}
-
-// failureLog logs a failure that repeats on every attempt once when it begins, then
-// at most every failureLogEvery while it lasts, and once when it ends.
-type failureLog struct {
-	since, last time.Time
-	n           int
-}
-
-const failureLogEvery = 5 * time.Second
-
-func (f *failureLog) fail(log *slog.Logger, msg string, err error) {
-	now := time.Now()
-	f.n++
-	if f.n == 1 {
-		f.since, f.last = now, now
-		log.Warn(msg, "err", err)
-	} else if now.Sub(f.last) >= failureLogEvery {
-		f.last = now
-		log.Warn(msg, "err", err, "failures", f.n, "for", now.Sub(f.since).Round(time.Millisecond))
-	}
-}
-
-func (f *failureLog) ok(log *slog.Logger, msg string) {
-	if f.n > 0 {
-		log.Info(msg, "failures", f.n, "for", time.Since(f.since).Round(time.Millisecond))
-		f.n = 0
-	}
 }

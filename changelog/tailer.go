@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sqlws/sqlws/errors"
+	"github.com/sqlws/sqlws/internal/faillog"
 	"github.com/sqlws/sqlws/models"
 	"github.com/sqlws/sqlws/store"
 )
@@ -87,7 +88,7 @@ func (t *Tailer) Last() int64 { return t.last.Load() }
 // at start (the file briefly gone, an I/O error) is retried with backoff, logged
 // once: a restore or a rename must not end the server.
 func (t *Tailer) Run(ctx context.Context) error {
-	var startFail failureLog
+	var startFail faillog.Episode
 	wait := 10 * time.Millisecond
 	for {
 		err := t.run(ctx, &startFail)
@@ -97,7 +98,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 		if !errors.IsKind(err, errors.Unavailable) || errors.Is(err, store.ErrNotInstalled) {
 			return err
 		}
-		startFail.fail(t.opts.Logger, "tail changelog: cannot start; will retry", err)
+		startFail.Fail(t.opts.Logger, "tail changelog: cannot start; will retry", err)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -108,7 +109,7 @@ func (t *Tailer) Run(ctx context.Context) error {
 }
 
 // run tails until ctx is done or an error; startFail hears when it has started.
-func (t *Tailer) run(ctx context.Context, startFail *failureLog) error {
+func (t *Tailer) run(ctx context.Context, startFail *faillog.Episode) error {
 	conn, err := t.db.Reader().Conn(ctx)
 	if err != nil {
 		return store.Classify("tail changelog", err)
@@ -139,13 +140,13 @@ func (t *Tailer) run(ctx context.Context, startFail *failureLog) error {
 	}
 	defer drops.Close()
 
-	startFail.ok(t.opts.Logger, "tail changelog: started")
+	startFail.OK(t.opts.Logger, "tail changelog: started")
 	pollCtx := context.WithoutCancel(ctx)
 	var dataVersion, schemaVersion int64 = -1, -1
 	// dropsDue is set until the drops recorded by the last commit seen are read: a
 	// trigger sync records them in a commit of its own, which moves data_version.
 	dropsDue := false
-	var pollFail, drainFail, dropsFail failureLog
+	var pollFail, drainFail, dropsFail faillog.Episode
 	interval := t.opts.Poll
 	var walWrites chan struct{} // nil (never ready) without a watcher
 	w := watchWAL(t.db.Path())
@@ -201,18 +202,18 @@ func (t *Tailer) run(ctx context.Context, startFail *failureLog) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
-			pollFail.fail(t.opts.Logger, "tail changelog: poll failing; will retry", err)
+			pollFail.Fail(t.opts.Logger, "tail changelog: poll failing; will retry", err)
 		default:
-			pollFail.ok(t.opts.Logger, "tail changelog: poll works again")
+			pollFail.OK(t.opts.Logger, "tail changelog: poll works again")
 			schemaVersion = sv
 			if dv != dataVersion {
 				if err := t.drain(ctx, changes); err != nil {
 					if ctx.Err() != nil {
 						return nil
 					}
-					drainFail.fail(t.opts.Logger, "tail changelog: read failing; will retry", err)
+					drainFail.Fail(t.opts.Logger, "tail changelog: read failing; will retry", err)
 				} else {
-					drainFail.ok(t.opts.Logger, "tail changelog: reading again")
+					drainFail.OK(t.opts.Logger, "tail changelog: reading again")
 					dataVersion = dv
 					lastDrain = time.Now()
 					dropsDue = true
@@ -220,9 +221,9 @@ func (t *Tailer) run(ctx context.Context, startFail *failureLog) error {
 			}
 			if dropsDue {
 				if err := t.readDrops(pollCtx, drops); err != nil {
-					dropsFail.fail(t.opts.Logger, "tail changelog: read dropped tables failing; will retry", err)
+					dropsFail.Fail(t.opts.Logger, "tail changelog: read dropped tables failing; will retry", err)
 				} else {
-					dropsFail.ok(t.opts.Logger, "tail changelog: reading dropped tables again")
+					dropsFail.OK(t.opts.Logger, "tail changelog: reading dropped tables again")
 					dropsDue = false
 				}
 			}
@@ -296,35 +297,6 @@ func (t *Tailer) readDrops(ctx context.Context, st *sql.Stmt) error {
 		t.opts.Dropped(drops)
 	}
 	return nil
-}
-
-// failureLog logs a failure that repeats on every wake-up once when it begins, then
-// at most every failureLogEvery while it lasts (with the count), and once when it
-// ends.
-type failureLog struct {
-	since, last time.Time
-	n           int
-}
-
-const failureLogEvery = 5 * time.Second
-
-func (f *failureLog) fail(log *slog.Logger, msg string, err error) {
-	now := time.Now()
-	f.n++
-	if f.n == 1 {
-		f.since, f.last = now, now
-		log.Warn(msg, "err", err)
-	} else if now.Sub(f.last) >= failureLogEvery {
-		f.last = now
-		log.Warn(msg, "err", err, "failures", f.n, "for", now.Sub(f.since).Round(time.Millisecond))
-	}
-}
-
-func (f *failureLog) ok(log *slog.Logger, msg string) {
-	if f.n > 0 {
-		log.Info(msg, "failures", f.n, "for", time.Since(f.since).Round(time.Millisecond))
-		f.n = 0
-	}
 }
 
 // coalesceWAL is the shortest time between two reads woken by other processes'

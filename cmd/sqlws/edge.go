@@ -110,34 +110,13 @@ func runEdge(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	log = log.With("node", "edge")
 	slog.SetDefault(log)
-	// The access checks serve makes, settled before connecting to anything: an edge
-	// serves the same rows, so it verifies tokens identically and may not be exposed
-	// without them either.
-	verifier, err := c.security.verifier()
+	// The access checks serve makes: an edge serves the same rows, so it verifies
+	// tokens identically and may not be exposed without them either.
+	acc, err := c.security.settle(ctx, c.addr, log, "read every row")
 	if err != nil {
 		return err
 	}
-	proxies, err := c.security.proxies()
-	if err != nil {
-		return err
-	}
-	tlsOn, err := c.security.tlsOn()
-	if err != nil {
-		return err
-	}
-	var cert *certHolder
-	if tlsOn {
-		if cert, err = loadCertificate(c.security.tlsCert, c.security.tlsKey); err != nil {
-			return err
-		}
-	}
-	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
-	if err != nil {
-		return err
-	}
-	if exposed {
-		log.Warn("INSECURE: serving without authentication on a non-loopback address (--insecure): anyone who can reach it may read every row", "addr", c.addr)
-	}
+	verifier, proxies, cert := acc.verifier, acc.proxies, acc.cert
 	// The edge has no database to check the rules' columns against; the source
 	// checks the same file against its schema.
 	ruleSet, err := loadRules(c.security.rulesPath, nil, log)

@@ -197,33 +197,11 @@ func serve(ctx context.Context, args []string, stdout io.Writer) error {
 	slog.SetDefault(log)
 	// Access control is settled before the database is touched: a server that must
 	// not start should change nothing.
-	verifier, err := c.security.verifier()
+	acc, err := c.security.settle(ctx, c.addr, log, "read and change every row")
 	if err != nil {
 		return err
 	}
-	proxies, err := c.security.proxies()
-	if err != nil {
-		return err
-	}
-	tlsOn, err := c.security.tlsOn()
-	if err != nil {
-		return err
-	}
-	var cert *certHolder
-	if tlsOn {
-		if cert, err = loadCertificate(c.security.tlsCert, c.security.tlsKey); err != nil {
-			return err
-		}
-	}
-	// TLS does not count towards a safe exposure: it keeps the traffic private, but
-	// without authentication whoever reaches the port still reads and writes all.
-	exposed, err := checkExposure(ctx, c.addr, verifier != nil, c.security.insecure)
-	if err != nil {
-		return err
-	}
-	if exposed {
-		log.Warn("INSECURE: serving without authentication on a non-loopback address (--insecure): anyone who can reach it may read and change every row", "addr", c.addr)
-	}
+	verifier, proxies, cert, exposed := acc.verifier, acc.proxies, acc.cert, acc.exposed
 
 	// The shared lock, held until d.Close, is what uninstall and migrate down test to
 	// refuse to run under this server.

@@ -89,6 +89,46 @@ func (c *securityConfig) verifier() (*auth.Verifier, error) {
 	return auth.NewVerifier(cfg)
 }
 
+// access is what the security flags come to: settled before a node connects to
+// anything, so one that must not start changes nothing.
+type access struct {
+	verifier *auth.Verifier // nil: authentication off
+	proxies  []*net.IPNet
+	cert     *certHolder // nil: plain HTTP
+	exposed  bool        // --insecure on a non-loopback address
+}
+
+// settle verifies the flags for a node listening on addr; risk is what an insecure
+// exposure allows, for the warning. TLS does not count towards a safe exposure: it
+// keeps the traffic private, but without authentication whoever reaches the port
+// still has everything.
+func (c *securityConfig) settle(ctx context.Context, addr string, log *slog.Logger, risk string) (access, error) {
+	var a access
+	var err error
+	if a.verifier, err = c.verifier(); err != nil {
+		return a, err
+	}
+	if a.proxies, err = c.proxies(); err != nil {
+		return a, err
+	}
+	tlsOn, err := c.tlsOn()
+	if err != nil {
+		return a, err
+	}
+	if tlsOn {
+		if a.cert, err = loadCertificate(c.tlsCert, c.tlsKey); err != nil {
+			return a, err
+		}
+	}
+	if a.exposed, err = checkExposure(ctx, addr, a.verifier != nil, c.insecure); err != nil {
+		return a, err
+	}
+	if a.exposed {
+		log.Warn("INSECURE: serving without authentication on a non-loopback address (--insecure): anyone who can reach it may "+risk, "addr", addr)
+	}
+	return a, nil
+}
+
 // checkExposure refuses to serve without authentication on an address other
 // machines can reach, unless --insecure: sqlws then answers anyone who reaches the
 // port with every row and every write. addr is checked as given, before anything
